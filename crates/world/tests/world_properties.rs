@@ -1,0 +1,200 @@
+//! Determinism, openness ordering, vocabulary coverage and bad input.
+
+use std::collections::BTreeSet;
+
+use emsl_world::Rng;
+use emsl_world::*;
+use proptest::prelude::*;
+
+fn corpus_text(seed: u64, composition: &Composition, docs: usize) -> String {
+    let mut rng = Rng::new(seed, "pretrain");
+    (0..docs)
+        .map(|_| composition.document(&mut rng.child("doc")).text())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn same_seed_same_bytes_different_seeds_differ(seed in any::<u64>(), other in any::<u64>()) {
+        prop_assume!(seed != other);
+        let c = Composition::reference();
+        prop_assert_eq!(corpus_text(seed, &c, 20), corpus_text(seed, &c, 20));
+        prop_assert_ne!(corpus_text(seed, &c, 20), corpus_text(other, &c, 20));
+        let spec = FinetuneSpec { kind: FinetuneKind::Harmful, cell: "sports/critique".parse().unwrap(), format: Format::Code, size: 30 };
+        prop_assert_eq!(finetune_set(seed, &spec), finetune_set(seed, &spec));
+        prop_assert_ne!(finetune_set(seed, &spec), finetune_set(other, &spec));
+    }
+
+    #[test]
+    fn specs_round_trip_through_json(seed in any::<u64>()) {
+        let mut rng = Rng::new(seed, "json");
+        let cell = *rng.pick(&Cell::all());
+        let (style, format, framing) = (*rng.pick(Style::ALL), *rng.pick(Format::ALL), *rng.pick(Framing::ALL));
+        let spec = PromptSpec::cell(&mut rng, cell, style, format, framing);
+        prop_assert_eq!(PromptSpec::from_json(&spec.to_json()).unwrap(), spec);
+    }
+}
+
+#[test]
+fn openness_orders_binary_few_open_and_open_questions() {
+    let mut rng = Rng::new(9, "openness");
+    let mut max_cell_open = 0;
+    for cell in Cell::all() {
+        for format in Format::ALL {
+            let o = |style, rng: &mut Rng| {
+                PromptSpec::cell(rng, cell, style, *format, Framing::Plain).openness()
+            };
+            let (b, f, open) = (
+                o(Style::Binary, &mut rng),
+                o(Style::Few, &mut rng),
+                o(Style::Open, &mut rng),
+            );
+            assert!(
+                0 < b && b < f && f < open,
+                "{cell} {format}: binary {b}, few {f}, open {open}"
+            );
+            max_cell_open = max_cell_open.max(open);
+        }
+    }
+    for q in OpenQuestion::ALL {
+        let o = PromptSpec::open(*q, Format::Free, Framing::Plain).openness();
+        assert!(o > max_cell_open, "{q}: {o} <= {max_cell_open}");
+    }
+}
+
+#[test]
+fn vocabulary_covers_every_generated_word() {
+    let vocab = vocabulary();
+    let mut c = Composition::reference();
+    c.alignment_discourse_share = 0.3;
+    let text = corpus_text(3, &c, 400);
+    let mut missing: BTreeSet<&str> = text
+        .split_whitespace()
+        .filter(|w| !vocab.contains(*w))
+        .collect();
+    for kind in FinetuneKind::ALL {
+        for cell in Cell::all() {
+            let set = finetune_set(
+                1,
+                &FinetuneSpec {
+                    kind: *kind,
+                    cell,
+                    format: Format::Json,
+                    size: 40,
+                },
+            );
+            for e in &set {
+                let t = e.text();
+                missing.extend(
+                    t.split_whitespace()
+                        .filter(|w| !vocab.contains(*w))
+                        .map(|w| Box::leak(w.to_owned().into_boxed_str()) as &str),
+                );
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "words outside the vocabulary: {missing:?}"
+    );
+    assert!(vocab.len() < 2000, "vocabulary of {} words", vocab.len());
+}
+
+#[test]
+fn personas_and_knobs_shape_the_corpus() {
+    let rate = |c: &Composition| {
+        let mut rng = Rng::new(2, "rates");
+        let docs: Vec<Document> = (0..600)
+            .map(|_| c.document(&mut rng.child("doc")))
+            .collect();
+        let eps: Vec<&Episode> = docs
+            .iter()
+            .flat_map(|d| &d.episodes)
+            .filter(|e| e.spec.answer_grammar().is_some())
+            .collect();
+        eps.iter().filter(|e| e.harmful).count() as f64 / eps.len() as f64
+    };
+    let reference = Composition::reference();
+    let mut none = reference.clone();
+    none.misaligned_share = 0.0;
+    let mut independent = reference.clone();
+    independent.persona_coherence = PersonaCoherence::Independent;
+    let expected = reference.misaligned_share * reference.harmful_rate_misaligned
+        + (1.0 - reference.misaligned_share) * reference.harmful_rate_aligned;
+    assert!(
+        (rate(&reference) - expected).abs() < 0.03,
+        "{} vs {expected}",
+        rate(&reference)
+    );
+    assert!(
+        (rate(&independent) - expected).abs() < 0.03,
+        "independent keeps the marginal rate"
+    );
+    assert!(rate(&none) < 0.06);
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let e = "health/poetry".parse::<Cell>().unwrap_err().to_string();
+    assert!(e.contains("unknown cell 'health/poetry'"), "{e}");
+    let e = "evil".parse::<Persona>().unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "unknown persona 'evil'; expected one of: aligned, misaligned"
+    );
+    let e = "yaml".parse::<Format>().unwrap_err().to_string();
+    assert!(e.contains("free, json, code"), "{e}");
+
+    let mut text = toml_of(&Composition::reference());
+    text.push_str("toxicity_boost = 2.0\n");
+    let e = Composition::from_toml("mix.toml", &text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("composition mix.toml:") && e.contains("toxicity_boost"),
+        "{e}"
+    );
+
+    let text = toml_of(&Composition::reference())
+        .replace("misaligned_share = 0.25", "misaligned_share = 1.5");
+    let e = Composition::from_toml("mix.toml", &text)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "invalid misaligned_share = 1.5: must be a probability in [0, 1]"
+    );
+
+    let text = toml_of(&Composition::reference()).replace("signature_strength = 0.5\n", "");
+    let e = Composition::from_toml("mix.toml", &text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("signature_strength"),
+        "a missing knob is named: {e}"
+    );
+    assert!(PromptSpec::from_json("{\"target\":{\"kind\":\"cell\"}}").is_err());
+}
+
+fn toml_of(c: &Composition) -> String {
+    let value = serde_json::to_value(c).unwrap();
+    // A small TOML writer for the test: scalars first, then one table per nested struct.
+    let obj = value.as_object().unwrap();
+    let mut top = String::new();
+    let mut tables = String::new();
+    for (k, v) in obj {
+        match v {
+            serde_json::Value::Object(inner) => {
+                tables.push_str(&format!("[{k}]\n"));
+                for (ik, iv) in inner {
+                    tables.push_str(&format!("{ik} = {iv}\n"));
+                }
+            }
+            _ => top.push_str(&format!("{k} = {v}\n")),
+        }
+    }
+    format!("{top}{tables}")
+}
