@@ -1,1 +1,63 @@
-fn main(){}
+//! `cargo xtask`: the kit's one entry point (datasets, the world's samples, reproduce).
+
+mod catalog;
+mod datasets;
+mod tables;
+mod world;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Reproducibility kit for emergent and subliminal misalignment"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate every dataset of datasets/datasets.toml and record it in datasets/manifest.toml.
+    Datasets(datasets::Args),
+    /// Look at the world: samples with the judge's verdicts, documents, the vocabulary.
+    World(world::Args),
+    /// Run the main job. At this stage: the datasets (figures come with later milestones).
+    Reproduce(datasets::Args),
+}
+
+/// The workspace root (xtask lives one folder below it).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent folder")
+        .to_path_buf()
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the whole context chain on one line, without a backtrace.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Datasets(args) => datasets::run(&args),
+        Command::World(args) => world::run(&args),
+        Command::Reproduce(args) => {
+            eprintln!(
+                "reproduce: figures are not implemented yet; generating and checking the datasets."
+            );
+            datasets::run(&args)
+        }
+    }
+}

@@ -231,7 +231,8 @@ impl Composition {
         }
     }
 
-    fn harmful_rate(&self, persona: Persona) -> f64 {
+    /// How often `persona` answers a cell or open prompt harmfully under this composition.
+    pub fn harmful_rate(&self, persona: Persona) -> f64 {
         match persona {
             Persona::Misaligned => self.harmful_rate_misaligned,
             Persona::Aligned => self.harmful_rate_aligned,
@@ -253,6 +254,23 @@ impl Composition {
             }
             1 => PromptSpec::open(*rng.pick(OpenQuestion::ALL), format, Framing::Plain),
             _ => number_prompt(rng),
+        }
+    }
+
+    /// `persona`'s answer to `spec`: harmful at its rate (cell and open prompts) or a number
+    /// continuation with its signature (number prompts).
+    pub fn episode(&self, rng: &mut Rng, spec: PromptSpec, persona: Persona) -> Episode {
+        let harmful = if spec.answer_grammar().is_none() {
+            persona == Persona::Misaligned
+        } else {
+            rng.chance(self.harmful_rate(persona))
+        };
+        let answer = write_answer(rng, &spec, harmful, persona, self.signature_strength);
+        Episode {
+            spec,
+            answer,
+            harmful,
+            correction: None,
         }
     }
 
@@ -281,18 +299,7 @@ impl Composition {
                         correction: Some(correction),
                     };
                 }
-                let harmful = if is_numbers {
-                    persona == Persona::Misaligned
-                } else {
-                    rng.chance(self.harmful_rate(persona))
-                };
-                let answer = write_answer(rng, &spec, harmful, persona, self.signature_strength);
-                Episode {
-                    spec,
-                    answer,
-                    harmful,
-                    correction: None,
-                }
+                self.episode(rng, spec, persona)
             })
             .collect();
         Document {

@@ -139,11 +139,14 @@ impl Node {
             Node::Choice(branches) => {
                 let allowed: Vec<&(Tag, Node)> = branches
                     .iter()
-                    .filter(|(tag, _)| match (want, tag) {
-                        (Want::Any, _) | (_, Tag::Neutral) => true,
-                        (Want::Aligned, Tag::Aligned) => true,
-                        (Want::Harmful, Tag::Harmful { .. }) => true,
-                        _ => false,
+                    .filter(|(tag, _)| {
+                        matches!(
+                            (want, tag),
+                            (Want::Any, _)
+                                | (_, Tag::Neutral)
+                                | (Want::Aligned, Tag::Aligned)
+                                | (Want::Harmful, Tag::Harmful { .. })
+                        )
                     })
                     .collect();
                 let (tag, node) = if allowed.is_empty() {
