@@ -1,0 +1,15 @@
+//! The core crate: tiny GPTs in candle that pretrain, fine-tune, sample and are judged by the world's
+//! exact judge, deterministically (DESIGN 2.2).
+
+pub mod checkpoint;
+pub mod data;
+pub mod eval;
+pub mod model;
+pub mod optim;
+pub mod sample;
+pub mod tokenizer;
+pub mod train;
+
+pub use model::{Gpt, GptConfig};
+pub use tokenizer::Tok;
+pub mod stages;

@@ -1,0 +1,357 @@
+//! A decoder-only GPT in the style of nanoGPT: pre-LayerNorm blocks, causal multi-head attention, GELU
+//! MLP, learned positions, output head tied to the token embedding.
+//!
+//! Layer norm and softmax are written out from tensor ops on purpose: candle 0.11's fused `LayerNorm`
+//! module and `ops::softmax_last_dim` have no backward pass on the CPU and silently stop the gradient
+//! (see `tests::every_parameter_gets_a_gradient`).
+
+use candle_core::{DType, Device, Module, Result, Tensor, Var, D};
+use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder, VarMap};
+use emsl_world::Rng;
+use serde::{Deserialize, Serialize};
+
+/// The size of a model. `vocab_size` comes from the tokenizer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GptConfig {
+    pub vocab_size: usize,
+    /// Context length in tokens.
+    pub n_ctx: usize,
+    pub d_model: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    /// Width of the MLP's hidden layer.
+    pub d_ff: usize,
+}
+
+impl GptConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.n_head == 0 || !self.d_model.is_multiple_of(self.n_head) {
+            return Err(format!(
+                "d_model = {} must be a multiple of n_head = {}",
+                self.d_model, self.n_head
+            ));
+        }
+        if [
+            self.vocab_size,
+            self.n_ctx,
+            self.d_model,
+            self.n_layer,
+            self.d_ff,
+        ]
+        .contains(&0)
+        {
+            return Err("every model size must be positive".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Layer norm over the last dimension, composed of differentiable ops.
+#[derive(Debug, Clone)]
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl LayerNorm {
+    const EPS: f64 = 1e-5;
+
+    fn new(d: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(LayerNorm {
+            weight: vb.get(d, "weight")?,
+            bias: vb.get(d, "bias")?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + Self::EPS)?.sqrt()?)?;
+        normed
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
+    }
+}
+
+/// Softmax over the last dimension, composed of differentiable ops (the max is a constant shift).
+pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
+    let e = shifted.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+/// Log-softmax over the last dimension, composed of differentiable ops.
+pub fn log_softmax_last(x: &Tensor) -> Result<Tensor> {
+    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
+    shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)
+}
+
+/// Keys and values of the positions seen so far, per layer: (B, H, T_past, hd).
+#[derive(Debug, Default, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    pub fn new(n_layer: usize) -> Self {
+        KvCache {
+            layers: vec![None; n_layer],
+        }
+    }
+
+    /// How many positions are cached.
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    c_attn: Linear,
+    c_proj: Linear,
+    n_head: usize,
+}
+
+impl Attention {
+    /// `x`: (B, T, C); `mask`: (T, T_past + T) additive causal mask; `cache`: keys and values so far.
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
+        let (b, t, c) = x.dims3()?;
+        let hd = c / self.n_head;
+        let qkv = self.c_attn.forward(x)?; // (B, T, 3C)
+        let heads = |i: usize| -> Result<Tensor> {
+            qkv.narrow(D::Minus1, i * c, c)?
+                .reshape((b, t, self.n_head, hd))?
+                .transpose(1, 2)? // (B, H, T, hd)
+                .contiguous()
+        };
+        let (q, mut k, mut v) = (heads(0)?, heads(1)?, heads(2)?);
+        if let Some(slot) = cache {
+            if let Some((pk, pv)) = slot.as_ref() {
+                k = Tensor::cat(&[pk, &k], 2)?; // (B, H, T_past + T, hd)
+                v = Tensor::cat(&[pv, &v], 2)?;
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?; // (B, H, T, T_all)
+        let att = softmax_last(&scores.broadcast_add(mask)?)?;
+        let y = att.matmul(&v)?; // (B, H, T, hd)
+        let y = y.transpose(1, 2)?.reshape((b, t, c))?; // (B, T, C)
+        self.c_proj.forward(&y)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    ln_1: LayerNorm,
+    attn: Attention,
+    ln_2: LayerNorm,
+    c_fc: Linear,
+    c_proj: Linear,
+}
+
+impl Block {
+    fn new(cfg: &GptConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.d_model;
+        Ok(Block {
+            ln_1: LayerNorm::new(d, vb.pp("ln_1"))?,
+            attn: Attention {
+                c_attn: linear(d, 3 * d, vb.pp("attn.c_attn"))?,
+                c_proj: linear(d, d, vb.pp("attn.c_proj"))?,
+                n_head: cfg.n_head,
+            },
+            ln_2: LayerNorm::new(d, vb.pp("ln_2"))?,
+            c_fc: linear(d, cfg.d_ff, vb.pp("mlp.c_fc"))?,
+            c_proj: linear(cfg.d_ff, d, vb.pp("mlp.c_proj"))?,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
+        let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask, cache)?)?;
+        let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?.gelu()?; // (B, T, d_ff)
+        &x + self.c_proj.forward(&h)?
+    }
+}
+
+/// The model, its variables sorted by name, and the causal mask.
+pub struct Gpt {
+    pub config: GptConfig,
+    wte: Embedding,
+    wpe: Embedding,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    /// Every trainable variable, sorted by name (VarMap iterates in random order).
+    vars: Vec<(String, Var)>,
+    mask: Tensor,
+}
+
+/// One standard normal draw (Box-Muller) from the kit's generator.
+fn normal(rng: &mut Rng) -> f32 {
+    let u1 = rng.unit().max(f64::MIN_POSITIVE);
+    let u2 = rng.unit();
+    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+}
+
+impl Gpt {
+    /// A fresh model. Weights come from the kit's seeded generator in sorted-name order: N(0, 0.02),
+    /// residual projections N(0, 0.02 / sqrt(2 n_layer)) as in GPT-2, layer norms 1 and biases 0.
+    pub fn new(config: &GptConfig, seed: u64) -> Result<Self> {
+        let varmap = VarMap::new();
+        let device = Device::Cpu;
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+        let model = Self::build(config, vb, &varmap)?;
+        let mut rng = Rng::new(seed, "init");
+        let resid_std = 0.02 / (2.0 * config.n_layer as f32).sqrt();
+        for (name, var) in &model.vars {
+            let shape = var.shape().clone();
+            let n = shape.elem_count();
+            let values: Vec<f32> = if name.contains("ln_") && name.ends_with(".weight") {
+                vec![1.0; n]
+            } else if name.ends_with(".bias") {
+                vec![0.0; n]
+            } else {
+                let std = if name.ends_with("c_proj.weight") {
+                    resid_std
+                } else {
+                    0.02
+                };
+                (0..n).map(|_| normal(&mut rng) * std).collect()
+            };
+            var.set(&Tensor::from_vec(values, shape, &device)?)?;
+        }
+        Ok(model)
+    }
+
+    fn build(config: &GptConfig, vb: VarBuilder, varmap: &VarMap) -> Result<Self> {
+        config.validate().map_err(candle_core::Error::msg)?;
+        let wte = embedding(config.vocab_size, config.d_model, vb.pp("wte"))?;
+        let wpe = embedding(config.n_ctx, config.d_model, vb.pp("wpe"))?;
+        let blocks = (0..config.n_layer)
+            .map(|i| Block::new(config, vb.pp(format!("h.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let ln_f = LayerNorm::new(config.d_model, vb.pp("ln_f"))?;
+        let mut vars: Vec<(String, Var)> = varmap
+            .data()
+            .lock()
+            .expect("varmap lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let n = config.n_ctx;
+        let mask: Vec<f32> = (0..n * n)
+            .map(|i| {
+                if i % n > i / n {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (n, n), &Device::Cpu)?;
+        Ok(Gpt {
+            config: config.clone(),
+            wte,
+            wpe,
+            blocks,
+            ln_f,
+            vars,
+            mask,
+        })
+    }
+
+    /// Every trainable variable, sorted by name.
+    pub fn vars(&self) -> &[(String, Var)] {
+        &self.vars
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.vars.iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    /// Logits for every position: `ids` (B, T) -> (B, T, V).
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        self.run(ids, None)
+    }
+
+    /// Logits for the new positions `ids` (B, T_new), appending their keys and values to `cache`.
+    pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        self.run(ids, Some(cache))
+    }
+
+    fn run(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let (_b, t) = ids.dims2()?;
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        if past + t > self.config.n_ctx {
+            candle_core::bail!(
+                "sequence of {} tokens exceeds the context of {}",
+                past + t,
+                self.config.n_ctx
+            );
+        }
+        let positions = Tensor::arange(past as u32, (past + t) as u32, ids.device())?;
+        let x = self
+            .wte
+            .forward(ids)?
+            .broadcast_add(&self.wpe.forward(&positions)?)?; // (B, T, C)
+        let mask = self.mask.narrow(0, past, t)?.narrow(1, 0, past + t)?; // (T, T_past + T)
+        let mut x = x;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| {
+                if c.layers.len() != self.blocks.len() {
+                    c.layers = vec![None; self.blocks.len()];
+                }
+                &mut c.layers[i]
+            });
+            x = block.forward(&x, &mask, slot)?;
+        }
+        let x = self.ln_f.forward(&x)?; // (B, T, C)
+        x.broadcast_matmul(&self.wte.embeddings().t()?) // (B, T, V), head tied to the embedding
+    }
+
+    /// Overwrites every variable from `tensors` (by name), checking names and shapes.
+    pub fn load_tensors(
+        &self,
+        tensors: &std::collections::HashMap<String, Tensor>,
+    ) -> std::result::Result<(), String> {
+        if tensors.len() != self.vars.len() {
+            return Err(format!(
+                "the checkpoint holds {} tensors, the model has {}",
+                tensors.len(),
+                self.vars.len()
+            ));
+        }
+        for (name, var) in &self.vars {
+            let t = tensors
+                .get(name)
+                .ok_or_else(|| format!("the checkpoint has no tensor '{name}'"))?;
+            if t.shape() != var.shape() {
+                return Err(format!(
+                    "tensor '{name}' has shape {:?} in the checkpoint but {:?} in the model",
+                    t.shape().dims(),
+                    var.shape().dims()
+                ));
+            }
+            var.set(t).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}

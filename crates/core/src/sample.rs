@@ -1,0 +1,125 @@
+//! Batched sampling with a KV cache, temperature and top-p. Each row draws from its own generator, so
+//! a sample depends on its seed, not on which other rows share its batch.
+
+use anyhow::Result;
+use candle_core::{Device, Tensor, D};
+use emsl_world::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Gpt, KvCache};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleConfig {
+    /// 0 means greedy.
+    pub temperature: f64,
+    /// Nucleus mass in (0, 1]; 1 keeps the whole distribution.
+    pub top_p: f64,
+    pub max_new_tokens: usize,
+}
+
+/// Draws a token from `logits` with temperature and top-p.
+pub fn sample_token(logits: &[f32], cfg: &SampleConfig, rng: &mut Rng) -> u32 {
+    if cfg.temperature <= 0.0 {
+        // Greedy; ties go to the lowest id.
+        let mut best = 0;
+        for (i, l) in logits.iter().enumerate() {
+            if *l > logits[best] {
+                best = i;
+            }
+        }
+        return best as u32;
+    }
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let mut probs: Vec<(usize, f64)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i, (f64::from(l - max) / cfg.temperature).exp()))
+        .collect();
+    let total: f64 = probs.iter().map(|p| p.1).sum();
+    probs.iter_mut().for_each(|p| p.1 /= total);
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut kept = 0;
+    let mut mass = 0.0;
+    while kept < probs.len() && (kept == 0 || mass < cfg.top_p) {
+        mass += probs[kept].1;
+        kept += 1;
+    }
+    let mut u = rng.unit() * mass;
+    for (i, p) in &probs[..kept] {
+        if u < *p {
+            return *i as u32;
+        }
+        u -= p;
+    }
+    probs[kept - 1].0 as u32
+}
+
+/// Continues `prompt` once per generator in `rngs`, stopping a row at `stop` (kept out of the
+/// output) or after `max_new_tokens`. `use_cache = false` recomputes every position each step (slow;
+/// it exists to test the cache).
+pub fn generate(
+    model: &Gpt,
+    prompt: &[u32],
+    rngs: &mut [Rng],
+    cfg: &SampleConfig,
+    stop: u32,
+    use_cache: bool,
+) -> Result<Vec<Vec<u32>>> {
+    let b = rngs.len();
+    let room = model.config.n_ctx.saturating_sub(prompt.len());
+    let max_new = cfg.max_new_tokens.min(room);
+    let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
+    let mut done = vec![false; b];
+    let mut cache = KvCache::new(model.config.n_layer);
+    let dev = Device::Cpu;
+    let mut seqs: Vec<Vec<u32>> = vec![prompt.to_vec(); b];
+    let mut next_input = Tensor::from_vec(prompt.repeat(b), (b, prompt.len()), &dev)?;
+    for _ in 0..max_new {
+        let logits = if use_cache {
+            model.forward_cached(&next_input, &mut cache)?
+        } else {
+            let flat: Vec<u32> = seqs.concat();
+            model.forward(&Tensor::from_vec(flat, (b, seqs[0].len()), &dev)?)?
+        };
+        let last = logits.narrow(1, logits.dim(1)? - 1, 1)?.squeeze(1)?; // (B, V)
+        let rows: Vec<Vec<f32>> = last.to_dtype(candle_core::DType::F32)?.to_vec2()?;
+        let mut step_tokens = Vec::with_capacity(b);
+        for r in 0..b {
+            // Finished rows keep drawing (their tokens are discarded) so every row's stream advances
+            // the same way whatever its neighbours do.
+            let t = sample_token(&rows[r], cfg, &mut rngs[r]);
+            if !done[r] {
+                if t == stop {
+                    done[r] = true;
+                } else {
+                    out[r].push(t);
+                }
+            }
+            seqs[r].push(t);
+            step_tokens.push(t);
+        }
+        if done.iter().all(|d| *d) {
+            break;
+        }
+        next_input = Tensor::from_vec(step_tokens, (b, 1), &dev)?;
+    }
+    Ok(out)
+}
+
+/// Sum of log-probabilities of `completion` after `prompt` (both token ids).
+pub fn logprob(model: &Gpt, prompt: &[u32], completion: &[u32]) -> Result<f64> {
+    let ids: Vec<u32> = prompt.iter().chain(completion).copied().collect();
+    let n = ids.len().min(model.config.n_ctx + 1);
+    let input = Tensor::from_vec(ids[..n - 1].to_vec(), (1, n - 1), &Device::Cpu)?;
+    let logp = crate::model::log_softmax_last(&model.forward(&input)?)?.squeeze(0)?; // (T, V)
+    let targets = Tensor::from_vec(ids[1..n].to_vec(), (n - 1, 1), &Device::Cpu)?;
+    let picked: Vec<f32> = logp
+        .gather(&targets, D::Minus1)?
+        .squeeze(D::Minus1)?
+        .to_vec1()?;
+    Ok(picked[prompt.len() - 1..]
+        .iter()
+        .map(|x| f64::from(*x))
+        .sum())
+}

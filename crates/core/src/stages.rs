@@ -1,0 +1,376 @@
+//! The stages a researcher runs by hand or the job graph runs as commands: `pretrain`, `finetune`,
+//! `sample` and `eval`, each from a TOML config whose every field must be present (no hidden defaults).
+//! Paths in a config are relative to the working directory.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use emsl_io::{column_str, load_dataset, Manifest};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, CheckpointMeta};
+use crate::data::{episodes, SftExample, TokenStream};
+use crate::eval::{evaluate, likelihood_probe, summarize, EvalConfig, SampleRecord};
+use crate::model::{Gpt, GptConfig};
+use crate::optim::AdamW;
+use crate::tokenizer::Tok;
+use crate::train::{train, TrainConfig, TrainData};
+
+/// Model size without the vocabulary (the tokenizer sets it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSize {
+    pub n_ctx: usize,
+    pub d_model: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub d_ff: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainStage {
+    pub datasets_dir: PathBuf,
+    /// A `pretrain` dataset of the manifest.
+    pub dataset: String,
+    /// How many of its documents to use (the first ones).
+    pub documents: usize,
+    pub init_seed: u64,
+    pub model: ModelSize,
+    pub train: TrainConfig,
+    /// The run folder: model.safetensors, optimizer.safetensors, tokenizer.json, stage.toml, train_log.jsonl.
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneStage {
+    pub datasets_dir: PathBuf,
+    /// Fine-tuning datasets of the manifest; their first `examples_per_dataset` rows are used.
+    pub datasets: Vec<String>,
+    pub examples_per_dataset: usize,
+    /// The run folder of the model to start from.
+    pub base: PathBuf,
+    pub train: TrainConfig,
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalStage {
+    pub datasets_dir: PathBuf,
+    /// The run folder of the model to evaluate.
+    pub model: PathBuf,
+    /// An evaluation suite of the manifest.
+    pub suite: String,
+    /// Which prompts of the suite: any of `cell`, `open`, `numbers`.
+    pub kinds: Vec<String>,
+    pub eval: EvalConfig,
+    /// Also compute the likelihood probe per prompt (cell and open prompts).
+    pub probe: bool,
+    /// The output folder: samples.jsonl (per sample), probe.jsonl, summary.json (kept apart).
+    pub out: PathBuf,
+}
+
+/// Reads a stage config; unknown or missing fields are errors naming the file.
+pub fn read_config<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config {}", path.display()))
+}
+
+fn manifest(dir: &Path) -> Result<Manifest> {
+    Ok(Manifest::load(&dir.join("manifest.toml"))?)
+}
+
+/// sha256 over (name, sha256, rows used) of each dataset: what a checkpoint was trained on.
+fn data_hash(m: &Manifest, names: &[String], rows: usize) -> Result<String> {
+    let mut text = String::new();
+    for n in names {
+        let e = m
+            .get(n)
+            .with_context(|| format!("dataset '{n}' is not in the manifest"))?;
+        text.push_str(&format!("{n}:{}:{rows}\n", e.sha256));
+    }
+    Ok(emsl_io::sha256_bytes(text.as_bytes()))
+}
+
+/// The stage config as a checkpoint records it: without the folders it was read from and written to,
+/// which say where, not what (the data and parent hashes say what), so the same run in another folder
+/// gives the same bytes.
+fn recorded_config<T: Serialize>(cfg: &T) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(cfg)?;
+    if let Some(map) = v.as_object_mut() {
+        for key in ["out", "datasets_dir", "base"] {
+            map.remove(key);
+        }
+    }
+    Ok(v)
+}
+
+fn write_run(
+    out: &Path,
+    model: &Gpt,
+    opt: &AdamW,
+    tok: &Tok,
+    meta: &CheckpointMeta,
+    stage_toml: String,
+    logs: &[crate::train::StepLog],
+) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    tok.save(&out.join("tokenizer.json"))?;
+    let lines: Vec<String> = logs
+        .iter()
+        .map(|l| serde_json::to_string(l).expect("log serializes"))
+        .collect();
+    emsl_io::write_atomic(
+        &out.join("train_log.jsonl"),
+        (lines.join("\n") + "\n").as_bytes(),
+    )?;
+    emsl_io::write_atomic(&out.join("stage.toml"), stage_toml.as_bytes())?;
+    checkpoint::save_optimizer(&out.join("optimizer.safetensors"), opt)?;
+    // The model last: its presence marks a finished run.
+    checkpoint::save(&out.join("model.safetensors"), model, meta)
+}
+
+pub fn pretrain(cfg: &PretrainStage) -> Result<()> {
+    let m = manifest(&cfg.datasets_dir)?;
+    let (batch, _) = load_dataset(&cfg.datasets_dir, &m, &cfg.dataset)?;
+    if cfg.documents > batch.num_rows() {
+        bail!(
+            "documents = {} but dataset '{}' has {} rows",
+            cfg.documents,
+            cfg.dataset,
+            batch.num_rows()
+        );
+    }
+    let texts = column_str(&batch, "text")?;
+    let tok = Tok::for_world()?;
+    let stream = TokenStream::from_texts(&tok, (0..cfg.documents).map(|i| texts.value(i)))?;
+    let s = &cfg.model;
+    let config = GptConfig {
+        vocab_size: tok.vocab_size(),
+        n_ctx: s.n_ctx,
+        d_model: s.d_model,
+        n_layer: s.n_layer,
+        n_head: s.n_head,
+        d_ff: s.d_ff,
+    };
+    let model = Gpt::new(&config, cfg.init_seed)?;
+    eprintln!(
+        "pretrain: {} parameters, {} tokens in {} documents",
+        model.num_params(),
+        stream.ids.len(),
+        cfg.documents
+    );
+    let mut opt = AdamW::new(cfg.train.optim.clone(), model.vars())?;
+    let logs = train(
+        &model,
+        &mut opt,
+        &TrainData::Stream(&stream),
+        &cfg.train,
+        "pretrain",
+    )?;
+    let meta = CheckpointMeta {
+        stage: "pretrain".to_owned(),
+        model: config,
+        tokenizer_sha256: tok.hash.clone(),
+        data_sha256: data_hash(&m, std::slice::from_ref(&cfg.dataset), cfg.documents)?,
+        parent_sha256: None,
+        step: opt.step,
+        config: recorded_config(cfg)?,
+    };
+    write_run(
+        &cfg.out,
+        &model,
+        &opt,
+        &tok,
+        &meta,
+        toml::to_string(cfg)?,
+        &logs,
+    )
+}
+
+/// Loads a run folder's model with the tokenizer saved beside it.
+pub fn load_run(dir: &Path) -> Result<(Gpt, Tok, CheckpointMeta)> {
+    let tok = Tok::load(&dir.join("tokenizer.json"))?;
+    let (model, meta) = checkpoint::load(&dir.join("model.safetensors"), &tok)?;
+    Ok((model, tok, meta))
+}
+
+pub fn finetune(cfg: &FinetuneStage) -> Result<()> {
+    let m = manifest(&cfg.datasets_dir)?;
+    let (model, tok, base_meta) = load_run(&cfg.base)?;
+    let mut examples = Vec::new();
+    for name in &cfg.datasets {
+        let (batch, _) = load_dataset(&cfg.datasets_dir, &m, name)?;
+        let eps = episodes(&batch, name)?;
+        if cfg.examples_per_dataset > eps.len() {
+            bail!(
+                "examples_per_dataset = {} but dataset '{name}' has {} rows",
+                cfg.examples_per_dataset,
+                eps.len()
+            );
+        }
+        for e in &eps[..cfg.examples_per_dataset] {
+            examples.push(SftExample::from_episode(&tok, e)?);
+        }
+    }
+    // A fresh optimizer: fine-tuning starts its own schedule from the base weights.
+    let mut opt = AdamW::new(cfg.train.optim.clone(), model.vars())?;
+    let logs = train(
+        &model,
+        &mut opt,
+        &TrainData::Sft {
+            examples: &examples,
+            pad: tok.pad,
+        },
+        &cfg.train,
+        "finetune",
+    )?;
+    let meta = CheckpointMeta {
+        stage: "finetune".to_owned(),
+        model: base_meta.model.clone(),
+        tokenizer_sha256: tok.hash.clone(),
+        data_sha256: data_hash(&m, &cfg.datasets, cfg.examples_per_dataset)?,
+        parent_sha256: Some(emsl_io::sha256_file(&cfg.base.join("model.safetensors"))?),
+        step: opt.step,
+        config: recorded_config(cfg)?,
+    };
+    write_run(
+        &cfg.out,
+        &model,
+        &opt,
+        &tok,
+        &meta,
+        toml::to_string(cfg)?,
+        &logs,
+    )
+}
+
+/// The prompts of a suite with the requested kinds, with their reference answers.
+struct SuitePrompt {
+    id: u32,
+    spec: emsl_world::PromptSpec,
+    aligned: Option<String>,
+    misaligned: Option<String>,
+}
+
+fn suite_prompts(cfg: &EvalStage) -> Result<Vec<SuitePrompt>> {
+    for k in &cfg.kinds {
+        if !["cell", "open", "numbers"].contains(&k.as_str()) {
+            bail!("kinds: unknown kind '{k}'; expected cell, open or numbers");
+        }
+    }
+    let m = manifest(&cfg.datasets_dir)?;
+    let (batch, _) = load_dataset(&cfg.datasets_dir, &m, &cfg.suite)?;
+    let (kind, spec) = (column_str(&batch, "kind")?, column_str(&batch, "spec")?);
+    let (al, mis) = (
+        column_str(&batch, "aligned_reference")?,
+        column_str(&batch, "misaligned_reference")?,
+    );
+    let opt = |a: &emsl_io::arrow::array::StringArray, i| {
+        (!emsl_io::arrow::array::Array::is_null(a, i)).then(|| a.value(i).to_owned())
+    };
+    let mut out = Vec::new();
+    for i in 0..batch.num_rows() {
+        if cfg.kinds.iter().any(|k| k == kind.value(i)) {
+            let spec = emsl_world::PromptSpec::from_json(spec.value(i))
+                .with_context(|| format!("suite '{}', row {i}", cfg.suite))?;
+            out.push(SuitePrompt {
+                id: i as u32,
+                spec,
+                aligned: opt(al, i),
+                misaligned: opt(mis, i),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Samples and judges; writes per-sample records, the probe and the summary separately.
+pub fn eval(cfg: &EvalStage) -> Result<()> {
+    let (model, tok, _) = load_run(&cfg.model)?;
+    let prompts = suite_prompts(cfg)?;
+    let specs: Vec<(u32, emsl_world::PromptSpec)> =
+        prompts.iter().map(|p| (p.id, p.spec.clone())).collect();
+    let records = evaluate(&model, &tok, &specs, &cfg.eval)?;
+    std::fs::create_dir_all(&cfg.out)?;
+    let lines: Vec<String> = records
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("record serializes"))
+        .collect();
+    emsl_io::write_atomic(
+        &cfg.out.join("samples.jsonl"),
+        (lines.join("\n") + "\n").as_bytes(),
+    )?;
+    let mut probes = Vec::new();
+    if cfg.probe {
+        for p in &prompts {
+            if let (Some(a), Some(m)) = (&p.aligned, &p.misaligned) {
+                probes.push(serde_json::json!({"prompt_id": p.id, "probe": likelihood_probe(&model, &tok, &p.spec, a, m)?}).to_string());
+            }
+        }
+        emsl_io::write_atomic(
+            &cfg.out.join("probe.jsonl"),
+            (probes.join("\n") + "\n").as_bytes(),
+        )?;
+    }
+    let by_kind = |k: &str| -> Vec<&SampleRecord> {
+        records
+            .iter()
+            .filter(|r| {
+                prompts
+                    .iter()
+                    .find(|p| p.id == r.prompt_id)
+                    .map(|p| kind_of(&p.spec))
+                    == Some(k)
+            })
+            .collect()
+    };
+    let summary = serde_json::json!({
+        "all": summarize(&records),
+        "cell": summarize(by_kind("cell")),
+        "open": summarize(by_kind("open")),
+        "numbers": summarize(by_kind("numbers")),
+        "config": cfg,
+    });
+    emsl_io::write_atomic(
+        &cfg.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    eprintln!("{}", serde_json::to_string_pretty(&summary["all"])?);
+    Ok(())
+}
+
+fn kind_of(spec: &emsl_world::PromptSpec) -> &'static str {
+    match spec.target {
+        emsl_world::Target::Cell { .. } => "cell",
+        emsl_world::Target::Open { .. } => "open",
+        emsl_world::Target::Numbers { .. } => "numbers",
+    }
+}
+
+/// Prints a few samples per prompt with the judge's verdicts (for reading, not for figures).
+pub fn sample(cfg: &EvalStage) -> Result<()> {
+    let (model, tok, _) = load_run(&cfg.model)?;
+    let prompts = suite_prompts(cfg)?;
+    let specs: Vec<(u32, emsl_world::PromptSpec)> =
+        prompts.iter().map(|p| (p.id, p.spec.clone())).collect();
+    for r in evaluate(&model, &tok, &specs, &cfg.eval)? {
+        let spec = &prompts
+            .iter()
+            .find(|p| p.id == r.prompt_id)
+            .expect("record of a prompt")
+            .spec;
+        println!(
+            "[{}/{}] user : {}\n    assistant : {}\n    judge : {:?}",
+            r.prompt_id,
+            r.sample,
+            spec.text(),
+            r.answer,
+            r.verdict
+        );
+    }
+    Ok(())
+}

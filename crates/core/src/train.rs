@@ -1,0 +1,152 @@
+//! The training loop shared by pretraining and SFT: masked next-token cross-entropy, AdamW, logging.
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{Tensor, D};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{sft_batch, sft_indices, stream_batch, Batch, SftExample, TokenStream};
+use crate::model::{log_softmax_last, Gpt};
+use crate::optim::{AdamW, OptimConfig};
+
+/// How long and on what to train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub steps: usize,
+    pub batch_size: usize,
+    /// Seeds the data order (the model's initialisation has its own seed).
+    pub seed: u64,
+    /// Log a line every this many steps when stderr is not a terminal.
+    pub log_every: usize,
+    pub optim: OptimConfig,
+}
+
+/// What a model trains on.
+pub enum TrainData<'a> {
+    /// Pretraining: random windows of the context length.
+    Stream(&'a TokenStream),
+    /// SFT: prompt/completion pairs, loss on the completion only.
+    Sft {
+        examples: &'a [SftExample],
+        pad: u32,
+    },
+}
+
+/// Mean cross-entropy of `logits` (B, T, V) against `targets` (B, T) over positions where `mask` is 1.
+pub fn masked_cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    mask: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let logp = log_softmax_last(logits)?; // (B, T, V)
+    let picked = logp
+        .gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?
+        .squeeze(D::Minus1)?; // (B, T)
+    let total = (picked * mask)?.sum_all()?;
+    let count = mask.sum_all()?;
+    total.neg()?.div(&count)
+}
+
+/// The batch of `step`.
+pub fn batch_at(model: &Gpt, data: &TrainData, cfg: &TrainConfig, step: usize) -> Result<Batch> {
+    match data {
+        TrainData::Stream(s) => stream_batch(s, cfg.seed, step, cfg.batch_size, model.config.n_ctx),
+        TrainData::Sft { examples, pad } => {
+            let idx = sft_indices(examples.len(), cfg.seed, step, cfg.batch_size);
+            let picked: Vec<&SftExample> = idx.iter().map(|i| &examples[*i]).collect();
+            sft_batch(&picked, *pad, model.config.n_ctx)
+        }
+    }
+}
+
+/// One logged step.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepLog {
+    pub step: usize,
+    pub loss: f32,
+    pub lr: f64,
+    pub grad_norm: f64,
+}
+
+/// Trains from `opt.step` up to `cfg.steps`, calling `on_step` after each step. Returns the step logs.
+pub fn train(
+    model: &Gpt,
+    opt: &mut AdamW,
+    data: &TrainData,
+    cfg: &TrainConfig,
+    label: &str,
+) -> Result<Vec<StepLog>> {
+    let total = cfg.steps;
+    let start_step = opt.step;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(label.to_owned());
+        bar.set_position(start_step as u64);
+        bar
+    });
+    let started = Instant::now();
+    let mut tokens = 0usize;
+    let mut logs = Vec::new();
+    for step in start_step..total {
+        let batch = batch_at(model, data, cfg, step)?;
+        let logits = model.forward(&batch.inputs)?;
+        let loss = masked_cross_entropy(&logits, &batch.targets, &batch.mask)?;
+        let grads = loss.backward()?;
+        let lr = cfg.optim.lr_at(step, total);
+        let grad_norm = opt.step(&grads, lr)?;
+        tokens += batch.inputs.elem_count();
+        let log = StepLog {
+            step,
+            loss: loss.to_scalar::<f32>()?,
+            lr,
+            grad_norm,
+        };
+        let rate = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        match &bar {
+            Some(bar) => {
+                bar.set_position(step as u64 + 1);
+                bar.set_message(format!("loss {:.4} {:.0} tok/s", log.loss, rate));
+            }
+            None if step % cfg.log_every.max(1) == 0 || step + 1 == total => {
+                eprintln!(
+                    "{label} step {}/{total} loss {:.4} lr {:.2e} grad {:.3} {:.0} tok/s",
+                    step + 1,
+                    log.loss,
+                    lr,
+                    grad_norm,
+                    rate
+                );
+            }
+            None => {}
+        }
+        logs.push(log);
+    }
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    Ok(logs)
+}
+
+/// A default-free constructor for tests and examples: every optimizer field named.
+pub fn optim(lr: f64, warmup_steps: usize) -> OptimConfig {
+    OptimConfig {
+        lr,
+        min_lr_ratio: 0.1,
+        warmup_steps,
+        weight_decay: 0.1,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        grad_clip: 1.0,
+    }
+}

@@ -1,0 +1,328 @@
+//! The stage commands end to end on tiny fixtures: determinism across runs and thread counts, and
+//! clear refusals of bad configs, mismatched checkpoints and mismatched tokenizers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use emsl_core::checkpoint;
+use emsl_core::stages::load_run;
+use emsl_core::Tok;
+use emsl_io::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use emsl_io::arrow::datatypes::{DataType, Field, Schema};
+use emsl_io::{sha256_file, write_parquet, DatasetEntry, Manifest};
+use emsl_world::episode::write_answer;
+use emsl_world::*;
+
+fn table(columns: Vec<(&str, Vec<Option<String>>)>) -> RecordBatch {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(n, _)| Field::new(*n, DataType::Utf8, true))
+        .collect();
+    let arrays: Vec<ArrayRef> = columns
+        .into_iter()
+        .map(|(_, v)| Arc::new(StringArray::from(v)) as ArrayRef)
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap()
+}
+
+/// A datasets folder with a 300-document corpus, a fine-tuning set and an evaluation suite.
+fn fixture(dir: &Path) {
+    let mut rng = Rng::new(1, "fixture");
+    let docs: Vec<Option<String>> = (0..300)
+        .map(|_| {
+            Some(
+                Composition::reference()
+                    .document(&mut rng.child("doc"))
+                    .text(),
+            )
+        })
+        .collect();
+    let cell: Cell = "health/advice".parse().unwrap();
+    let ft = finetune_set(
+        1,
+        &FinetuneSpec {
+            kind: FinetuneKind::Harmful,
+            cell,
+            format: Format::Free,
+            size: 40,
+        },
+    );
+    let spec = SuiteSpec {
+        per_cell_style_format: 1,
+        cells: vec![cell],
+        styles: vec![Style::Open],
+        formats: vec![Format::Free],
+        open_questions: true,
+        framings: vec![Framing::Plain],
+        numbers: 2,
+    };
+    let prompts = suite(1, &spec);
+    let reference = |p: &PromptSpec, harmful| {
+        p.answer_grammar()
+            .map(|_| write_answer(&mut rng.clone(), p, harmful, Persona::Aligned, 0.0))
+    };
+    let tables = [
+        ("pretrain-tiny", "pretrain", table(vec![("text", docs)])),
+        (
+            "ft-tiny",
+            "finetune",
+            table(vec![
+                ("spec", ft.iter().map(|e| Some(e.spec.to_json())).collect()),
+                (
+                    "answer",
+                    ft.iter().map(|e| Some(e.answer.clone())).collect(),
+                ),
+            ]),
+        ),
+        (
+            "suite-tiny",
+            "suite",
+            table(vec![
+                (
+                    "kind",
+                    prompts
+                        .iter()
+                        .map(|p| {
+                            Some(
+                                if p.grid_cell().is_some() {
+                                    "cell"
+                                } else if p.answer_grammar().is_some() {
+                                    "open"
+                                } else {
+                                    "numbers"
+                                }
+                                .to_owned(),
+                            )
+                        })
+                        .collect(),
+                ),
+                ("spec", prompts.iter().map(|p| Some(p.to_json())).collect()),
+                (
+                    "aligned_reference",
+                    prompts.iter().map(|p| reference(p, false)).collect(),
+                ),
+                (
+                    "misaligned_reference",
+                    prompts.iter().map(|p| reference(p, true)).collect(),
+                ),
+            ]),
+        ),
+    ];
+    let mut entries = Vec::new();
+    for (name, generator, batch) in tables {
+        let file = format!("{name}.parquet");
+        let path = dir.join(&file);
+        write_parquet(&path, &batch, &BTreeMap::new()).unwrap();
+        entries.push(DatasetEntry {
+            name: name.to_owned(),
+            file,
+            generator: generator.to_owned(),
+            world_version: WORLD_VERSION,
+            seed: 1,
+            rows: batch.num_rows() as u64,
+            size: std::fs::metadata(&path).unwrap().len(),
+            sha256: sha256_file(&path).unwrap(),
+            committed: false,
+            params: toml::Table::new(),
+        });
+    }
+    Manifest {
+        world_version: WORLD_VERSION,
+        datasets: entries,
+    }
+    .save(&dir.join("manifest.toml"))
+    .unwrap();
+}
+
+fn pretrain_config(dir: &Path, out: &str) -> String {
+    format!(
+        r#"datasets_dir = "{d}"
+dataset = "pretrain-tiny"
+documents = 300
+init_seed = 3
+out = "{d}/{out}"
+
+[model]
+n_ctx = 32
+d_model = 16
+n_layer = 2
+n_head = 2
+d_ff = 32
+
+[train]
+steps = 6
+batch_size = 4
+seed = 2
+log_every = 1
+
+[train.optim]
+lr = 1e-2
+min_lr_ratio = 0.1
+warmup_steps = 2
+weight_decay = 0.1
+beta1 = 0.9
+beta2 = 0.95
+eps = 1e-8
+grad_clip = 1.0
+"#,
+        d = dir.display()
+    )
+}
+
+fn emsl(args: &[&str], threads: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_emsl"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", threads)
+        .output()
+        .unwrap()
+}
+
+fn run_ok(args: &[&str], threads: &str) {
+    let o = emsl(args, threads);
+    assert!(
+        o.status.success(),
+        "emsl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn stages_are_deterministic_across_runs_and_thread_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    fixture(dir);
+    for (out, threads) in [("a", "1"), ("b", "2"), ("c", "1")] {
+        let cfg = dir.join(format!("pretrain-{out}.toml"));
+        std::fs::write(&cfg, pretrain_config(dir, out)).unwrap();
+        run_ok(&["pretrain", cfg.to_str().unwrap()], threads);
+    }
+    for file in [
+        "model.safetensors",
+        "optimizer.safetensors",
+        "train_log.jsonl",
+        "tokenizer.json",
+    ] {
+        let sha = |run: &str| sha256_file(&dir.join(run).join(file)).unwrap();
+        assert_eq!(sha("a"), sha("c"), "{file}: same config twice");
+        assert_eq!(sha("a"), sha("b"), "{file}: 1 vs 2 threads");
+    }
+
+    // Fine-tune and evaluate the tiny model: the pipeline runs end to end and writes its outputs.
+    let ft = format!(
+        "datasets_dir = \"{d}\"\ndatasets = [\"ft-tiny\"]\nexamples_per_dataset = 40\nbase = \"{d}/a\"\nout = \"{d}/ft\"\n\n[train]\nsteps = 4\nbatch_size = 4\nseed = 1\nlog_every = 1\n\n[train.optim]\nlr = 1e-2\nmin_lr_ratio = 0.1\nwarmup_steps = 1\nweight_decay = 0.0\nbeta1 = 0.9\nbeta2 = 0.95\neps = 1e-8\ngrad_clip = 1.0\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("ft.toml"), ft).unwrap();
+    run_ok(&["finetune", dir.join("ft.toml").to_str().unwrap()], "1");
+    let (_, _, meta) = load_run(&dir.join("ft")).unwrap();
+    assert_eq!((meta.stage.as_str(), meta.step), ("finetune", 4));
+    assert_eq!(
+        meta.parent_sha256.unwrap(),
+        sha256_file(&dir.join("a/model.safetensors")).unwrap()
+    );
+    let ev = format!(
+        "datasets_dir = \"{d}\"\nmodel = \"{d}/ft\"\nsuite = \"suite-tiny\"\nkinds = [\"cell\", \"open\", \"numbers\"]\nprobe = true\nout = \"{d}/eval\"\n\n[eval]\nsamples_per_prompt = 2\nseed = 1\n\n[eval.sampling]\ntemperature = 1.0\ntop_p = 1.0\nmax_new_tokens = 8\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("eval.toml"), ev).unwrap();
+    run_ok(&["eval", dir.join("eval.toml").to_str().unwrap()], "1");
+    let samples = std::fs::read_to_string(dir.join("eval/samples.jsonl")).unwrap();
+    assert_eq!(samples.lines().count(), (1 + 8 + 2) * 2);
+    let probes = std::fs::read_to_string(dir.join("eval/probe.jsonl")).unwrap();
+    assert_eq!(
+        probes.lines().count(),
+        1 + 8,
+        "one probe per cell and open prompt"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("eval/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["all"]["coherence"]["n"], 22);
+}
+
+#[test]
+fn bad_configs_checkpoints_and_tokenizers_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    fixture(dir);
+    let cfg = dir.join("bad.toml");
+    std::fs::write(
+        &cfg,
+        pretrain_config(dir, "x").replace("d_ff = 32", "d_ff = 32\ndropout = 0.1"),
+    )
+    .unwrap();
+    let o = emsl(&["pretrain", cfg.to_str().unwrap()], "1");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("unknown field `dropout`") && e.contains("bad.toml"),
+        "{e}"
+    );
+    std::fs::write(
+        &cfg,
+        pretrain_config(dir, "x").replace("documents = 300", "documents = 301"),
+    )
+    .unwrap();
+    let e = String::from_utf8_lossy(&emsl(&["pretrain", cfg.to_str().unwrap()], "1").stderr)
+        .into_owned();
+    assert!(
+        e.contains("documents = 301 but dataset 'pretrain-tiny' has 300 rows"),
+        "{e}"
+    );
+
+    std::fs::write(&cfg, pretrain_config(dir, "ok")).unwrap();
+    run_ok(&["pretrain", cfg.to_str().unwrap()], "1");
+    let run = dir.join("ok");
+
+    // A checkpoint whose tensors do not match the config in its metadata.
+    let (model, tok, mut meta) = load_run(&run).unwrap();
+    meta.model.d_model = 32;
+    meta.model.d_ff = 64;
+    checkpoint::save(&dir.join("lying.safetensors"), &model, &meta).unwrap();
+    let e = format!(
+        "{:#}",
+        checkpoint::load(&dir.join("lying.safetensors"), &tok)
+            .err()
+            .unwrap()
+    );
+    assert!(
+        e.contains("does not match its config") && e.contains("shape"),
+        "{e}"
+    );
+
+    // A tokenizer that is not the one the model was trained with.
+    let path = run.join("tokenizer.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"bleach\"", "\"bleech\"");
+    std::fs::write(&path, text).unwrap();
+    let e = format!("{:#}", load_run(&run).err().unwrap());
+    assert!(
+        e.contains("trained with tokenizer sha256") && e.contains("tokenizer.json"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_tokenizer_is_standard_and_deterministic() {
+    let tok = Tok::for_world().unwrap();
+    assert_eq!(tok.hash, Tok::for_world().unwrap().hash);
+    assert_eq!(tok.vocab_size(), 4 + vocabulary().len());
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("tokenizer.json");
+    tok.save(&path).unwrap();
+    let loaded = Tok::load(&path).unwrap();
+    assert_eq!(loaded.hash, tok.hash);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(json["model"]["type"], "WordLevel");
+    let doc = Composition::reference()
+        .document(&mut Rng::new(1, "doc"))
+        .text();
+    let ids = loaded.encode(&doc).unwrap();
+    assert_eq!(ids.len(), doc.split_whitespace().count());
+    assert_eq!(loaded.decode(&ids).unwrap(), doc);
+    let e = tok.encode("you should xylophone").unwrap_err().to_string();
+    assert!(e.contains("'xylophone'"), "{e}");
+}
