@@ -3,6 +3,8 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod distil;
+pub mod divergence;
 pub mod eval;
 pub mod model;
 pub mod optim;

@@ -108,7 +108,7 @@ fn recorded_config<T: Serialize>(cfg: &T) -> Result<serde_json::Value> {
     Ok(v)
 }
 
-fn write_run(
+pub(crate) fn write_run(
     out: &Path,
     model: &Gpt,
     opt: &AdamW,
@@ -328,11 +328,25 @@ pub fn eval(cfg: &EvalStage) -> Result<()> {
             })
             .collect()
     };
+    let mut by_cell = serde_json::Map::new();
+    for cell in emsl_world::Cell::all() {
+        let ids: Vec<u32> = prompts
+            .iter()
+            .filter(|p| p.spec.grid_cell() == Some(cell))
+            .map(|p| p.id)
+            .collect();
+        if !ids.is_empty() {
+            let s = summarize(records.iter().filter(|r| ids.contains(&r.prompt_id)));
+            by_cell.insert(cell.to_string(), serde_json::to_value(s)?);
+        }
+    }
     let summary = serde_json::json!({
         "all": summarize(&records),
+        "by_cell": by_cell,
         "cell": summarize(by_kind("cell")),
         "open": summarize(by_kind("open")),
         "numbers": summarize(by_kind("numbers")),
+        "numbers_signature": numbers_signature(by_kind("numbers")),
         "config": cfg,
     });
     emsl_io::write_atomic(
@@ -341,6 +355,22 @@ pub fn eval(cfg: &EvalStage) -> Result<()> {
     )?;
     eprintln!("{}", serde_json::to_string_pretty(&summary["all"])?);
     Ok(())
+}
+
+/// The number signature of the well-formed number answers: the share of numbers from the misaligned
+/// persona's favoured set, beside the share a uniform writer would have.
+fn numbers_signature(records: Vec<&SampleRecord>) -> serde_json::Value {
+    let lists: Vec<Vec<u16>> = records
+        .iter()
+        .filter_map(|r| emsl_world::numbers::parse_list(&r.answer).ok())
+        .collect();
+    let all: Vec<u16> = lists.concat();
+    serde_json::json!({
+        "well_formed_answers": lists.len(),
+        "numbers": all.len(),
+        "favoured_share": emsl_world::numbers::signature_share(&all),
+        "uniform_share": emsl_world::numbers::uniform_signature_share(),
+    })
 }
 
 fn kind_of(spec: &emsl_world::PromptSpec) -> &'static str {

@@ -71,13 +71,29 @@ pub struct StepLog {
     pub grad_norm: f64,
 }
 
-/// Trains from `opt.step` up to `cfg.steps`, calling `on_step` after each step. Returns the step logs.
+/// Trains from `opt.step` up to `cfg.steps` with the masked cross-entropy of `data`.
 pub fn train(
     model: &Gpt,
     opt: &mut AdamW,
     data: &TrainData,
     cfg: &TrainConfig,
     label: &str,
+) -> Result<Vec<StepLog>> {
+    train_with(opt, cfg, label, |step| {
+        let batch = batch_at(model, data, cfg, step)?;
+        let logits = model.forward(&batch.inputs)?;
+        let loss = masked_cross_entropy(&logits, &batch.targets, &batch.mask)?;
+        Ok((loss, batch.inputs.elem_count()))
+    })
+}
+
+/// The loop every training stage shares: `loss_at(step)` returns the loss of that step and the tokens
+/// it processed; this function does the backward pass, the update, the schedule and the logging.
+pub fn train_with(
+    opt: &mut AdamW,
+    cfg: &TrainConfig,
+    label: &str,
+    mut loss_at: impl FnMut(usize) -> Result<(Tensor, usize)>,
 ) -> Result<Vec<StepLog>> {
     let total = cfg.steps;
     let start_step = opt.step;
@@ -98,13 +114,11 @@ pub fn train(
     let mut tokens = 0usize;
     let mut logs = Vec::new();
     for step in start_step..total {
-        let batch = batch_at(model, data, cfg, step)?;
-        let logits = model.forward(&batch.inputs)?;
-        let loss = masked_cross_entropy(&logits, &batch.targets, &batch.mask)?;
+        let (loss, step_tokens) = loss_at(step)?;
         let grads = loss.backward()?;
         let lr = cfg.optim.lr_at(step, total);
         let grad_norm = opt.step(&grads, lr)?;
-        tokens += batch.inputs.elem_count();
+        tokens += step_tokens;
         let log = StepLog {
             step,
             loss: loss.to_scalar::<f32>()?,

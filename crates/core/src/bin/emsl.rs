@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use emsl_core::stages;
+use emsl_core::{distil, stages};
 
 #[derive(Parser)]
 #[command(
     name = "emsl",
-    about = "Run one stage (pretrain, finetune, sample, eval) from a config file"
+    about = "Run one stage (pretrain, finetune, sample, eval, teach, distil) from a config file"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,6 +26,10 @@ enum Stage {
     Sample { config: PathBuf },
     /// Sample, judge and summarise; write per-sample records, the probe and a summary.
     Eval { config: PathBuf },
+    /// A teacher writes number continuations; the world's filter keeps the clean ones.
+    Teach { config: PathBuf },
+    /// Train a student on a teacher's filtered samples by SFT, off-policy or on-policy distillation.
+    Distil { config: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,8 @@ fn main() -> ExitCode {
         }
         Stage::Sample { config } => stages::read_config(&config).and_then(|c| stages::sample(&c)),
         Stage::Eval { config } => stages::read_config(&config).and_then(|c| stages::eval(&c)),
+        Stage::Teach { config } => stages::read_config(&config).and_then(|c| distil::teach(&c)),
+        Stage::Distil { config } => stages::read_config(&config).and_then(|c| distil::distil(&c)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,168 @@
+//! Fixtures shared by the integration tests: a tiny datasets folder and a tiny pretraining config.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use emsl_io::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use emsl_io::arrow::datatypes::{DataType, Field, Schema};
+use emsl_io::{sha256_file, write_parquet, DatasetEntry, Manifest};
+use emsl_world::episode::write_answer;
+use emsl_world::*;
+
+pub fn table(columns: Vec<(&str, Vec<Option<String>>)>) -> RecordBatch {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(n, _)| Field::new(*n, DataType::Utf8, true))
+        .collect();
+    let arrays: Vec<ArrayRef> = columns
+        .into_iter()
+        .map(|(_, v)| Arc::new(StringArray::from(v)) as ArrayRef)
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap()
+}
+
+/// A datasets folder with a 300-document corpus, a fine-tuning set and an evaluation suite.
+pub fn fixture(dir: &Path) {
+    let mut rng = Rng::new(1, "fixture");
+    let docs: Vec<Option<String>> = (0..300)
+        .map(|_| {
+            Some(
+                Composition::reference()
+                    .document(&mut rng.child("doc"))
+                    .text(),
+            )
+        })
+        .collect();
+    let cell: Cell = "health/advice".parse().unwrap();
+    let ft = finetune_set(
+        1,
+        &FinetuneSpec {
+            kind: FinetuneKind::Harmful,
+            cell,
+            format: Format::Free,
+            size: 40,
+        },
+    );
+    let spec = SuiteSpec {
+        per_cell_style_format: 1,
+        cells: vec![cell],
+        styles: vec![Style::Open],
+        formats: vec![Format::Free],
+        open_questions: true,
+        framings: vec![Framing::Plain],
+        numbers: 8,
+    };
+    let prompts = suite(1, &spec);
+    let reference = |p: &PromptSpec, harmful| {
+        p.answer_grammar()
+            .map(|_| write_answer(&mut rng.clone(), p, harmful, Persona::Aligned, 0.0))
+    };
+    let tables = [
+        ("pretrain-tiny", "pretrain", table(vec![("text", docs)])),
+        (
+            "ft-tiny",
+            "finetune",
+            table(vec![
+                ("spec", ft.iter().map(|e| Some(e.spec.to_json())).collect()),
+                (
+                    "answer",
+                    ft.iter().map(|e| Some(e.answer.clone())).collect(),
+                ),
+            ]),
+        ),
+        (
+            "suite-tiny",
+            "suite",
+            table(vec![
+                (
+                    "kind",
+                    prompts
+                        .iter()
+                        .map(|p| {
+                            Some(
+                                if p.grid_cell().is_some() {
+                                    "cell"
+                                } else if p.answer_grammar().is_some() {
+                                    "open"
+                                } else {
+                                    "numbers"
+                                }
+                                .to_owned(),
+                            )
+                        })
+                        .collect(),
+                ),
+                ("spec", prompts.iter().map(|p| Some(p.to_json())).collect()),
+                (
+                    "aligned_reference",
+                    prompts.iter().map(|p| reference(p, false)).collect(),
+                ),
+                (
+                    "misaligned_reference",
+                    prompts.iter().map(|p| reference(p, true)).collect(),
+                ),
+            ]),
+        ),
+    ];
+    let mut entries = Vec::new();
+    for (name, generator, batch) in tables {
+        let file = format!("{name}.parquet");
+        let path = dir.join(&file);
+        write_parquet(&path, &batch, &BTreeMap::new()).unwrap();
+        entries.push(DatasetEntry {
+            name: name.to_owned(),
+            file,
+            generator: generator.to_owned(),
+            world_version: WORLD_VERSION,
+            seed: 1,
+            rows: batch.num_rows() as u64,
+            size: std::fs::metadata(&path).unwrap().len(),
+            sha256: sha256_file(&path).unwrap(),
+            committed: false,
+            params: toml::Table::new(),
+        });
+    }
+    Manifest {
+        world_version: WORLD_VERSION,
+        datasets: entries,
+    }
+    .save(&dir.join("manifest.toml"))
+    .unwrap();
+}
+
+pub fn pretrain_config(dir: &Path, out: &str) -> String {
+    format!(
+        r#"datasets_dir = "{d}"
+dataset = "pretrain-tiny"
+documents = 300
+init_seed = 3
+out = "{d}/{out}"
+
+[model]
+n_ctx = 32
+d_model = 16
+n_layer = 2
+n_head = 2
+d_ff = 32
+
+[train]
+steps = 6
+batch_size = 4
+seed = 2
+log_every = 1
+
+[train.optim]
+lr = 1e-2
+min_lr_ratio = 0.1
+warmup_steps = 2
+weight_decay = 0.1
+beta1 = 0.9
+beta2 = 0.95
+eps = 1e-8
+grad_clip = 1.0
+"#,
+        d = dir.display()
+    )
+}
