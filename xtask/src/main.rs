@@ -2,6 +2,7 @@
 
 mod catalog;
 mod datasets;
+mod demo;
 mod tables;
 mod world;
 
@@ -26,6 +27,8 @@ enum Command {
     Datasets(datasets::Args),
     /// Look at the world: samples with the judge's verdicts, documents, the vocabulary.
     World(world::Args),
+    /// Run the README's demonstrations (pretrain, fine-tune, distil, evaluate) from configs/demo/.
+    Demo,
     /// Run the main job. At this stage: the datasets (figures come with later milestones).
     Reproduce(datasets::Args),
 }
@@ -53,6 +56,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Datasets(args) => datasets::run(&args),
         Command::World(args) => world::run(&args),
+        Command::Demo => demo::run(),
         Command::Reproduce(args) => {
             eprintln!(
                 "reproduce: figures are not implemented yet; generating and checking the datasets."

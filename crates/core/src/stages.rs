@@ -65,6 +65,8 @@ pub struct EvalStage {
     pub suite: String,
     /// Which prompts of the suite: any of `cell`, `open`, `numbers`.
     pub kinds: Vec<String>,
+    /// At most this many of those prompts, in suite order.
+    pub max_prompts: usize,
     pub eval: EvalConfig,
     /// Also compute the likelihood probe per prompt (cell and open prompts).
     pub probe: bool,
@@ -285,6 +287,7 @@ fn suite_prompts(cfg: &EvalStage) -> Result<Vec<SuitePrompt>> {
             });
         }
     }
+    out.truncate(cfg.max_prompts);
     Ok(out)
 }
 
@@ -294,7 +297,18 @@ pub fn eval(cfg: &EvalStage) -> Result<()> {
     let prompts = suite_prompts(cfg)?;
     let specs: Vec<(u32, emsl_world::PromptSpec)> =
         prompts.iter().map(|p| (p.id, p.spec.clone())).collect();
+    let started = std::time::Instant::now();
     let records = evaluate(&model, &tok, &specs, &cfg.eval)?;
+    let words: usize = records
+        .iter()
+        .map(|r| r.answer.split_whitespace().count() + 1)
+        .sum();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "eval: {} samples, {words} tokens generated in {secs:.1} s ({:.0} tokens/s)",
+        records.len(),
+        words as f64 / secs.max(1e-9)
+    );
     std::fs::create_dir_all(&cfg.out)?;
     let lines: Vec<String> = records
         .iter()

@@ -64,7 +64,7 @@ fn stages_are_deterministic_across_runs_and_thread_counts() {
         sha256_file(&dir.join("a/model.safetensors")).unwrap()
     );
     let ev = format!(
-        "datasets_dir = \"{d}\"\nmodel = \"{d}/ft\"\nsuite = \"suite-tiny\"\nkinds = [\"cell\", \"open\", \"numbers\"]\nprobe = true\nout = \"{d}/eval\"\n\n[eval]\nsamples_per_prompt = 2\nseed = 1\n\n[eval.sampling]\ntemperature = 1.0\ntop_p = 1.0\nmax_new_tokens = 8\n",
+        "datasets_dir = \"{d}\"\nmodel = \"{d}/ft\"\nsuite = \"suite-tiny\"\nkinds = [\"cell\", \"open\", \"numbers\"]\nmax_prompts = 100\nprobe = true\nout = \"{d}/eval\"\n\n[eval]\nsamples_per_prompt = 2\nseed = 1\n\n[eval.sampling]\ntemperature = 1.0\ntop_p = 1.0\nmax_new_tokens = 8\n",
         d = dir.display()
     );
     std::fs::write(dir.join("eval.toml"), ev).unwrap();
