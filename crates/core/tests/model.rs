@@ -230,3 +230,70 @@ fn kv_cache_sampling_matches_full_recomputation() {
     let b = generate(&model, &prompt, &mut together, &cfg, 49, true).unwrap();
     assert_eq!(a[0], b[0]);
 }
+
+#[test]
+fn saved_optimizer_state_resumes_training_exactly() {
+    use emsl_core::checkpoint::{load, load_optimizer, save, save_optimizer, CheckpointMeta};
+    use emsl_core::Tok;
+    // A model over the world's tokenizer, so checkpoints can be loaded back with it.
+    let tok = Tok::for_world().unwrap();
+    let cfg = GptConfig {
+        vocab_size: tok.vocab_size(),
+        ..tiny()
+    };
+    let data = {
+        let mut rng = Rng::new(8, "resume");
+        let ids: Vec<u32> = (0..4 * 9)
+            .map(|_| rng.below(cfg.vocab_size) as u32)
+            .collect();
+        let d = Device::Cpu;
+        let x: Vec<u32> = (0..4)
+            .flat_map(|r| ids[r * 9..r * 9 + 8].to_vec())
+            .collect();
+        let y: Vec<u32> = (0..4)
+            .flat_map(|r| ids[r * 9 + 1..r * 9 + 9].to_vec())
+            .collect();
+        (
+            Tensor::from_vec(x, (4, 8), &d).unwrap(),
+            Tensor::from_vec(y, (4, 8), &d).unwrap(),
+            Tensor::ones((4, 8), candle_core::DType::F32, &d).unwrap(),
+        )
+    };
+    let steps = |model: &Gpt, opt: &mut AdamW, n: usize| {
+        for _ in 0..n {
+            let g = loss(model, &data).backward().unwrap();
+            opt.step(&g, 1e-2).unwrap();
+        }
+    };
+    let straight = Gpt::new(&cfg, 1).unwrap();
+    let mut opt = AdamW::new(optim(1e-2, 0), straight.vars()).unwrap();
+    steps(&straight, &mut opt, 6);
+
+    let first = Gpt::new(&cfg, 1).unwrap();
+    let mut opt1 = AdamW::new(optim(1e-2, 0), first.vars()).unwrap();
+    steps(&first, &mut opt1, 3);
+    let tmp = tempfile::tempdir().unwrap();
+    let meta = CheckpointMeta {
+        stage: "pretrain".into(),
+        model: cfg.clone(),
+        tokenizer_sha256: tok.hash.clone(),
+        data_sha256: "test".into(),
+        parent_sha256: None,
+        step: 3,
+        config: serde_json::Value::Null,
+    };
+    save(&tmp.path().join("m.safetensors"), &first, &meta).unwrap();
+    save_optimizer(&tmp.path().join("o.safetensors"), &opt1).unwrap();
+
+    let (resumed, loaded_meta) = load(&tmp.path().join("m.safetensors"), &tok).unwrap();
+    assert_eq!(loaded_meta, meta);
+    let mut opt2 = AdamW::new(optim(1e-2, 0), resumed.vars()).unwrap();
+    load_optimizer(&tmp.path().join("o.safetensors"), &mut opt2).unwrap();
+    assert_eq!(opt2.step, 3);
+    steps(&resumed, &mut opt2, 3);
+    for ((name, a), (_, b)) in straight.vars().iter().zip(resumed.vars()) {
+        let a: Vec<f32> = a.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = b.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(a, b, "{name}: 6 steps straight vs 3 + save + load + 3");
+    }
+}
