@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{sft_batch, sft_indices, SftExample};
 use crate::divergence::{generalized_jsd, log_probs};
-use crate::eval::prompt_ids;
+use crate::eval::{prompt_ids, MAX_BATCH};
 use crate::model::Gpt;
 use crate::optim::AdamW;
-use crate::sample::{generate, SampleConfig};
+use crate::sample::{generate_many, SampleConfig};
 use crate::tokenizer::Tok;
 use crate::train::{masked_cross_entropy, train_with, TrainConfig};
 
@@ -113,13 +113,20 @@ pub fn teacher_samples(
     sampling: &SampleConfig,
     seed: u64,
 ) -> Result<Vec<TeacherSample>> {
+    let ids: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|(_, spec)| prompt_ids(tok, spec))
+        .collect::<Result<_>>()?;
+    let rngs = prompts
+        .iter()
+        .map(|(id, _)| Rng::new(seed, &format!("teach/{id}")))
+        .collect();
+    let outs = generate_many(teacher, &ids, rngs, sampling, tok.end, MAX_BATCH)?;
     prompts
         .iter()
-        .map(|(id, spec)| {
-            let ids = prompt_ids(tok, spec)?;
-            let mut rng = [Rng::new(seed, &format!("teach/{id}"))];
-            let out = generate(teacher, &ids, &mut rng, sampling, tok.end, true)?;
-            let answer = tok.decode(&out[0])?;
+        .zip(outs)
+        .map(|((id, spec), out)| {
+            let answer = tok.decode(&out)?;
             let verdict = filter(&answer);
             Ok(TeacherSample {
                 prompt_id: *id,
@@ -219,22 +226,29 @@ pub fn student_examples(
     seed: u64,
     step: usize,
 ) -> Result<Vec<SftExample>> {
-    prompts
+    let ids: Vec<Vec<u32>> = prompts
         .iter()
-        .enumerate()
-        .map(|(k, spec)| {
-            let ids = prompt_ids(tok, spec)?;
-            let mut rng = [Rng::new(seed, &format!("on-policy/{step}/{k}"))];
-            let mut out = generate(student, &ids, &mut rng, sampling, tok.end, true)?.remove(0);
-            if ids.len() + out.len() < student.config.n_ctx && out.len() < sampling.max_new_tokens {
+        .map(|spec| prompt_ids(tok, spec))
+        .collect::<Result<_>>()?;
+    let rngs = (0..prompts.len())
+        .map(|k| Rng::new(seed, &format!("on-policy/{step}/{k}")))
+        .collect();
+    let outs = generate_many(student, &ids, rngs, sampling, tok.end, MAX_BATCH)?;
+    Ok(ids
+        .into_iter()
+        .zip(outs)
+        .map(|(prompt, mut out)| {
+            if prompt.len() + out.len() < student.config.n_ctx
+                && out.len() < sampling.max_new_tokens
+            {
                 out.push(tok.end);
             }
-            let n_prompt = ids.len();
-            let mut all = ids;
+            let n_prompt = prompt.len();
+            let mut all = prompt;
             all.extend(out);
-            Ok(SftExample { ids: all, n_prompt })
+            SftExample { ids: all, n_prompt }
         })
-        .collect()
+        .collect())
 }
 
 /// Who wrote a step's sequences.

@@ -6,7 +6,10 @@ use emsl_world::{judge, Episode, PromptSpec, Rng, Verdict};
 use serde::{Deserialize, Serialize};
 
 use crate::model::Gpt;
-use crate::sample::{generate, logprob, SampleConfig};
+use crate::sample::{generate_many, logprob, SampleConfig};
+
+/// Rows sampled together; larger batches amortise the per-step overhead of small models.
+pub const MAX_BATCH: usize = 64;
 use crate::tokenizer::Tok;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,26 +51,31 @@ pub fn evaluate(
     prompts: &[(u32, PromptSpec)],
     cfg: &EvalConfig,
 ) -> Result<Vec<SampleRecord>> {
-    let mut records = Vec::with_capacity(prompts.len() * cfg.samples_per_prompt);
+    let mut ids = Vec::new();
+    let mut rngs = Vec::new();
     for (id, spec) in prompts {
-        let ids = prompt_ids(tok, spec)?;
-        let mut rngs: Vec<Rng> = (0..cfg.samples_per_prompt)
-            .map(|k| Rng::new(cfg.seed, &format!("sample/{id}/{k}")))
-            .collect();
-        let outs = generate(model, &ids, &mut rngs, &cfg.sampling, tok.end, true)?;
-        for (k, out) in outs.into_iter().enumerate() {
-            let finished = out.len() < cfg.sampling.max_new_tokens
-                && ids.len() + out.len() < model.config.n_ctx;
-            let answer = tok.decode(&out)?;
-            let verdict = judge(spec, &answer);
-            records.push(SampleRecord {
-                prompt_id: *id,
-                sample: k as u32,
-                answer,
-                finished,
-                verdict,
-            });
+        let p = prompt_ids(tok, spec)?;
+        for k in 0..cfg.samples_per_prompt {
+            ids.push(p.clone());
+            rngs.push(Rng::new(cfg.seed, &format!("sample/{id}/{k}")));
         }
+    }
+    let outs = generate_many(model, &ids, rngs, &cfg.sampling, tok.end, MAX_BATCH)?;
+    let mut records = Vec::with_capacity(outs.len());
+    for (row, out) in outs.into_iter().enumerate() {
+        let (id, spec) = &prompts[row / cfg.samples_per_prompt.max(1)];
+        let n_prompt = ids[row].len();
+        let finished =
+            out.len() < cfg.sampling.max_new_tokens && n_prompt + out.len() < model.config.n_ctx;
+        let answer = tok.decode(&out)?;
+        let verdict = judge(spec, &answer);
+        records.push(SampleRecord {
+            prompt_id: *id,
+            sample: (row % cfg.samples_per_prompt) as u32,
+            answer,
+            finished,
+            verdict,
+        });
     }
     Ok(records)
 }

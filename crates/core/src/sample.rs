@@ -1,5 +1,7 @@
-//! Batched sampling with a KV cache, temperature and top-p. Each row draws from its own generator, so
-//! a sample depends on its seed, not on which other rows share its batch.
+//! Batched sampling with a KV cache, temperature and top-p. Each row draws from its own generator, and
+//! rows are grouped into batches deterministically, so a run repeats exactly. A row's logits do not
+//! mix with its neighbours', but a batch of another size can round differently in the last bits, which
+//! flips a rare near-tie draw (measured: 1 of 3,552 samples differed between batches of 4 and of 64).
 
 use anyhow::Result;
 use candle_core::{Device, Tensor, D};
@@ -66,15 +68,38 @@ pub fn generate(
     stop: u32,
     use_cache: bool,
 ) -> Result<Vec<Vec<u32>>> {
+    let prompts = vec![prompt.to_vec(); rngs.len()];
+    generate_rows(model, &prompts, rngs, cfg, stop, use_cache)
+}
+
+/// Continues every prompt of `prompts`, all of the same length, row `r` drawing from `rngs[r]`.
+pub fn generate_rows(
+    model: &Gpt,
+    prompts: &[Vec<u32>],
+    rngs: &mut [Rng],
+    cfg: &SampleConfig,
+    stop: u32,
+    use_cache: bool,
+) -> Result<Vec<Vec<u32>>> {
     let b = rngs.len();
+    anyhow::ensure!(
+        prompts.len() == b,
+        "{} prompts for {b} generators",
+        prompts.len()
+    );
+    let prompt = &prompts[0];
+    anyhow::ensure!(
+        prompts.iter().all(|p| p.len() == prompt.len()),
+        "rows of one batch must have prompts of one length"
+    );
     let room = model.config.n_ctx.saturating_sub(prompt.len());
     let max_new = cfg.max_new_tokens.min(room);
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
     let mut done = vec![false; b];
     let mut cache = KvCache::new(model.config.n_layer);
     let dev = Device::Cpu;
-    let mut seqs: Vec<Vec<u32>> = vec![prompt.to_vec(); b];
-    let mut next_input = Tensor::from_vec(prompt.repeat(b), (b, prompt.len()), &dev)?;
+    let mut seqs: Vec<Vec<u32>> = prompts.to_vec();
+    let mut next_input = Tensor::from_vec(prompts.concat(), (b, prompt.len()), &dev)?;
     for _ in 0..max_new {
         let logits = if use_cache {
             model.forward_cached(&next_input, &mut cache)?
@@ -103,6 +128,51 @@ pub fn generate(
             break;
         }
         next_input = Tensor::from_vec(step_tokens, (b, 1), &dev)?;
+    }
+    Ok(out)
+}
+
+/// Continues many prompts of any lengths, batching rows whose prompts have the same length (at most
+/// `max_batch` rows at a time). Output `i` continues `prompts[i]` with `rngs[i]`.
+pub fn generate_many(
+    model: &Gpt,
+    prompts: &[Vec<u32>],
+    rngs: Vec<Rng>,
+    cfg: &SampleConfig,
+    stop: u32,
+    max_batch: usize,
+) -> Result<Vec<Vec<u32>>> {
+    anyhow::ensure!(
+        prompts.len() == rngs.len(),
+        "{} prompts for {} generators",
+        prompts.len(),
+        rngs.len()
+    );
+    let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> =
+        std::collections::BTreeMap::new();
+    for (i, p) in prompts.iter().enumerate() {
+        by_len.entry(p.len()).or_default().push(i);
+    }
+    let mut rngs: Vec<Option<Rng>> = rngs.into_iter().map(Some).collect();
+    let mut out: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
+    for rows in by_len.values() {
+        for chunk in rows.chunks(max_batch.max(1)) {
+            let batch: Vec<Vec<u32>> = chunk.iter().map(|i| prompts[*i].clone()).collect();
+            let mut batch_rngs: Vec<Rng> = chunk
+                .iter()
+                .map(|i| rngs[*i].take().expect("each generator used once"))
+                .collect();
+            for (i, o) in chunk.iter().zip(generate_rows(
+                model,
+                &batch,
+                &mut batch_rngs,
+                cfg,
+                stop,
+                true,
+            )?) {
+                out[*i] = o;
+            }
+        }
     }
     Ok(out)
 }

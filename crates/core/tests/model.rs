@@ -297,3 +297,36 @@ fn saved_optimizer_state_resumes_training_exactly() {
         assert_eq!(a, b, "{name}: 6 steps straight vs 3 + save + load + 3");
     }
 }
+
+#[test]
+fn batching_prompts_of_different_lengths_changes_no_sample() {
+    use emsl_core::sample::generate_many;
+    let model = Gpt::new(&tiny(), 12).unwrap();
+    let prompts: Vec<Vec<u32>> = vec![
+        vec![2, 5, 9],
+        vec![2, 7, 1, 4, 4],
+        vec![2, 8, 8],
+        vec![2, 3, 3, 3, 6],
+        vec![2, 9],
+    ];
+    let cfg = SampleConfig {
+        temperature: 1.0,
+        top_p: 0.9,
+        max_new_tokens: 9,
+    };
+    let rngs = || {
+        (0..prompts.len())
+            .map(|k| Rng::new(6, &format!("row/{k}")))
+            .collect::<Vec<_>>()
+    };
+    for max_batch in [1, 2, 64] {
+        let many = generate_many(&model, &prompts, rngs(), &cfg, 49, max_batch).unwrap();
+        for (k, p) in prompts.iter().enumerate() {
+            let mut own = [Rng::new(6, &format!("row/{k}"))];
+            let alone = generate(&model, p, &mut own, &cfg, 49, false)
+                .unwrap()
+                .remove(0);
+            assert_eq!(many[k], alone, "row {k}, max_batch {max_batch}");
+        }
+    }
+}
