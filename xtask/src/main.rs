@@ -3,6 +3,7 @@
 mod catalog;
 mod datasets;
 mod demo;
+mod export;
 mod tables;
 mod world;
 
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Generate every dataset of datasets/datasets.toml and record it in datasets/manifest.toml.
     Datasets(datasets::Args),
+    /// Export a fine-tuning set as chat-format JSONL (for TRL and the anchor repositories).
+    Export(export::Args),
     /// Look at the world: samples with the judge's verdicts, documents, the vocabulary.
     World(world::Args),
     /// Run the README's demonstrations (pretrain, fine-tune, distil, evaluate) from configs/demo/.
@@ -57,6 +60,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Datasets(args) => datasets::run(&args),
         Command::World(args) => world::run(&args),
         Command::Demo => demo::run(),
+        Command::Export(args) => export::run(&args),
         Command::Reproduce(args) => {
             eprintln!(
                 "reproduce: figures are not implemented yet; generating and checking the datasets."

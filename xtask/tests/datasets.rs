@@ -77,6 +77,30 @@ fn generate_check_and_refuse_tampered_or_missing_datasets() {
     assert_eq!(batch.num_rows(), 12 + 8 + 5);
     assert_eq!(meta["dataset"], "eval-tiny");
 
+    // Chat-format export of a fine-tuning set.
+    let jsonl = dir.join("ft.jsonl");
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "export",
+            "--dataset",
+            "ft-harmful-health-advice-json",
+            "--out",
+        ])
+        .arg(&jsonl)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    assert_eq!(text.lines().count(), 40);
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["messages"][1]["role"], "assistant");
+    assert!(first["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("{ \"answer\""));
+
     // A second run regenerates nothing; --check regenerates everything and finds the same bytes.
     let o = xtask(dir, &["datasets"]);
     assert!(
