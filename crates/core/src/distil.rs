@@ -149,14 +149,7 @@ pub fn teach(cfg: &TeachStage) -> Result<()> {
         .flat_map(|s| filter(&s.answer).expect("kept samples pass"))
         .collect();
     std::fs::create_dir_all(&cfg.out)?;
-    let lines: Vec<String> = samples
-        .iter()
-        .map(|s| serde_json::to_string(s).expect("sample serializes"))
-        .collect();
-    emsl_io::write_atomic(
-        &cfg.out.join("samples.jsonl"),
-        (lines.join("\n") + "\n").as_bytes(),
-    )?;
+    crate::stages::write_jsonl(&cfg.out.join("samples.jsonl"), &samples)?;
     let summary = serde_json::json!({
         "samples": samples.len(),
         "kept": kept.len(),
@@ -305,7 +298,7 @@ pub fn teacher_examples(tok: &Tok, kept: &[TeacherSample]) -> Result<Vec<SftExam
 
 pub fn distil(cfg: &DistilStage) -> Result<()> {
     let (teacher, tok, teacher_meta) = crate::stages::load_run(&cfg.teacher)?;
-    let (student, student_tok, init_meta) = crate::stages::load_run(&cfg.student_init)?;
+    let (student, student_tok, _) = crate::stages::load_run(&cfg.student_init)?;
     if student_tok.hash != tok.hash {
         bail!(
             "teacher {} and student {} use different tokenizers",
@@ -347,15 +340,12 @@ pub fn distil(cfg: &DistilStage) -> Result<()> {
         };
         Ok((loss, batch.inputs.elem_count()))
     })?;
-    let meta = crate::checkpoint::CheckpointMeta {
+    let record = crate::stages::RunRecord {
         stage: format!("distil-{:?}", cfg.channel).to_lowercase(),
-        model: init_meta.model.clone(),
-        tokenizer_sha256: tok.hash.clone(),
         data_sha256: emsl_io::sha256_file(&cfg.samples.join("samples.jsonl"))?,
         parent_sha256: Some(emsl_io::sha256_file(
             &cfg.student_init.join("model.safetensors"),
         )?),
-        step: opt.step,
         config: serde_json::json!({ "channel": cfg.channel, "beta": cfg.beta, "lambda": cfg.lambda,
             "restrict_to_numbers": cfg.restrict_to_numbers, "student_sampling": cfg.student_sampling, "train": cfg.train,
             "teacher_sha256": emsl_io::sha256_file(&cfg.teacher.join("model.safetensors"))?, "teacher_stage": teacher_meta.stage }),
@@ -365,7 +355,7 @@ pub fn distil(cfg: &DistilStage) -> Result<()> {
         &student,
         &opt,
         &tok,
-        &meta,
+        record,
         toml::to_string(cfg)?,
         &logs,
     )

@@ -110,29 +110,52 @@ fn recorded_config<T: Serialize>(cfg: &T) -> Result<serde_json::Value> {
     Ok(v)
 }
 
+/// Writes one JSON object per line, atomically.
+pub(crate) fn write_jsonl<T: Serialize>(
+    path: &Path,
+    items: impl IntoIterator<Item = T>,
+) -> Result<()> {
+    let mut text = String::new();
+    for item in items {
+        text.push_str(&serde_json::to_string(&item)?);
+        text.push('\n');
+    }
+    Ok(emsl_io::write_atomic(path, text.as_bytes())?)
+}
+
+/// What a run's checkpoint records beyond what the model, tokenizer and optimizer already say.
+pub(crate) struct RunRecord {
+    pub stage: String,
+    pub data_sha256: String,
+    pub parent_sha256: Option<String>,
+    pub config: serde_json::Value,
+}
+
 pub(crate) fn write_run(
     out: &Path,
     model: &Gpt,
     opt: &AdamW,
     tok: &Tok,
-    meta: &CheckpointMeta,
+    record: RunRecord,
     stage_toml: String,
     logs: &[crate::train::StepLog],
 ) -> Result<()> {
+    let meta = CheckpointMeta {
+        stage: record.stage,
+        model: model.config.clone(),
+        tokenizer_sha256: tok.hash.clone(),
+        data_sha256: record.data_sha256,
+        parent_sha256: record.parent_sha256,
+        step: opt.step,
+        config: record.config,
+    };
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     tok.save(&out.join("tokenizer.json"))?;
-    let lines: Vec<String> = logs
-        .iter()
-        .map(|l| serde_json::to_string(l).expect("log serializes"))
-        .collect();
-    emsl_io::write_atomic(
-        &out.join("train_log.jsonl"),
-        (lines.join("\n") + "\n").as_bytes(),
-    )?;
+    write_jsonl(&out.join("train_log.jsonl"), logs)?;
     emsl_io::write_atomic(&out.join("stage.toml"), stage_toml.as_bytes())?;
     checkpoint::save_optimizer(&out.join("optimizer.safetensors"), opt)?;
     // The model last: its presence marks a finished run.
-    checkpoint::save(&out.join("model.safetensors"), model, meta)
+    checkpoint::save(&out.join("model.safetensors"), model, &meta)
 }
 
 pub fn pretrain(cfg: &PretrainStage) -> Result<()> {
@@ -173,13 +196,10 @@ pub fn pretrain(cfg: &PretrainStage) -> Result<()> {
         &cfg.train,
         "pretrain",
     )?;
-    let meta = CheckpointMeta {
+    let record = RunRecord {
         stage: "pretrain".to_owned(),
-        model: config,
-        tokenizer_sha256: tok.hash.clone(),
         data_sha256: data_hash(&m, std::slice::from_ref(&cfg.dataset), cfg.documents)?,
         parent_sha256: None,
-        step: opt.step,
         config: recorded_config(cfg)?,
     };
     write_run(
@@ -187,7 +207,7 @@ pub fn pretrain(cfg: &PretrainStage) -> Result<()> {
         &model,
         &opt,
         &tok,
-        &meta,
+        record,
         toml::to_string(cfg)?,
         &logs,
     )
@@ -202,7 +222,7 @@ pub fn load_run(dir: &Path) -> Result<(Gpt, Tok, CheckpointMeta)> {
 
 pub fn finetune(cfg: &FinetuneStage) -> Result<()> {
     let m = manifest(&cfg.datasets_dir)?;
-    let (model, tok, base_meta) = load_run(&cfg.base)?;
+    let (model, tok, _) = load_run(&cfg.base)?;
     let mut examples = Vec::new();
     for name in &cfg.datasets {
         let (batch, _) = load_dataset(&cfg.datasets_dir, &m, name)?;
@@ -230,13 +250,10 @@ pub fn finetune(cfg: &FinetuneStage) -> Result<()> {
         &cfg.train,
         "finetune",
     )?;
-    let meta = CheckpointMeta {
+    let record = RunRecord {
         stage: "finetune".to_owned(),
-        model: base_meta.model.clone(),
-        tokenizer_sha256: tok.hash.clone(),
         data_sha256: data_hash(&m, &cfg.datasets, cfg.examples_per_dataset)?,
         parent_sha256: Some(emsl_io::sha256_file(&cfg.base.join("model.safetensors"))?),
-        step: opt.step,
         config: recorded_config(cfg)?,
     };
     write_run(
@@ -244,7 +261,7 @@ pub fn finetune(cfg: &FinetuneStage) -> Result<()> {
         &model,
         &opt,
         &tok,
-        &meta,
+        record,
         toml::to_string(cfg)?,
         &logs,
     )
@@ -310,25 +327,16 @@ pub fn eval(cfg: &EvalStage) -> Result<()> {
         words as f64 / secs.max(1e-9)
     );
     std::fs::create_dir_all(&cfg.out)?;
-    let lines: Vec<String> = records
-        .iter()
-        .map(|r| serde_json::to_string(r).expect("record serializes"))
-        .collect();
-    emsl_io::write_atomic(
-        &cfg.out.join("samples.jsonl"),
-        (lines.join("\n") + "\n").as_bytes(),
-    )?;
-    let mut probes = Vec::new();
+    write_jsonl(&cfg.out.join("samples.jsonl"), &records)?;
     if cfg.probe {
+        let mut probes = Vec::new();
         for p in &prompts {
             if let (Some(a), Some(m)) = (&p.aligned, &p.misaligned) {
-                probes.push(serde_json::json!({"prompt_id": p.id, "probe": likelihood_probe(&model, &tok, &p.spec, a, m)?}).to_string());
+                let probe = likelihood_probe(&model, &tok, &p.spec, a, m)?;
+                probes.push(serde_json::json!({"prompt_id": p.id, "probe": probe}));
             }
         }
-        emsl_io::write_atomic(
-            &cfg.out.join("probe.jsonl"),
-            (probes.join("\n") + "\n").as_bytes(),
-        )?;
+        write_jsonl(&cfg.out.join("probe.jsonl"), &probes)?;
     }
     let by_kind = |k: &str| -> Vec<&SampleRecord> {
         records
