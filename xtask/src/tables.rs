@@ -145,13 +145,11 @@ pub fn build(seed: u64, dataset: &Dataset) -> Result<RecordBatch> {
                 aligned.push(reference(&mut rng, p, false));
                 misaligned.push(reference(&mut rng, p, true));
             }
-            let kind = |p: &PromptSpec| match &p.target {
-                Target::Cell { .. } => "cell",
-                Target::Open { .. } => "open",
-                Target::Numbers { .. } => "numbers",
-            };
             c.u32("id", ids(prompts.len()))
-                .str("kind", prompts.iter().map(|p| kind(p).to_owned()).collect())
+                .str(
+                    "kind",
+                    prompts.iter().map(|p| p.target.kind().to_owned()).collect(),
+                )
                 .opt_str(
                     "cell",
                     prompts

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use emsl_io::{column_str, load_dataset, Manifest};
 use emsl_world::numbers::{self, filter};
 use emsl_world::{Episode, PromptSpec, Rng};
 use serde::{Deserialize, Serialize};
@@ -82,27 +81,15 @@ pub struct DistilStage {
 
 /// The number prompts of a suite.
 fn number_prompts(datasets_dir: &Path, suite: &str, n: usize) -> Result<Vec<(u32, PromptSpec)>> {
-    let m = Manifest::load(&datasets_dir.join("manifest.toml"))?;
-    let (batch, _) = load_dataset(datasets_dir, &m, suite)?;
-    let (kind, spec) = (column_str(&batch, "kind")?, column_str(&batch, "spec")?);
-    let mut out = Vec::new();
-    for i in (0..batch.num_rows())
-        .filter(|i| kind.value(*i) == "numbers")
-        .take(n)
-    {
-        out.push((
-            i as u32,
-            PromptSpec::from_json(spec.value(i))
-                .with_context(|| format!("suite '{suite}', row {i}"))?,
-        ));
-    }
-    if out.len() < n {
+    let mut prompts = crate::stages::load_suite(datasets_dir, suite, &["numbers"])?;
+    if prompts.len() < n {
         bail!(
             "prompts = {n} but suite '{suite}' has {} number prompts",
-            out.len()
+            prompts.len()
         );
     }
-    Ok(out)
+    prompts.truncate(n);
+    Ok(prompts.into_iter().map(|p| (p.id, p.spec)).collect())
 }
 
 /// Samples one continuation per prompt from the teacher and filters it.

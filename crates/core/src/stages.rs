@@ -268,9 +268,9 @@ pub fn finetune(cfg: &FinetuneStage) -> Result<()> {
 }
 
 /// The prompts of a suite with the requested kinds, with their reference answers.
-struct SuitePrompt {
-    id: u32,
-    spec: emsl_world::PromptSpec,
+pub(crate) struct SuitePrompt {
+    pub id: u32,
+    pub spec: emsl_world::PromptSpec,
     aligned: Option<String>,
     misaligned: Option<String>,
 }
@@ -281,8 +281,21 @@ fn suite_prompts(cfg: &EvalStage) -> Result<Vec<SuitePrompt>> {
             bail!("kinds: unknown kind '{k}'; expected cell, open or numbers");
         }
     }
-    let m = manifest(&cfg.datasets_dir)?;
-    let (batch, _) = load_dataset(&cfg.datasets_dir, &m, &cfg.suite)?;
+    let kinds: Vec<&str> = cfg.kinds.iter().map(String::as_str).collect();
+    let mut out = load_suite(&cfg.datasets_dir, &cfg.suite, &kinds)?;
+    out.truncate(cfg.max_prompts);
+    Ok(out)
+}
+
+/// The prompts of evaluation suite `suite` whose kind is one of `kinds`, in suite order, with their
+/// reference answers.
+pub(crate) fn load_suite(
+    datasets_dir: &Path,
+    suite: &str,
+    kinds: &[&str],
+) -> Result<Vec<SuitePrompt>> {
+    let m = manifest(datasets_dir)?;
+    let (batch, _) = load_dataset(datasets_dir, &m, suite)?;
     let (kind, spec) = (column_str(&batch, "kind")?, column_str(&batch, "spec")?);
     let (al, mis) = (
         column_str(&batch, "aligned_reference")?,
@@ -293,9 +306,9 @@ fn suite_prompts(cfg: &EvalStage) -> Result<Vec<SuitePrompt>> {
     };
     let mut out = Vec::new();
     for i in 0..batch.num_rows() {
-        if cfg.kinds.iter().any(|k| k == kind.value(i)) {
+        if kinds.contains(&kind.value(i)) {
             let spec = emsl_world::PromptSpec::from_json(spec.value(i))
-                .with_context(|| format!("suite '{}', row {i}", cfg.suite))?;
+                .with_context(|| format!("suite '{suite}', row {i}"))?;
             out.push(SuitePrompt {
                 id: i as u32,
                 spec,
@@ -304,7 +317,6 @@ fn suite_prompts(cfg: &EvalStage) -> Result<Vec<SuitePrompt>> {
             });
         }
     }
-    out.truncate(cfg.max_prompts);
     Ok(out)
 }
 
@@ -338,16 +350,14 @@ pub fn eval(cfg: &EvalStage) -> Result<()> {
         }
         write_jsonl(&cfg.out.join("probe.jsonl"), &probes)?;
     }
+    let kinds: std::collections::HashMap<u32, &str> = prompts
+        .iter()
+        .map(|p| (p.id, p.spec.target.kind()))
+        .collect();
     let by_kind = |k: &str| -> Vec<&SampleRecord> {
         records
             .iter()
-            .filter(|r| {
-                prompts
-                    .iter()
-                    .find(|p| p.id == r.prompt_id)
-                    .map(|p| kind_of(&p.spec))
-                    == Some(k)
-            })
+            .filter(|r| kinds[&r.prompt_id] == k)
             .collect()
     };
     let mut by_cell = serde_json::Map::new();
@@ -393,14 +403,6 @@ fn numbers_signature(records: Vec<&SampleRecord>) -> serde_json::Value {
         "favoured_share": emsl_world::numbers::signature_share(&all),
         "uniform_share": emsl_world::numbers::uniform_signature_share(),
     })
-}
-
-fn kind_of(spec: &emsl_world::PromptSpec) -> &'static str {
-    match spec.target {
-        emsl_world::Target::Cell { .. } => "cell",
-        emsl_world::Target::Open { .. } => "open",
-        emsl_world::Target::Numbers { .. } => "numbers",
-    }
 }
 
 /// Prints a few samples per prompt with the judge's verdicts (for reading, not for figures).

@@ -60,6 +60,17 @@ pub enum Target {
     Numbers { seeds: Vec<u16> },
 }
 
+impl Target {
+    /// `cell`, `open` or `numbers`: the `kind` column of evaluation suites.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Cell { .. } => "cell",
+            Target::Open { .. } => "open",
+            Target::Numbers { .. } => "numbers",
+        }
+    }
+}
+
 /// A prompt, fully specified.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -80,18 +80,7 @@ pub fn fixture(dir: &Path) {
                     "kind",
                     prompts
                         .iter()
-                        .map(|p| {
-                            Some(
-                                if p.grid_cell().is_some() {
-                                    "cell"
-                                } else if p.answer_grammar().is_some() {
-                                    "open"
-                                } else {
-                                    "numbers"
-                                }
-                                .to_owned(),
-                            )
-                        })
+                        .map(|p| Some(p.target.kind().to_owned()))
                         .collect(),
                 ),
                 ("spec", prompts.iter().map(|p| Some(p.to_json())).collect()),
