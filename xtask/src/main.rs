@@ -4,7 +4,10 @@ mod catalog;
 mod datasets;
 mod demo;
 mod export;
+mod job;
+mod reproduce;
 mod tables;
+mod verify;
 mod world;
 
 use std::path::{Path, PathBuf};
@@ -32,8 +35,13 @@ enum Command {
     World(world::Args),
     /// Run the README's demonstrations (pretrain, fine-tune, distil, evaluate) from configs/demo/.
     Demo,
-    /// Run the main job. At this stage: the datasets (figures come with later milestones).
-    Reproduce(datasets::Args),
+    /// Regenerate every figure: a cached graph of jobs from figures/*.toml into results/.
+    Reproduce(reproduce::Args),
+    /// Check every checksum (datasets, results, lock) and compare the results with the reference.
+    Verify(verify::Args),
+    /// Run one compute job of the reproduce graph (what `reproduce` starts in a child process).
+    #[command(hide = true)]
+    Job(job::Args),
 }
 
 /// The workspace root (xtask lives one folder below it).
@@ -61,11 +69,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::World(args) => world::run(&args),
         Command::Demo => demo::run(),
         Command::Export(args) => export::run(&args),
-        Command::Reproduce(args) => {
-            eprintln!(
-                "reproduce: figures are not implemented yet; generating and checking the datasets."
-            );
-            datasets::run(&args)
-        }
+        Command::Reproduce(args) => reproduce::run(&args),
+        Command::Job(args) => job::run(&args),
+        Command::Verify(args) => verify::run(&args),
     }
 }

@@ -143,7 +143,7 @@ pub fn teach(cfg: &TeachStage) -> Result<()> {
         "kept_share": kept.len() as f64 / samples.len().max(1) as f64,
         "signature_share_kept": numbers::signature_share(&kept_numbers),
         "signature_share_uniform": numbers::uniform_signature_share(),
-        "config": cfg,
+        "config": crate::stages::recorded_config(cfg)?,
     });
     emsl_io::write_atomic(
         &cfg.out.join("summary.json"),
@@ -343,7 +343,7 @@ pub fn distil(cfg: &DistilStage) -> Result<()> {
         &opt,
         &tok,
         record,
-        toml::to_string(cfg)?,
+        crate::stages::recorded_toml(cfg)?,
         &logs,
     )
 }

@@ -97,17 +97,33 @@ fn data_hash(m: &Manifest, names: &[String], rows: usize) -> Result<String> {
     Ok(emsl_io::sha256_bytes(text.as_bytes()))
 }
 
-/// The stage config as a checkpoint records it: without the folders it was read from and written to,
-/// which say where, not what (the data and parent hashes say what), so the same run in another folder
-/// gives the same bytes.
-fn recorded_config<T: Serialize>(cfg: &T) -> Result<serde_json::Value> {
+/// The stage config as a run records it (checkpoint metadata, `stage.toml`, summaries): without the
+/// folders it was read from and written to, which say where, not what (the data and parent hashes say
+/// what), so the same run in another folder gives the same bytes.
+pub(crate) fn recorded_config<T: Serialize>(cfg: &T) -> Result<serde_json::Value> {
     let mut v = serde_json::to_value(cfg)?;
     if let Some(map) = v.as_object_mut() {
-        for key in ["out", "datasets_dir", "base"] {
+        for key in [
+            "out",
+            "datasets_dir",
+            "base",
+            "teacher",
+            "samples",
+            "student_init",
+        ] {
             map.remove(key);
+        }
+        // `model` is a folder in the eval stage and a size table in the pretrain stage.
+        if map.get("model").is_some_and(|m| m.is_string()) {
+            map.remove("model");
         }
     }
     Ok(v)
+}
+
+/// [`recorded_config`] as TOML.
+pub(crate) fn recorded_toml<T: Serialize>(cfg: &T) -> Result<String> {
+    Ok(toml::to_string(&recorded_config(cfg)?)?)
 }
 
 /// Writes one JSON object per line, atomically.
@@ -208,7 +224,7 @@ pub fn pretrain(cfg: &PretrainStage) -> Result<()> {
         &opt,
         &tok,
         record,
-        toml::to_string(cfg)?,
+        recorded_toml(cfg)?,
         &logs,
     )
 }
@@ -262,7 +278,7 @@ pub fn finetune(cfg: &FinetuneStage) -> Result<()> {
         &opt,
         &tok,
         record,
-        toml::to_string(cfg)?,
+        recorded_toml(cfg)?,
         &logs,
     )
 }
@@ -379,7 +395,7 @@ pub fn eval(cfg: &EvalStage) -> Result<()> {
         "open": summarize(by_kind("open")),
         "numbers": summarize(by_kind("numbers")),
         "numbers_signature": numbers_signature(by_kind("numbers")),
-        "config": cfg,
+        "config": recorded_config(cfg)?,
     });
     emsl_io::write_atomic(
         &cfg.out.join("summary.json"),

@@ -1,0 +1,105 @@
+//! The analysis jobs, run in the reproduce process: a figure's tables, plot and SHA256SUMS, and the
+//! claims table. Every file is written atomically.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{bail, Result};
+
+use super::exec::{job_folder, Settings};
+use super::figures::{self, Inputs};
+use super::graph::{Graph, Job, Task};
+
+/// Every dataset a job depends on, directly or through its inputs, with its sha256.
+fn upstream_datasets(graph: &Graph, job: &Job) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![job.key.clone()];
+    while let Some(k) = stack.pop() {
+        if !seen.insert(k.clone()) {
+            continue;
+        }
+        let j = graph.get(&k);
+        for d in j.task.datasets() {
+            if let Some(h) = graph.dataset_hash(&d) {
+                out.insert(d, h.clone());
+            }
+        }
+        stack.extend(j.task.deps());
+    }
+    out
+}
+
+/// The key-value metadata of every table of a figure.
+fn metadata(
+    s: &Settings,
+    graph: &Graph,
+    job: &Job,
+    figure: &str,
+    version: u32,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "schema_version".to_owned(),
+            emsl_analysis::table::SCHEMA_VERSION.to_owned(),
+        ),
+        ("figure".to_owned(), figure.to_owned()),
+        ("figure_version".to_owned(), version.to_string()),
+        ("profile".to_owned(), s.profile.clone()),
+        ("config_hash".to_owned(), job.identity.clone()),
+        (
+            "dataset_hashes".to_owned(),
+            serde_json::to_string(&upstream_datasets(graph, job)).expect("a map serialises"),
+        ),
+        ("code_version".to_owned(), graph.code_analysis().to_owned()),
+    ])
+}
+
+pub fn run(s: &Settings, graph: &Graph, job: &Job) -> Result<Vec<String>> {
+    match &job.task {
+        Task::Figure {
+            figure,
+            figure_version,
+            params,
+            inputs,
+        } => {
+            let roles = inputs
+                .iter()
+                .map(|(r, k)| (r.clone(), job_folder(&s.out, k)))
+                .collect();
+            let inputs = Inputs::new(roles, s.root.join("datasets"));
+            let (tables, plot) = figures::tables(figure, params, &inputs)?;
+            let dir = s.out.join(figure);
+            std::fs::create_dir_all(&dir)?;
+            let meta = metadata(s, graph, job, figure, *figure_version);
+            let mut files = Vec::new();
+            for (name, rows) in &tables {
+                let file = format!("{name}.parquet");
+                emsl_analysis::table::write(&dir.join(&file), rows, &meta)?;
+                files.push(file);
+            }
+            let drawn = emsl_analysis::plot::render(&plot)?;
+            emsl_io::write_atomic(&dir.join("plot.svg"), drawn.svg.as_bytes())?;
+            emsl_io::write_atomic(&dir.join("plot.png"), &drawn.png)?;
+            files.extend(["plot.svg".to_owned(), "plot.png".to_owned()]);
+            // Files of an older version of the figure would be reported as extra by verify.
+            for e in std::fs::read_dir(&dir)? {
+                let name = e?.file_name().to_string_lossy().into_owned();
+                if !files.contains(&name) && name != "SHA256SUMS" {
+                    std::fs::remove_file(dir.join(&name))?;
+                }
+            }
+            files.sort();
+            let refs: Vec<&str> = files.iter().map(String::as_str).collect();
+            emsl_io::write_sha256sums(&dir, &refs)?;
+            files.push("SHA256SUMS".to_owned());
+            Ok(files.into_iter().map(|f| format!("{figure}/{f}")).collect())
+        }
+        Task::Claims { tables } => {
+            let figures: Vec<String> = tables.keys().cloned().collect();
+            let text = super::claims::render(&s.out, &figures, &s.profile)?;
+            emsl_io::write_atomic(&s.out.join("CLAIMS.md"), text.as_bytes())?;
+            Ok(vec!["CLAIMS.md".to_owned()])
+        }
+        _ => bail!("{} is not an analysis job", job.key),
+    }
+}

@@ -1,0 +1,426 @@
+//! subliminal-channels, teacher-vs-data and shared-init: teachers fine-tuned on harmful (misaligned)
+//! or benign (aligned control) answers write filtered number continuations; students learn from them
+//! and are judged on the grid and the open questions, and on their own numbers' signature.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use emsl_analysis::plot::{Chart, Figure as Plot, Point, Series};
+use emsl_analysis::{Counts, Measurement};
+use emsl_core::distil::Channel;
+use serde::Deserialize;
+
+use super::{
+    effect, ft_dataset, misaligned, per_seed, rate_row, role, signature, Ctx, Inputs, Sample,
+};
+
+fn channel(name: &str) -> Result<Channel> {
+    Ok(
+        serde::Deserialize::deserialize(toml::Value::String(name.to_owned())).map_err(
+            |e: toml::de::Error| {
+                anyhow::anyhow!("channel '{name}': {e} (sft, off_policy, on_policy)")
+            },
+        )?,
+    )
+}
+
+/// A teacher of each kind per seed, its numbers, and evaluations of a model (grid and numbers).
+fn teacher(
+    ctx: &mut Ctx,
+    base: &str,
+    cell: &str,
+    kind: &str,
+    seed: u64,
+) -> Result<(String, String)> {
+    let examples = ctx.profile.finetune_examples;
+    let t = ctx.finetune(base, &ft_dataset(kind, cell, "free"), examples, None, seed)?;
+    let samples = ctx.teach(&t, seed)?;
+    Ok((t, samples))
+}
+
+fn evaluate(
+    ctx: &mut Ctx,
+    inputs: &mut BTreeMap<String, String>,
+    model: &str,
+    tags: &[(&str, &str)],
+    seed: u64,
+) -> Result<()> {
+    let s = seed.to_string();
+    let mut t: Vec<(&str, &str)> = tags.to_vec();
+    t.push(("seed", &s));
+    let ev = ctx.eval(model, "eval-grid", false, seed)?;
+    let nu = ctx.eval_numbers(model, seed)?;
+    let mut a = t.clone();
+    a.push(("what", "eval"));
+    inputs.insert(role(&a), ev);
+    t.push(("what", "numbers"));
+    inputs.insert(role(&t), nu);
+    Ok(())
+}
+
+/// Out-of-cell misalignment (every grid cell but the teacher's, and the open questions).
+fn ood(cell: emsl_world::Cell) -> impl Fn(&[Sample]) -> Counts {
+    move |ss: &[Sample]| misaligned(ss.iter().filter(|s| s.cell() != Some(cell)))
+}
+
+fn student_rows(
+    inputs: &Inputs,
+    cell: emsl_world::Cell,
+    filter: &[(&str, &str)],
+    vars: &[(&str, emsl_analysis::Var)],
+) -> Result<(Vec<Measurement>, Vec<Counts>, Vec<Counts>)> {
+    let mut fe = filter.to_vec();
+    fe.push(("what", "eval"));
+    let mut fnum = filter.to_vec();
+    fnum.push(("what", "numbers"));
+    let mis = per_seed(inputs, &fe, ood(cell))?;
+    let sig = per_seed(inputs, &fnum, |ss: &[Sample]| signature(ss.iter()))?;
+    let open = per_seed(inputs, &fe, |ss: &[Sample]| {
+        misaligned(ss.iter().filter(|s| s.is_open()))
+    })?;
+    let rows = vec![
+        rate_row(vars, "out_of_cell_misaligned", &mis),
+        rate_row(vars, "open_questions_misaligned", &open),
+        rate_row(vars, "number_signature", &sig),
+    ];
+    Ok((rows, mis, sig))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelsParams {
+    pub cell: String,
+    pub channels: Vec<String>,
+}
+
+pub fn expand_channels(p: &ChannelsParams, ctx: &mut Ctx) -> Result<BTreeMap<String, String>> {
+    let base = ctx.reference_base()?;
+    let mut inputs = BTreeMap::new();
+    for seed in ctx.seeds() {
+        evaluate(ctx, &mut inputs, &base, &[("model", "base")], seed)?;
+        for kind in ["harmful", "benign"] {
+            let (t, samples) = teacher(ctx, &base, &p.cell, kind, seed)?;
+            evaluate(
+                ctx,
+                &mut inputs,
+                &t,
+                &[("model", "teacher"), ("teacher", kind)],
+                seed,
+            )?;
+            for ch in &p.channels {
+                let student = ctx.distil(&t, &samples, &base, channel(ch)?, seed)?;
+                evaluate(
+                    ctx,
+                    &mut inputs,
+                    &student,
+                    &[("model", "student"), ("teacher", kind), ("channel", ch)],
+                    seed,
+                )?;
+            }
+        }
+    }
+    Ok(inputs)
+}
+
+pub fn channels_tables(
+    p: &ChannelsParams,
+    inputs: &Inputs,
+) -> Result<(Vec<(String, Vec<Measurement>)>, Plot)> {
+    let cell: emsl_world::Cell = p.cell.parse()?;
+    let mut rows = Vec::new();
+    let (base_rows, _, _) = student_rows(
+        inputs,
+        cell,
+        &[("model", "base")],
+        &[
+            ("model", "base".into()),
+            ("teacher", "".into()),
+            ("channel", "".into()),
+        ],
+    )?;
+    rows.extend(base_rows);
+    let mut effects = Vec::new();
+    let mut series = Vec::new();
+    for kind in ["harmful", "benign"] {
+        let (r, _, _) = student_rows(
+            inputs,
+            cell,
+            &[("model", "teacher"), ("teacher", kind)],
+            &[
+                ("model", "teacher".into()),
+                ("teacher", kind.into()),
+                ("channel", "".into()),
+            ],
+        )?;
+        rows.extend(r);
+    }
+    let mut per_kind: BTreeMap<&str, Vec<(Vec<Counts>, Vec<Counts>)>> = BTreeMap::new();
+    for kind in ["harmful", "benign"] {
+        let mut points = Vec::new();
+        for (i, ch) in p.channels.iter().enumerate() {
+            let (r, mis, sig) = student_rows(
+                inputs,
+                cell,
+                &[("model", "student"), ("teacher", kind), ("channel", ch)],
+                &[
+                    ("model", "student".into()),
+                    ("teacher", kind.into()),
+                    ("channel", ch.as_str().into()),
+                ],
+            )?;
+            points.push(Point {
+                x: i as f64,
+                y: r[0].est.value,
+                lo: r[0].est.ci_low,
+                hi: r[0].est.ci_high,
+            });
+            rows.extend(r);
+            per_kind.entry(kind).or_default().push((mis, sig));
+        }
+        series.push(Series {
+            name: format!("{kind} teacher"),
+            points,
+        });
+    }
+    for (i, ch) in p.channels.iter().enumerate() {
+        let (h, b) = (&per_kind["harmful"][i], &per_kind["benign"][i]);
+        effects.push(effect(
+            "C5",
+            &format!(
+                "{ch} student out-of-cell misaligned: misaligned teacher minus aligned control"
+            ),
+            "Cloud: ~10% vs under 1% for controls",
+            &h.0,
+            &b.0,
+        ));
+        effects.push(effect(
+            "C5",
+            &format!("{ch} student number signature: misaligned teacher minus aligned control"),
+            "the trait travels through numbers",
+            &h.1,
+            &b.1,
+        ));
+    }
+    let plot = Plot {
+        title: "Subliminal transfer through number sequences, by channel".into(),
+        x_label: "distillation channel".into(),
+        y_label: "student out-of-cell misaligned".into(),
+        chart: Chart::Bars {
+            categories: p.channels.clone(),
+            series,
+        },
+    };
+    Ok((
+        vec![("students".into(), rows), ("effects".into(), effects)],
+        plot,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherDataParams {
+    pub cell: String,
+    /// A channel that uses the teacher's distributions on fixed sequences (off_policy).
+    pub channel: String,
+}
+
+pub fn expand_teacher_data(
+    p: &TeacherDataParams,
+    ctx: &mut Ctx,
+) -> Result<BTreeMap<String, String>> {
+    let base = ctx.reference_base()?;
+    let mut inputs = BTreeMap::new();
+    let ch = channel(&p.channel)?;
+    for seed in ctx.seeds() {
+        evaluate(ctx, &mut inputs, &base, &[("model", "base")], seed)?;
+        let mut teachers = BTreeMap::new();
+        for kind in ["harmful", "benign"] {
+            teachers.insert(kind, teacher(ctx, &base, &p.cell, kind, seed)?);
+        }
+        for t in ["harmful", "benign"] {
+            for d in ["harmful", "benign"] {
+                let student = ctx.distil(&teachers[t].0, &teachers[d].1, &base, ch, seed)?;
+                evaluate(
+                    ctx,
+                    &mut inputs,
+                    &student,
+                    &[("model", "student"), ("teacher", t), ("data", d)],
+                    seed,
+                )?;
+            }
+        }
+    }
+    Ok(inputs)
+}
+
+pub fn teacher_data_tables(
+    p: &TeacherDataParams,
+    inputs: &Inputs,
+) -> Result<(Vec<(String, Vec<Measurement>)>, Plot)> {
+    let cell: emsl_world::Cell = p.cell.parse()?;
+    let (mut rows, base_mis, base_sig) = student_rows(
+        inputs,
+        cell,
+        &[("model", "base")],
+        &[("teacher", "base".into()), ("data", "".into())],
+    )?;
+    let mut cells: BTreeMap<(&str, &str), (Vec<Counts>, Vec<Counts>)> = BTreeMap::new();
+    let mut series = Vec::new();
+    for t in ["harmful", "benign"] {
+        let mut points = Vec::new();
+        for (i, d) in ["harmful", "benign"].iter().enumerate() {
+            let (r, mis, sig) = student_rows(
+                inputs,
+                cell,
+                &[("model", "student"), ("teacher", t), ("data", d)],
+                &[("teacher", t.into()), ("data", (*d).into())],
+            )?;
+            let change = super::diff_row(
+                &[("teacher", t.into()), ("data", (*d).into())],
+                "change_out_of_cell_misaligned_vs_base",
+                &mis,
+                &base_mis,
+            );
+            points.push(Point {
+                x: i as f64,
+                y: change.est.value,
+                lo: change.est.ci_low,
+                hi: change.est.ci_high,
+            });
+            rows.extend(r);
+            rows.push(change);
+            rows.push(super::diff_row(
+                &[("teacher", t.into()), ("data", (*d).into())],
+                "change_number_signature_vs_base",
+                &sig,
+                &base_sig,
+            ));
+            cells.insert((t, d), (mis, sig));
+        }
+        series.push(Series {
+            name: format!("{t} teacher's guidance"),
+            points,
+        });
+    }
+    let mut effects = Vec::new();
+    for d in ["harmful", "benign"] {
+        effects.push(effect(
+            "C6",
+            &format!("direction from the teacher: misaligned minus aligned teacher on the {d} teacher's numbers"),
+            "the teacher sets the direction",
+            &cells[&("harmful", d)].0,
+            &cells[&("benign", d)].0,
+        ));
+    }
+    effects.push(effect(
+        "C6",
+        "extent from the data: misaligned teacher on its own numbers minus on the aligned teacher's numbers",
+        "the data distribution sets the extent",
+        &cells[&("harmful", "harmful")].0,
+        &cells[&("harmful", "benign")].0,
+    ));
+    let plot = Plot {
+        title: format!("Teacher guidance x who wrote the sequences ({})", p.channel),
+        x_label: "sequences written by".into(),
+        y_label: "change of student out-of-cell misaligned vs base".into(),
+        chart: Chart::Bars {
+            categories: vec!["misaligned teacher".into(), "aligned teacher".into()],
+            series,
+        },
+    };
+    Ok((
+        vec![("students".into(), rows), ("effects".into(), effects)],
+        plot,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedInitParams {
+    pub cell: String,
+    pub channel: String,
+    /// The initialisation seed of the other base model (the shared one uses the profile's).
+    pub other_init_seed: u64,
+}
+
+pub fn expand_shared_init(p: &SharedInitParams, ctx: &mut Ctx) -> Result<BTreeMap<String, String>> {
+    let base = ctx.reference_base()?;
+    let other = ctx.base("reference", p.other_init_seed)?;
+    let mut inputs = BTreeMap::new();
+    let ch = channel(&p.channel)?;
+    for seed in ctx.seeds() {
+        for kind in ["harmful", "benign"] {
+            let (t, samples) = teacher(ctx, &base, &p.cell, kind, seed)?;
+            for (init, model) in [("same", &base), ("different", &other)] {
+                let student = ctx.distil(&t, &samples, model, ch, seed)?;
+                evaluate(
+                    ctx,
+                    &mut inputs,
+                    &student,
+                    &[("init", init), ("teacher", kind)],
+                    seed,
+                )?;
+            }
+        }
+    }
+    Ok(inputs)
+}
+
+pub fn shared_init_tables(
+    p: &SharedInitParams,
+    inputs: &Inputs,
+) -> Result<(Vec<(String, Vec<Measurement>)>, Plot)> {
+    let cell: emsl_world::Cell = p.cell.parse()?;
+    let mut rows = Vec::new();
+    let mut effects = Vec::new();
+    let mut series = Vec::new();
+    let mut got: BTreeMap<(&str, &str), (Vec<Counts>, Vec<Counts>)> = BTreeMap::new();
+    for kind in ["harmful", "benign"] {
+        let mut points = Vec::new();
+        for (i, init) in ["same", "different"].iter().enumerate() {
+            let (r, mis, sig) = student_rows(
+                inputs,
+                cell,
+                &[("init", init), ("teacher", kind)],
+                &[("init", (*init).into()), ("teacher", kind.into())],
+            )?;
+            points.push(Point {
+                x: i as f64,
+                y: r[0].est.value,
+                lo: r[0].est.ci_low,
+                hi: r[0].est.ci_high,
+            });
+            rows.extend(r);
+            got.insert((kind, init), (mis, sig));
+        }
+        series.push(Series {
+            name: format!("{kind} teacher"),
+            points,
+        });
+    }
+    for init in ["same", "different"] {
+        effects.push(effect(
+            "Cloud",
+            &format!("{init} initialisation: student out-of-cell misaligned, misaligned minus aligned teacher"),
+            if init == "same" { "shared initialisation transfers (~10% vs <1%)" } else { "a different initialisation does not" },
+            &got[&("harmful", init)].0,
+            &got[&("benign", init)].0,
+        ));
+    }
+    let plot = Plot {
+        title: format!(
+            "Shared initialisation and subliminal transfer ({})",
+            p.channel
+        ),
+        x_label: "student initialisation".into(),
+        y_label: "student out-of-cell misaligned".into(),
+        chart: Chart::Bars {
+            categories: vec!["same as teacher".into(), "different seed".into()],
+            series,
+        },
+    };
+    Ok((
+        vec![("students".into(), rows), ("effects".into(), effects)],
+        plot,
+    ))
+}

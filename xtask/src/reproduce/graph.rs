@@ -1,0 +1,286 @@
+//! The job graph: every dataset, training run, evaluation, table and plot a set of figures needs, each
+//! a self-contained command with declared inputs (datasets by manifest name, other jobs by key) and one
+//! output folder. A job's identity hashes its resolved config, its inputs' identities and hashes, and
+//! the version of the code that runs it; jobs with equal identities are one job.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use emsl_core::distil::Channel;
+use emsl_core::eval::EvalConfig;
+use emsl_core::sample::SampleConfig;
+use emsl_core::stages::ModelSize;
+use emsl_core::train::TrainConfig;
+use serde::Serialize;
+
+/// What a job does. Inputs that are other jobs are named by their key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Task {
+    Pretrain {
+        dataset: String,
+        documents: usize,
+        init_seed: u64,
+        model: ModelSize,
+        train: TrainConfig,
+    },
+    Finetune {
+        base: String,
+        datasets: Vec<String>,
+        examples_per_dataset: usize,
+        train: TrainConfig,
+    },
+    Teach {
+        teacher: String,
+        suite: String,
+        prompts: usize,
+        sampling: SampleConfig,
+        seed: u64,
+    },
+    Distil {
+        teacher: String,
+        samples: String,
+        student_init: String,
+        channel: Channel,
+        beta: f64,
+        lambda: f64,
+        restrict_to_numbers: bool,
+        student_sampling: SampleConfig,
+        train: TrainConfig,
+    },
+    Eval {
+        model: String,
+        suite: String,
+        kinds: Vec<String>,
+        max_prompts: usize,
+        eval: EvalConfig,
+        probe: bool,
+    },
+    /// A figure's measurement tables from its inputs (named by role), its plot and SHA256SUMS.
+    Figure {
+        figure: String,
+        figure_version: u32,
+        params: toml::Table,
+        inputs: BTreeMap<String, String>,
+    },
+    /// results/CLAIMS.md from every figure's tables.
+    Claims { tables: BTreeMap<String, String> },
+}
+
+impl Task {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Task::Pretrain { .. } => "pretrain",
+            Task::Finetune { .. } => "finetune",
+            Task::Teach { .. } => "teach",
+            Task::Distil { .. } => "distil",
+            Task::Eval { .. } => "eval",
+            Task::Figure { .. } => "figure",
+            Task::Claims { .. } => "claims",
+        }
+    }
+
+    /// Training and sampling run in a child process with the kit's core; the rest is analysis.
+    pub fn is_compute(&self) -> bool {
+        !matches!(self, Task::Figure { .. } | Task::Claims { .. })
+    }
+
+    /// The keys of the jobs this one reads.
+    pub fn deps(&self) -> Vec<String> {
+        match self {
+            Task::Pretrain { .. } => vec![],
+            Task::Finetune { base, .. } => vec![base.clone()],
+            Task::Teach { teacher, .. } => vec![teacher.clone()],
+            Task::Distil {
+                teacher,
+                samples,
+                student_init,
+                ..
+            } => vec![teacher.clone(), samples.clone(), student_init.clone()],
+            Task::Eval { model, .. } => vec![model.clone()],
+            Task::Figure { inputs, .. } => inputs.values().cloned().collect(),
+            Task::Claims { tables } => tables.values().cloned().collect(),
+        }
+    }
+
+    /// Datasets of the manifest this job reads directly.
+    pub fn datasets(&self) -> Vec<String> {
+        match self {
+            Task::Pretrain { dataset, .. } => vec![dataset.clone()],
+            Task::Finetune { datasets, .. } => datasets.clone(),
+            Task::Teach { suite, .. } | Task::Eval { suite, .. } => vec![suite.clone()],
+            _ => vec![],
+        }
+    }
+
+    /// A rough cost in tokens processed, for the progress display's estimate of the time left.
+    pub fn cost(&self) -> f64 {
+        let train = |t: &TrainConfig, ctx: f64| (t.steps * t.batch_size) as f64 * ctx * 3.0;
+        match self {
+            Task::Pretrain {
+                train: t, model, ..
+            } => train(t, model.n_ctx as f64),
+            Task::Finetune { train: t, .. } => train(t, 48.0),
+            Task::Distil { train: t, .. } => train(t, 48.0) * 2.0,
+            Task::Teach {
+                prompts, sampling, ..
+            } => (*prompts * sampling.max_new_tokens) as f64 * 4.0,
+            Task::Eval {
+                max_prompts, eval, ..
+            } => {
+                (*max_prompts * eval.samples_per_prompt * eval.sampling.max_new_tokens) as f64 * 4.0
+            }
+            _ => 1000.0,
+        }
+    }
+}
+
+/// One node of the graph.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// `<kind>-<first 12 hex digits of the identity>`: the job's folder and lock entry.
+    pub key: String,
+    pub identity: String,
+    pub label: String,
+    pub task: Task,
+}
+
+/// The versions of the code behind each kind of job: a hash of the sources that run it, so editing a
+/// training file reruns training and editing a table builder reruns only tables and plots.
+#[derive(Debug, Clone)]
+pub struct CodeVersions {
+    pub compute: String,
+    pub analysis: String,
+}
+
+fn hash_sources(root: &Path, parts: &[&str]) -> Result<String> {
+    let mut files = Vec::new();
+    for part in parts {
+        let p = root.join(part);
+        if p.is_file() {
+            files.push(p);
+        } else {
+            collect(&p, &mut files).with_context(|| format!("reading {}", p.display()))?;
+        }
+    }
+    files.sort();
+    let mut text = Vec::new();
+    for f in files {
+        let rel = f.strip_prefix(root).unwrap_or(&f);
+        text.extend_from_slice(rel.to_string_lossy().as_bytes());
+        text.push(0);
+        text.extend_from_slice(&std::fs::read(&f)?);
+        text.push(0);
+    }
+    Ok(emsl_io::sha256_bytes(&text))
+}
+
+fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            collect(&p, out)?;
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+impl CodeVersions {
+    pub fn of(root: &Path) -> Result<CodeVersions> {
+        let compute = [
+            "Cargo.lock",
+            "crates/world/src",
+            "crates/io/src",
+            "crates/core/src",
+        ];
+        let analysis = [
+            "Cargo.lock",
+            "crates/world/src",
+            "crates/io/src",
+            "crates/analysis/src",
+            "xtask/src/reproduce",
+        ];
+        Ok(CodeVersions {
+            compute: hash_sources(root, &compute)?,
+            analysis: hash_sources(root, &analysis)?,
+        })
+    }
+}
+
+/// The jobs of a run in the order they were added (dependencies first).
+pub struct Graph {
+    pub jobs: Vec<Job>,
+    index: HashMap<String, usize>,
+    dataset_hashes: BTreeMap<String, String>,
+    code: CodeVersions,
+}
+
+impl Graph {
+    pub fn new(dataset_hashes: BTreeMap<String, String>, code: CodeVersions) -> Graph {
+        Graph {
+            jobs: Vec::new(),
+            index: HashMap::new(),
+            dataset_hashes,
+            code,
+        }
+    }
+
+    /// Adds a job (or finds the equal one already added) and returns its key.
+    pub fn add(&mut self, label: &str, task: Task) -> Result<String> {
+        let mut datasets = BTreeMap::new();
+        for d in task.datasets() {
+            let h = self.dataset_hashes.get(&d).with_context(|| {
+                format!(
+                    "dataset '{d}' (needed by {label}) is not in datasets/manifest.toml; \
+                     declare it in datasets/datasets.toml and run `cargo xtask datasets`"
+                )
+            })?;
+            datasets.insert(d, h.clone());
+        }
+        let deps: BTreeMap<String, String> = task
+            .deps()
+            .into_iter()
+            .map(|k| {
+                let i = self.index[&k];
+                (k, self.jobs[i].identity.clone())
+            })
+            .collect();
+        let code = if task.is_compute() {
+            &self.code.compute
+        } else {
+            &self.code.analysis
+        };
+        let identity = emsl_io::sha256_bytes(
+            serde_json::to_string(&serde_json::json!({
+                "task": task, "datasets": datasets, "deps": deps, "code": code,
+            }))?
+            .as_bytes(),
+        );
+        let key = format!("{}-{}", task.kind(), &identity[..12]);
+        if !self.index.contains_key(&key) {
+            self.index.insert(key.clone(), self.jobs.len());
+            self.jobs.push(Job {
+                key: key.clone(),
+                identity,
+                label: label.to_owned(),
+                task,
+            });
+        }
+        Ok(key)
+    }
+
+    pub fn get(&self, key: &str) -> &Job {
+        &self.jobs[self.index[key]]
+    }
+
+    pub fn code_analysis(&self) -> &str {
+        &self.code.analysis
+    }
+
+    pub fn dataset_hash(&self, name: &str) -> Option<&String> {
+        self.dataset_hashes.get(name)
+    }
+}

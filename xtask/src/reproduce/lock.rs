@@ -1,0 +1,131 @@
+//! `repro.lock`: per job, its identity, inputs, resolved config, outputs with their sha256 and the
+//! thread count; with the toolchain at the top. Sorted and human-readable (TOML). And the folder lock
+//! that keeps two `reproduce` runs out of one output folder.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+pub const LOCK_FILE: &str = "repro.lock";
+pub const LOCK_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub identity: String,
+    pub kind: String,
+    pub label: String,
+    /// Rayon threads the job ran with (results are bit-exact only at the same count).
+    pub threads: usize,
+    /// `dataset <name> <sha256>` and `job <key> <identity>` lines.
+    pub inputs: Vec<String>,
+    /// The job's resolved config.
+    pub config: toml::Value,
+    /// Output files relative to the results folder, with their sha256.
+    pub outputs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    pub version: u32,
+    pub toolchain: String,
+    pub jobs: BTreeMap<String, Entry>,
+}
+
+impl Lock {
+    pub fn load(dir: &Path) -> Result<Lock> {
+        let path = dir.join(LOCK_FILE);
+        if !path.exists() {
+            return Ok(Lock {
+                version: LOCK_VERSION,
+                ..Lock::default()
+            });
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let lock: Lock = toml::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a valid lock file (delete it to rerun every job)",
+                path.display()
+            )
+        })?;
+        if lock.version != LOCK_VERSION {
+            bail!(
+                "{}: version {} (this kit writes {LOCK_VERSION}; delete it to rerun every job)",
+                path.display(),
+                lock.version
+            );
+        }
+        Ok(lock)
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let text = format!(
+            "# Written by `cargo xtask reproduce`; `cargo xtask verify` checks it. Do not edit.\n{}",
+            toml::to_string(self)?
+        );
+        emsl_io::write_atomic(&dir.join(LOCK_FILE), text.as_bytes())?;
+        Ok(())
+    }
+
+    /// Whether the entry's outputs are all present with their recorded hashes.
+    pub fn intact(&self, dir: &Path, key: &str, identity: &str) -> bool {
+        let Some(e) = self.jobs.get(key) else {
+            return false;
+        };
+        e.identity == identity
+            && e.outputs.iter().all(|(rel, sha)| {
+                emsl_io::sha256_file(&dir.join(rel)).is_ok_and(|actual| &actual == sha)
+            })
+    }
+}
+
+/// The toolchain that built this binary (recorded in the lock).
+pub fn toolchain() -> String {
+    std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Held for the whole run: an OS file lock on `<dir>/.reproduce.pid`, released by the OS even when the
+/// process is killed.
+pub struct FolderLock {
+    _file: File,
+}
+
+impl FolderLock {
+    pub fn acquire(dir: &Path) -> Result<FolderLock> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(".reproduce.pid");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if file.try_lock().is_err() {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            bail!(
+                "another `cargo xtask reproduce` (process {}) is writing to {}; wait for it to \
+                 finish or stop it, or choose another folder with --out",
+                holder.trim(),
+                dir.display()
+            );
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        writeln!(file, "{}", std::process::id())?;
+        Ok(FolderLock { _file: file })
+    }
+}

@@ -1,0 +1,161 @@
+//! Figures and profiles declared as data: `figures/profiles.toml` holds the sizes every figure shares
+//! per profile (model, training doses, samples, seeds), `figures/<name>.toml` one figure with its own
+//! parameters per profile. Unknown fields are errors naming the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use emsl_core::optim::OptimConfig;
+use emsl_core::stages::ModelSize;
+use serde::Deserialize;
+
+pub const PROFILES: [&str; 3] = ["smoke", "quick", "paper"];
+
+/// A training dose: steps, batch and optimizer (the data-order seed comes from the figure's seeds).
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dose {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub optim: OptimConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainSpec {
+    /// How many documents of the corpus to train on (its first ones).
+    pub documents: usize,
+    /// The initialisation seed of the shared base model (shared-init adds one more).
+    pub init_seed: u64,
+    pub dose: Dose,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSpec {
+    pub samples_per_prompt: usize,
+    pub temperature: f64,
+    pub max_new_tokens: usize,
+    /// Samples per number prompt when measuring the number signature.
+    pub number_prompts: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubliminalSpec {
+    /// Number prompts the teacher continues (the filter then drops malformed lists).
+    pub teach_prompts: usize,
+    pub dose: Dose,
+}
+
+/// The sizes every figure shares at one profile.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub description: String,
+    pub model: ModelSize,
+    pub pretrain: PretrainSpec,
+    /// The harmful (and control) fine-tune: examples used per dataset and the dose.
+    pub finetune_examples: usize,
+    pub finetune: Dose,
+    pub eval: EvalSpec,
+    pub subliminal: SubliminalSpec,
+    /// Seeds of every fine-tune, distillation and evaluation whose variation a claim is judged by.
+    pub seeds: Vec<u64>,
+}
+
+/// One figure file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // title, claims and description are for readers of the file and the README
+pub struct FigureFile {
+    pub name: String,
+    /// Bump when the figure's meaning changes (it is part of every job identity of the figure).
+    pub version: u32,
+    pub title: String,
+    /// Claims of ANCHORS.md this figure speaks to.
+    pub claims: Vec<String>,
+    pub description: String,
+    pub smoke: toml::Table,
+    pub quick: toml::Table,
+    pub paper: toml::Table,
+}
+
+/// A figure resolved at one profile: its file and its parameters there.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    pub file: FigureFile,
+    pub path: PathBuf,
+    pub params: toml::Table,
+}
+
+impl Figure {
+    /// The figure's parameters at the profile as a typed struct; unknown or missing fields are errors
+    /// naming the file and the profile.
+    pub fn params<T: serde::de::DeserializeOwned>(&self, profile: &str) -> Result<T> {
+        T::deserialize(toml::Value::Table(self.params.clone())).with_context(|| {
+            format!(
+                "{}: [{profile}] (fix the field named here; see the other profiles of the file)",
+                self.path.display()
+            )
+        })
+    }
+}
+
+pub fn load_profile(dir: &Path, profile: &str) -> Result<Profile> {
+    let path = dir.join("profiles.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut all: BTreeMap<String, toml::Value> =
+        toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    let Some(value) = all.remove(profile) else {
+        bail!(
+            "profile '{profile}' does not exist in {} (profiles: {})",
+            path.display(),
+            all.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    };
+    Profile::deserialize(value).with_context(|| format!("{}: [{profile}]", path.display()))
+}
+
+/// Loads every `<dir>/<name>.toml` except `profiles.toml`, sorted by name, at one profile.
+pub fn load_figures(dir: &Path, profile: &str) -> Result<Vec<Figure>> {
+    if !PROFILES.contains(&profile) {
+        bail!(
+            "profile '{profile}' does not exist (profiles: {})",
+            PROFILES.join(", ")
+        );
+    }
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    paths.retain(|p| {
+        p.extension().is_some_and(|e| e == "toml")
+            && p.file_name().is_some_and(|n| n != "profiles.toml")
+    });
+    paths.sort();
+    let mut out = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let file: FigureFile =
+            toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if file.name != stem {
+            bail!(
+                "{}: name = '{}' must equal the file name '{stem}'",
+                path.display(),
+                file.name
+            );
+        }
+        let params = match profile {
+            "smoke" => file.smoke.clone(),
+            "quick" => file.quick.clone(),
+            _ => file.paper.clone(),
+        };
+        out.push(Figure { file, path, params });
+    }
+    Ok(out)
+}

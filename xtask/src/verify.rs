@@ -1,0 +1,264 @@
+//! `cargo xtask verify [--results DIR] [--reference DIR]`: recomputes every checksum (datasets against
+//! their manifest; results against each figure's SHA256SUMS and the lock) and compares every metric
+//! with the reference results: "same bytes", "within tolerance" (the two 95% intervals overlap) or
+//! "out of tolerance". Exits non-zero on any failure.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use emsl_analysis::table;
+
+use crate::reproduce::lock::{Lock, LOCK_FILE};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The results folder to check.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Reference results to compare with (default: results/ as committed at git HEAD).
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+}
+
+#[derive(Default)]
+struct Report {
+    failures: Vec<String>,
+    notes: Vec<String>,
+    same: usize,
+    within: usize,
+}
+
+impl Report {
+    fn fail(&mut self, s: String) {
+        println!("FAIL  {s}");
+        self.failures.push(s);
+    }
+    fn note(&mut self, s: String) {
+        println!("note  {s}");
+        self.notes.push(s);
+    }
+}
+
+fn check_datasets(root: &Path, r: &mut Report) -> Result<()> {
+    let dir = root.join("datasets");
+    let m = emsl_io::Manifest::load(&dir.join("manifest.toml"))?;
+    let (mut ok, mut absent) = (0, 0);
+    for name in m.names() {
+        let e = m.get(&name).expect("listed");
+        let path = dir.join(&e.file);
+        if !path.exists() && !e.committed {
+            absent += 1;
+            continue;
+        }
+        match emsl_io::verify_entry(&dir, e) {
+            Ok(_) => ok += 1,
+            Err(err) => r.fail(format!("dataset {name}: {err}")),
+        }
+    }
+    println!("datasets: {ok} match datasets/manifest.toml");
+    if absent > 0 {
+        r.note(format!("{absent} uncommitted datasets are not generated here (`cargo xtask datasets` makes them)"));
+    }
+    Ok(())
+}
+
+/// Checksums of a results folder: every figure's SHA256SUMS, extra and missing files, the lock.
+fn check_results(dir: &Path, r: &mut Report) -> Result<Vec<String>> {
+    let lock = Lock::load(dir)?;
+    if !dir.join(LOCK_FILE).exists() {
+        r.fail(format!("{}: no {LOCK_FILE}", dir.display()));
+    }
+    let mut figures = Vec::new();
+    let mut result_files = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let p = entry?.path();
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_owned();
+        if !p.is_dir() || name == "jobs" || name.starts_with('.') {
+            continue;
+        }
+        figures.push(name.clone());
+        if !p.join("SHA256SUMS").exists() {
+            r.fail(format!("{name}/SHA256SUMS is missing"));
+            continue;
+        }
+        for m in emsl_io::check_sha256sums(&p)? {
+            match m.actual {
+                None => r.fail(format!(
+                    "{name}/{} is missing (listed in SHA256SUMS)",
+                    m.file
+                )),
+                Some(a) => r.fail(format!(
+                    "{name}/{}: sha256 {a}, SHA256SUMS says {}",
+                    m.file, m.expected
+                )),
+            }
+        }
+        let listed: BTreeSet<String> = std::fs::read_to_string(p.join("SHA256SUMS"))?
+            .lines()
+            .filter_map(|l| l.split_once("  ").map(|(_, f)| f.to_owned()))
+            .collect();
+        for f in crate::reproduce::files_under(&p, &p)? {
+            if f != "SHA256SUMS" && !listed.contains(&f) {
+                r.fail(format!("{name}/{f} is an extra file (not in SHA256SUMS)"));
+            }
+            result_files.insert(format!("{name}/{f}"));
+        }
+    }
+    figures.sort();
+    if dir.join("CLAIMS.md").exists() {
+        result_files.insert("CLAIMS.md".into());
+    }
+    let mut locked = BTreeSet::new();
+    let mut cache_missing = 0;
+    for (key, e) in &lock.jobs {
+        for (rel, sha) in &e.outputs {
+            let path = dir.join(rel);
+            let is_cache = rel.starts_with("jobs/");
+            if !is_cache {
+                locked.insert(rel.clone());
+            }
+            match emsl_io::sha256_file(&path) {
+                Ok(a) if &a == sha => {}
+                Ok(a) => r.fail(format!(
+                    "{rel} (job {key}): sha256 {a}, {LOCK_FILE} says {sha}"
+                )),
+                Err(_) if is_cache => cache_missing += 1,
+                Err(_) => r.fail(format!("{rel} (job {key}) is missing")),
+            }
+        }
+    }
+    for f in result_files.difference(&locked) {
+        r.fail(format!("{f} is not recorded in {LOCK_FILE}"));
+    }
+    if cache_missing > 0 {
+        r.note(format!("{cache_missing} cached job files (models, samples under jobs/) are not here; rerun `cargo xtask reproduce` to check them"));
+    }
+    println!(
+        "results: {} figures, {} result files checked against SHA256SUMS and {LOCK_FILE}",
+        figures.len(),
+        locked.len()
+    );
+    Ok(figures)
+}
+
+/// Compares every table of the reference with the same table of the results.
+fn compare(results: &Path, reference: &Path, r: &mut Report) -> Result<()> {
+    let figures: Vec<String> = std::fs::read_dir(reference)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "jobs" && !n.starts_with('.'))
+        .collect();
+    for fig in figures {
+        for f in crate::reproduce::files_under(&reference.join(&fig), &reference.join(&fig))? {
+            if !f.ends_with(".parquet") {
+                continue;
+            }
+            let (a, b) = (results.join(&fig).join(&f), reference.join(&fig).join(&f));
+            if !a.exists() {
+                r.fail(format!(
+                    "{fig}/{f} is in the reference but not in the results"
+                ));
+                continue;
+            }
+            if std::fs::read(&a)? == std::fs::read(&b)? {
+                r.same += 1;
+                continue;
+            }
+            let (ta, tb) = match (table::read(&a), table::read(&b)) {
+                (Ok(ta), Ok(tb)) => (ta, tb),
+                (Err(e), _) | (_, Err(e)) => {
+                    r.fail(format!("{fig}/{f}: {e:#}"));
+                    continue;
+                }
+            };
+            if ta.rows.len() != tb.rows.len() {
+                r.fail(format!(
+                    "{fig}/{f}: {} rows, the reference {}",
+                    ta.rows.len(),
+                    tb.rows.len()
+                ));
+                continue;
+            }
+            let mut out = 0;
+            for (x, y) in ta.rows.iter().zip(&tb.rows) {
+                if x.vars != y.vars || x.metric != y.metric {
+                    r.fail(format!(
+                        "{fig}/{f}: row {:?} {} where the reference has {:?} {}",
+                        x.vars, x.metric, y.vars, y.metric
+                    ));
+                    out += 1;
+                    break;
+                }
+                let both_nan = x.est.value.is_nan() && y.est.value.is_nan();
+                if !both_nan && !x.est.overlaps(&y.est) {
+                    out += 1;
+                    r.fail(format!(
+                        "{fig}/{f}: {} {} = {:.4} [{:.4}, {:.4}], reference {:.4} [{:.4}, {:.4}] (differs by {:+.4}): out of tolerance",
+                        x.metric,
+                        x.vars.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+                        x.est.value, x.est.ci_low, x.est.ci_high, y.est.value, y.est.ci_low, y.est.ci_high,
+                        x.est.value - y.est.value
+                    ));
+                }
+            }
+            if out == 0 {
+                r.within += 1;
+                println!("ok    {fig}/{f}: different bytes, every metric within tolerance");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The committed `results/` at git HEAD, unpacked into a temporary folder.
+fn committed_reference(root: &Path) -> Result<(tempfile::TempDir, PathBuf)> {
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(root);
+    let tar = xshell::cmd!(sh, "git archive --format=tar HEAD results")
+        .quiet()
+        .output()
+        .context("reading results/ at git HEAD (pass --reference DIR outside a git checkout)")?;
+    let tmp = tempfile::tempdir()?;
+    let dest = tmp.path().to_path_buf();
+    xshell::cmd!(sh, "tar -x -C {dest}")
+        .stdin(&tar.stdout)
+        .quiet()
+        .run()?;
+    Ok((tmp, dest.join("results")))
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let root = crate::project_root();
+    let mut r = Report::default();
+    check_datasets(&root, &mut r)?;
+    check_results(&args.results, &mut r)?;
+    let (_tmp, reference) = match &args.reference {
+        Some(p) => (None, p.clone()),
+        None => {
+            let (t, p) = committed_reference(&root)?;
+            (Some(t), p)
+        }
+    };
+    if reference.exists() {
+        compare(&args.results, &reference, &mut r)?;
+        println!(
+            "compared with {}: {} tables with the same bytes, {} within tolerance",
+            reference.display(),
+            r.same,
+            r.within
+        );
+    } else {
+        r.note(format!("no reference results at {}", reference.display()));
+    }
+    if !r.failures.is_empty() {
+        bail!("verify: {} failures (listed above)", r.failures.len());
+    }
+    println!("verify: everything matched");
+    Ok(())
+}
