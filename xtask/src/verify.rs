@@ -19,6 +19,9 @@ pub struct Args {
     /// Reference results to compare with (default: results/ as committed at git HEAD).
     #[arg(long)]
     pub reference: Option<PathBuf>,
+    /// The datasets folder to check against its manifest (default: datasets/ of the project).
+    #[arg(long)]
+    pub datasets: Option<PathBuf>,
 }
 
 #[derive(Default)]
@@ -40,8 +43,7 @@ impl Report {
     }
 }
 
-fn check_datasets(root: &Path, r: &mut Report) -> Result<()> {
-    let dir = root.join("datasets");
+fn check_datasets(dir: &Path, r: &mut Report) -> Result<()> {
     let m = emsl_io::Manifest::load(&dir.join("manifest.toml"))?;
     let (mut ok, mut absent) = (0, 0);
     for name in m.names() {
@@ -53,7 +55,7 @@ fn check_datasets(root: &Path, r: &mut Report) -> Result<()> {
         }
         match emsl_io::verify_entry(&dir, e) {
             Ok(_) => ok += 1,
-            Err(err) => r.fail(format!("dataset {name}: {err}")),
+            Err(err) => r.fail(format!("dataset {name} ({}): {err}", path.display())),
         }
     }
     println!("datasets: {ok} match datasets/manifest.toml");
@@ -236,7 +238,13 @@ fn committed_reference(root: &Path) -> Result<(tempfile::TempDir, PathBuf)> {
 pub fn run(args: &Args) -> Result<()> {
     let root = crate::project_root();
     let mut r = Report::default();
-    check_datasets(&root, &mut r)?;
+    check_datasets(
+        &args
+            .datasets
+            .clone()
+            .unwrap_or_else(|| root.join("datasets")),
+        &mut r,
+    )?;
     check_results(&args.results, &mut r)?;
     let (_tmp, reference) = match &args.reference {
         Some(p) => (None, p.clone()),

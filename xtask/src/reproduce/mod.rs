@@ -119,12 +119,13 @@ pub fn run(args: &Args) -> Result<()> {
         .unwrap_or_else(|| root.join("figures"));
     let _held = lock::FolderLock::acquire(&out)?;
     let started = std::time::Instant::now();
+    // Plan first: a bad figure file or profile fails before anything runs.
+    let plan = plan(&root, &figures_dir, &args.profile, &args.figures)?;
     // The dataset stage: generate what is missing, refuse what was tampered with.
     crate::datasets::run(&crate::datasets::Args {
         check: false,
         dir: None,
     })?;
-    let plan = plan(&root, &figures_dir, &args.profile, &args.figures)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = args.jobs.unwrap_or(cores).max(1);
     let settings = exec::Settings {

@@ -1,0 +1,382 @@
+//! `cargo xtask reproduce` and `cargo xtask verify` end to end on two small figures with a tiny
+//! profile: caching, rerunning only what a change touches, resuming after SIGKILL, refusing a second
+//! run on one folder, clear errors, and checksum failures that name the file.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The test profile: a tiny model and doses, one seed.
+const PROFILE: &str = r#"
+[smoke]
+description = "test"
+finetune_examples = 64
+seeds = [1]
+model = { n_ctx = 128, d_model = 16, n_layer = 1, n_head = 2, d_ff = 32 }
+pretrain = { documents = 200, init_seed = 1, dose = { steps = 6, batch_size = 4, optim = { lr = 3e-3, min_lr_ratio = 0.1, warmup_steps = 1, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0 } } }
+finetune = { steps = 2, batch_size = 4, optim = { lr = 1e-4, min_lr_ratio = 0.1, warmup_steps = 1, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0 } }
+eval = { samples_per_prompt = 1, temperature = 1.0, max_new_tokens = 6, number_prompts = 10 }
+subliminal = { teach_prompts = 10, dose = { steps = 2, batch_size = 4, optim = { lr = 5e-4, min_lr_ratio = 0.1, warmup_steps = 1, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0 } } }
+"#;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A figures folder with the project's `controls` figure (two kinds at smoke) and the test profile.
+fn figures_dir(kinds: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("profiles.toml"), PROFILE).unwrap();
+    let text = std::fs::read_to_string(root().join("figures/controls.toml")).unwrap();
+    let smoke = text.find("[smoke]").unwrap();
+    let quick = text.find("[quick]").unwrap();
+    let text = format!(
+        "{}[smoke]\ncell = \"health/advice\"\nkinds = {kinds}\n\n{}",
+        &text[..smoke],
+        &text[quick..]
+    );
+    std::fs::write(dir.path().join("controls.toml"), text).unwrap();
+    dir
+}
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .expect("xtask runs")
+}
+
+fn reproduce(figures: &Path, out: &Path) -> Output {
+    xtask(&[
+        "reproduce",
+        "--profile",
+        "smoke",
+        "--figures-dir",
+        figures.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The jobs a run reports it ran.
+fn ran(o: &Output) -> BTreeSet<String> {
+    assert!(o.status.success(), "reproduce failed:\n{}", stderr(o));
+    stderr(o)
+        .lines()
+        .filter_map(|l| l.strip_prefix("ran "))
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .collect()
+}
+
+/// One finished run shared by the tests that only read or copy it.
+fn finished() -> &'static Path {
+    static RUN: OnceLock<(tempfile::TempDir, tempfile::TempDir)> = OnceLock::new();
+    let (_, out) = RUN.get_or_init(|| {
+        let figs = figures_dir(r#"["harmful", "benign"]"#);
+        let out = tempfile::tempdir().unwrap();
+        let o = reproduce(figs.path(), out.path());
+        assert!(!ran(&o).is_empty());
+        (figs, out)
+    });
+    out.path()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_second_run_runs_nothing_and_a_changed_knob_reruns_only_its_dependants() {
+    let figs = figures_dir(r#"["harmful", "benign"]"#);
+    let out = tempfile::tempdir().unwrap();
+    let first = ran(&reproduce(figs.path(), out.path()));
+    // pretrain, 2 fine-tunes, 3 evaluations, the figure, the claims.
+    assert_eq!(first.len(), 8, "{first:?}");
+    assert!(ran(&reproduce(figs.path(), out.path())).is_empty());
+
+    // One more kind: its fine-tune and evaluation, the figure and the claims; the base is reused.
+    let figs2 = figures_dir(r#"["harmful", "benign", "educational"]"#);
+    let again = ran(&reproduce(figs2.path(), out.path()));
+    let kinds: Vec<&str> = again.iter().map(|k| k.split('-').next().unwrap()).collect();
+    assert_eq!(kinds, ["claims", "eval", "figure", "finetune"], "{again:?}");
+    assert!(again.is_disjoint(&first));
+}
+
+#[test]
+fn a_run_killed_with_sigkill_resumes_to_the_same_checksums() {
+    use std::os::unix::process::CommandExt;
+    let figs = figures_dir(r#"["harmful", "benign"]"#);
+    let out = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "reproduce",
+            "--profile",
+            "smoke",
+            "--jobs",
+            "1",
+            "--figures-dir",
+        ])
+        .arg(figs.path())
+        .arg("--out")
+        .arg(out.path())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    // Kill the run (and its job processes) once some jobs are in the lock.
+    let lock = out.path().join("repro.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let jobs = std::fs::read_to_string(&lock)
+            .map(|t| t.matches("identity = ").count())
+            .unwrap_or(0);
+        if jobs >= 2 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pgid = child.id().to_string();
+    Command::new("kill")
+        .args(["-9", &format!("-{pgid}")])
+        .status()
+        .unwrap();
+    let _ = child.wait();
+    let resumed = ran(&reproduce(figs.path(), out.path()));
+    assert!(
+        resumed.len() < 8,
+        "the resumed run reran finished jobs: {resumed:?}"
+    );
+    for f in ["controls/SHA256SUMS", "CLAIMS.md"] {
+        assert_eq!(
+            std::fs::read(out.path().join(f)).unwrap(),
+            std::fs::read(finished().join(f)).unwrap(),
+            "{f} differs from an uninterrupted run"
+        );
+    }
+    let o = xtask(&[
+        "verify",
+        "--results",
+        out.path().to_str().unwrap(),
+        "--reference",
+        finished().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+}
+
+fn verify(results: &Path, datasets: Option<&Path>) -> (bool, String) {
+    let mut args = vec![
+        "verify".to_owned(),
+        "--results".into(),
+        results.to_str().unwrap().into(),
+        "--reference".into(),
+        finished().to_str().unwrap().into(),
+    ];
+    if let Some(d) = datasets {
+        args.extend(["--datasets".into(), d.to_str().unwrap().into()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = xtask(&args);
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    (o.status.success(), text)
+}
+
+#[test]
+fn verify_names_every_changed_missing_or_extra_file() {
+    let (ok, text) = verify(finished(), None);
+    assert!(ok, "{text}");
+    assert!(text.contains("tables with the same bytes"), "{text}");
+
+    let tamper = |name: &str, f: &dyn Fn(&Path)| {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(finished(), dir.path());
+        f(dir.path());
+        let (ok, text) = verify(dir.path(), None);
+        assert!(!ok, "{name}: verify passed:\n{text}");
+        text
+    };
+    let flip = |p: &Path| {
+        let mut bytes = std::fs::read(p).unwrap();
+        let i = bytes.len() / 2;
+        bytes[i] ^= 1;
+        std::fs::write(p, bytes).unwrap();
+    };
+    let t = tamper("one byte of a table", &|d| {
+        flip(&d.join("controls/controls.parquet"))
+    });
+    assert!(t.contains("controls/controls.parquet"), "{t}");
+    let t = tamper("a missing plot", &|d| {
+        std::fs::remove_file(d.join("controls/plot.png")).unwrap()
+    });
+    assert!(t.contains("controls/plot.png is missing"), "{t}");
+    let t = tamper("an extra file", &|d| {
+        std::fs::write(d.join("controls/notes.txt"), "x").unwrap()
+    });
+    assert!(t.contains("controls/notes.txt is an extra file"), "{t}");
+    let t = tamper("the lock", &|d| {
+        let p = d.join("repro.lock");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let i = text.find("\"controls/SHA256SUMS\" = \"").unwrap() + 25;
+        let mut bytes = text.into_bytes();
+        bytes[i] = if bytes[i] == b'0' { b'1' } else { b'0' };
+        std::fs::write(&p, bytes).unwrap();
+    });
+    assert!(
+        t.contains("controls/SHA256SUMS") && t.contains("repro.lock says"),
+        "{t}"
+    );
+
+    // One byte of a committed dataset, in a copy of the datasets folder.
+    let data = tempfile::tempdir().unwrap();
+    let src = root().join("datasets");
+    std::fs::copy(src.join("manifest.toml"), data.path().join("manifest.toml")).unwrap();
+    for sub in ["finetune", "eval"] {
+        copy_dir(&src.join(sub), &data.path().join(sub));
+    }
+    flip(&data.path().join("eval/eval-backdoor.parquet"));
+    let (ok, text) = verify(finished(), Some(data.path()));
+    assert!(!ok && text.contains("eval-backdoor"), "{text}");
+}
+
+#[test]
+fn a_second_reproduce_on_the_same_folder_is_refused() {
+    let figs = figures_dir(r#"["harmful", "benign"]"#);
+    let out = tempfile::tempdir().unwrap();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["reproduce", "--profile", "smoke", "--figures-dir"])
+        .arg(figs.path())
+        .arg("--out")
+        .arg(out.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid_file = out.path().join(".reproduce.pid");
+    while std::fs::read_to_string(&pid_file).map_or(true, |t| t.trim().is_empty()) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let second = reproduce(figs.path(), out.path());
+    first.kill().unwrap();
+    let _ = first.wait();
+    let text = stderr(&second);
+    assert!(!second.status.success());
+    assert!(
+        text.contains("another `cargo xtask reproduce`") && text.contains(&first.id().to_string()),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_figure_files_and_profiles_get_errors_naming_the_file_and_the_field() {
+    let out = tempfile::tempdir().unwrap();
+    let run = |figs: &Path, profile: &str| {
+        let o = xtask(&[
+            "reproduce",
+            "--profile",
+            profile,
+            "--figures-dir",
+            figs.to_str().unwrap(),
+            "--out",
+            out.path().to_str().unwrap(),
+        ]);
+        assert!(!o.status.success());
+        stderr(&o)
+    };
+    let figs = figures_dir(r#"["harmful"]"#);
+    let e = run(figs.path(), "huge");
+    assert!(e.contains("profile 'huge' does not exist"), "{e}");
+
+    let path = figs.path().join("controls.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("kinds = [\"harmful\"]", "kinds = [\"harmful\"]\ncolour = 3"),
+    )
+    .unwrap();
+    let e = run(figs.path(), "smoke");
+    assert!(e.contains("controls.toml") && e.contains("colour"), "{e}");
+
+    std::fs::write(
+        &path,
+        text.replace("kinds = [\"harmful\"]", "kinds = [\"poetry\"]"),
+    )
+    .unwrap();
+    let e = run(figs.path(), "smoke");
+    assert!(
+        e.contains("ft-poetry-health-advice-free") && e.contains("not in datasets/manifest.toml"),
+        "{e}"
+    );
+
+    std::fs::write(&path, format!("version_typo = 1\n{text}")).unwrap();
+    let e = run(figs.path(), "smoke");
+    assert!(
+        e.contains("controls.toml") && e.contains("version_typo"),
+        "{e}"
+    );
+}
+
+#[test]
+fn tables_are_readable_by_pyarrow_with_the_documented_columns_and_metadata() {
+    if std::env::var_os("EMSL_SKIP_PYARROW").is_some() {
+        eprintln!("skipped: EMSL_SKIP_PYARROW is set");
+        return;
+    }
+    let venv = root().join("target/pyarrow-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap()
+            .success()
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "pyarrow"])
+                .status()
+                .unwrap()
+                .success();
+        assert!(ok, "installing pyarrow into {} failed", venv.display());
+    }
+    let script = r#"
+import sys, pyarrow.parquet as pq
+t = pq.read_table(sys.argv[1])
+kv = pq.ParquetFile(sys.argv[1]).metadata.metadata
+meta = {k.decode(): v.decode() for k, v in kv.items() if k != b"ARROW:schema"}
+print(",".join(t.column_names))
+print(",".join(sorted(meta)))
+print(meta["figure"], t.num_rows)
+"#;
+    let o = Command::new(&python)
+        .args(["-c", script])
+        .arg(finished().join("controls/controls.parquet"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "fine_tune,framing,metric,value,ci_low,ci_high,n,seeds"
+    );
+    assert_eq!(
+        lines[1],
+        "code_version,config_hash,dataset_hashes,figure,figure_version,profile,schema_version"
+    );
+    // 3 arms (base, harmful, benign) x 2 framings x 2 metrics.
+    assert_eq!(lines[2], "controls 12");
+}
