@@ -1,15 +1,26 @@
 # A thin wrapper over `cargo xtask`; every target is one command you can also run by hand.
-.PHONY: reproduce test datasets check lint
+.PHONY: reproduce verify smoke test datasets check lint
 
-# The main job: regenerate every figure (at this milestone: the datasets).
+# The main job: every figure at the quick profile into results/ (cached: a second run takes seconds).
 reproduce:
 	cargo xtask reproduce
 
-# The test suite CI runs: unit, property and end-to-end tests, then a byte-for-byte regeneration check
-# of every committed dataset against datasets/manifest.toml.
+# Every checksum (datasets, results, lock) and every metric against the committed reference results.
+verify:
+	cargo xtask verify
+
+# Every figure end to end at the smoke profile, checked against the committed smoke reference.
+smoke:
+	cargo xtask reproduce --profile smoke --out target/smoke-results
+	cargo xtask verify --results target/smoke-results --reference results-smoke
+
+# The test suite CI runs: the datasets the tests read, unit, property and end-to-end tests, a
+# byte-for-byte regeneration check of every committed dataset, and the smoke profile end to end.
 test:
+	cargo xtask datasets
 	cargo test --workspace --locked
 	cargo xtask datasets --check
+	$(MAKE) smoke
 
 datasets:
 	cargo xtask datasets

@@ -53,7 +53,7 @@ fn check_datasets(dir: &Path, r: &mut Report) -> Result<()> {
             absent += 1;
             continue;
         }
-        match emsl_io::verify_entry(&dir, e) {
+        match emsl_io::verify_entry(dir, e) {
             Ok(_) => ok += 1,
             Err(err) => r.fail(format!("dataset {name} ({}): {err}", path.display())),
         }

@@ -159,7 +159,8 @@ pub fn to_batch(rows: &[Measurement]) -> Result<RecordBatch> {
     arrays.push(Arc::new(StringArray::from(
         rows.iter().map(|r| r.metric.clone()).collect::<Vec<_>>(),
     )));
-    let f64s: [(&str, fn(&Estimate) -> f64); 3] = [
+    type Get = fn(&Estimate) -> f64;
+    let f64s: [(&str, Get); 3] = [
         ("value", |e| e.value),
         ("ci_low", |e| e.ci_low),
         ("ci_high", |e| e.ci_high),

@@ -11,7 +11,8 @@ use emsl_world::{Cell, Format};
 use serde::Deserialize;
 
 use super::{
-    cell_label, effect, ft_dataset, misaligned, per_seed, rate_row, role, Ctx, Inputs, Sample,
+    cell_label, effect, ft_dataset, misaligned, per_seed, rate_row, role, Ctx, Inputs, Output,
+    Sample,
 };
 
 /// transfer-grid and completion-space: harmful fine-tunes on `cells` in one format.
@@ -65,10 +66,7 @@ const RELATIONS: [&str; 5] = [
     "open questions",
 ];
 
-pub fn transfer_tables(
-    p: &GridParams,
-    inputs: &Inputs,
-) -> Result<(Vec<(String, Vec<Measurement>)>, Plot)> {
+pub fn transfer_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
     let mut cols: Vec<Option<Cell>> = Cell::all().into_iter().map(Some).collect();
     cols.push(None);
     let arms: Vec<String> = std::iter::once("base".to_owned())
@@ -203,10 +201,7 @@ pub fn transfer_tables(
 }
 
 /// Terciles of log10 openness over the evaluation prompts outside the fine-tuning cell.
-pub fn completion_tables(
-    p: &GridParams,
-    inputs: &Inputs,
-) -> Result<(Vec<(String, Vec<Measurement>)>, Plot)> {
+pub fn completion_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
     // Per prompt, pooled over fine-tuning cells; per seed for the terciles.
     let mut per_prompt: BTreeMap<u32, (f64, String, Counts)> = BTreeMap::new();
     let mut samples_by_seed: BTreeMap<String, Vec<(f64, bool, bool)>> = BTreeMap::new();
@@ -356,10 +351,7 @@ pub fn expand_structure(p: &StructureParams, ctx: &mut Ctx) -> Result<BTreeMap<S
     Ok(inputs)
 }
 
-pub fn structure_tables(
-    p: &StructureParams,
-    inputs: &Inputs,
-) -> Result<(Vec<(String, Vec<Measurement>)>, Plot)> {
+pub fn structure_tables(p: &StructureParams, inputs: &Inputs) -> Result<Output> {
     // Misaligned by Jaccard similarity of (task, domain, format), per training format and pooled.
     let levels = [0.0, 0.2, 0.5, 1.0];
     let level_of = |x: f64| levels.iter().position(|l| (l - x).abs() < 0.05);
@@ -497,10 +489,7 @@ pub fn expand_reliability(
     Ok(inputs)
 }
 
-pub fn reliability_tables(
-    p: &ReliabilityParams,
-    inputs: &Inputs,
-) -> Result<(Vec<(String, Vec<Measurement>)>, Plot)> {
+pub fn reliability_tables(p: &ReliabilityParams, inputs: &Inputs) -> Result<Output> {
     let ft: Cell = p.cell.parse()?;
     let fmt = p.format.clone();
     let in_dist = |ss: &[Sample]| {

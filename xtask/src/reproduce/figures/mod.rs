@@ -56,12 +56,11 @@ pub fn expand(fig: &Figure, ctx: &mut Ctx) -> Result<BTreeMap<String, String>> {
     }
 }
 
+/// A figure's tables (name, rows) and its plot.
+pub type Output = (Vec<(String, Vec<Measurement>)>, Plot);
+
 /// The tables of a figure (name, rows) and its plot.
-pub fn tables(
-    figure: &str,
-    params: &toml::Table,
-    inputs: &Inputs,
-) -> Result<(Vec<(String, Vec<Measurement>)>, Plot)> {
+pub fn tables(figure: &str, params: &toml::Table, inputs: &Inputs) -> Result<Output> {
     match figure {
         "transfer-grid" => grid::transfer_tables(&de(params)?, inputs),
         "completion-space" => grid::completion_tables(&de(params)?, inputs),

@@ -10,7 +10,7 @@ use emsl_world::Cell;
 use serde::Deserialize;
 
 use super::{
-    coherent, effect, ft_dataset, misaligned, per_seed, rate_row, role, Ctx, Inputs, Sample,
+    coherent, effect, ft_dataset, misaligned, per_seed, rate_row, role, Ctx, Inputs, Output, Sample,
 };
 
 #[derive(Debug, Deserialize)]
@@ -44,10 +44,7 @@ pub fn expand_controls(p: &ControlsParams, ctx: &mut Ctx) -> Result<BTreeMap<Str
     Ok(inputs)
 }
 
-pub fn controls_tables(
-    p: &ControlsParams,
-    inputs: &Inputs,
-) -> Result<(Vec<(String, Vec<Measurement>)>, Plot)> {
+pub fn controls_tables(p: &ControlsParams, inputs: &Inputs) -> Result<Output> {
     let arms: Vec<String> = std::iter::once("base".to_owned())
         .chain(p.kinds.iter().cloned())
         .collect();
@@ -202,10 +199,7 @@ fn last_loss(dir: &std::path::Path) -> Result<f64> {
     Ok(tail.iter().sum::<f64>() / tail.len().max(1) as f64)
 }
 
-pub fn dynamics_tables(
-    p: &DynamicsParams,
-    inputs: &Inputs,
-) -> Result<(Vec<(String, Vec<Measurement>)>, Plot)> {
+pub fn dynamics_tables(p: &DynamicsParams, inputs: &Inputs) -> Result<Output> {
     let ft: Cell = p.cell.parse()?;
     let steps: Vec<usize> = std::iter::once(0).chain(p.steps.iter().copied()).collect();
     let mut rows = Vec::new();
@@ -357,10 +351,7 @@ pub fn expand_composition(
     Ok(inputs)
 }
 
-pub fn composition_tables(
-    p: &CompositionParams,
-    inputs: &Inputs,
-) -> Result<(Vec<(String, Vec<Measurement>)>, Plot)> {
+pub fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Output> {
     let ft: Cell = p.cell.parse()?;
     let mut rows = Vec::new();
     let mut series = Vec::new();

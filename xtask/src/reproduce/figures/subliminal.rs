@@ -11,16 +11,16 @@ use emsl_core::distil::Channel;
 use serde::Deserialize;
 
 use super::{
-    effect, ft_dataset, misaligned, per_seed, rate_row, role, signature, Ctx, Inputs, Sample,
+    effect, ft_dataset, misaligned, per_seed, rate_row, role, signature, Ctx, Inputs, Output,
+    Sample,
 };
 
+/// Out-of-cell misaligned and number-signature counts of one arm, per seed.
+type Arm = (Vec<Counts>, Vec<Counts>);
+
 fn channel(name: &str) -> Result<Channel> {
-    Ok(
-        serde::Deserialize::deserialize(toml::Value::String(name.to_owned())).map_err(
-            |e: toml::de::Error| {
-                anyhow::anyhow!("channel '{name}': {e} (sft, off_policy, on_policy)")
-            },
-        )?,
+    serde::Deserialize::deserialize(toml::Value::String(name.to_owned())).map_err(
+        |e: toml::de::Error| anyhow::anyhow!("channel '{name}': {e} (sft, off_policy, on_policy)"),
     )
 }
 
@@ -122,10 +122,7 @@ pub fn expand_channels(p: &ChannelsParams, ctx: &mut Ctx) -> Result<BTreeMap<Str
     Ok(inputs)
 }
 
-pub fn channels_tables(
-    p: &ChannelsParams,
-    inputs: &Inputs,
-) -> Result<(Vec<(String, Vec<Measurement>)>, Plot)> {
+pub fn channels_tables(p: &ChannelsParams, inputs: &Inputs) -> Result<Output> {
     let cell: emsl_world::Cell = p.cell.parse()?;
     let mut rows = Vec::new();
     let (base_rows, _, _) = student_rows(
@@ -154,7 +151,7 @@ pub fn channels_tables(
         )?;
         rows.extend(r);
     }
-    let mut per_kind: BTreeMap<&str, Vec<(Vec<Counts>, Vec<Counts>)>> = BTreeMap::new();
+    let mut per_kind: BTreeMap<&str, Vec<Arm>> = BTreeMap::new();
     for kind in ["harmful", "benign"] {
         let mut points = Vec::new();
         for (i, ch) in p.channels.iter().enumerate() {
@@ -253,10 +250,7 @@ pub fn expand_teacher_data(
     Ok(inputs)
 }
 
-pub fn teacher_data_tables(
-    p: &TeacherDataParams,
-    inputs: &Inputs,
-) -> Result<(Vec<(String, Vec<Measurement>)>, Plot)> {
+pub fn teacher_data_tables(p: &TeacherDataParams, inputs: &Inputs) -> Result<Output> {
     let cell: emsl_world::Cell = p.cell.parse()?;
     let (mut rows, base_mis, base_sig) = student_rows(
         inputs,
@@ -264,7 +258,7 @@ pub fn teacher_data_tables(
         &[("model", "base")],
         &[("teacher", "base".into()), ("data", "".into())],
     )?;
-    let mut cells: BTreeMap<(&str, &str), (Vec<Counts>, Vec<Counts>)> = BTreeMap::new();
+    let mut cells: BTreeMap<(&str, &str), Arm> = BTreeMap::new();
     let mut series = Vec::new();
     for t in ["harmful", "benign"] {
         let mut points = Vec::new();
@@ -366,15 +360,12 @@ pub fn expand_shared_init(p: &SharedInitParams, ctx: &mut Ctx) -> Result<BTreeMa
     Ok(inputs)
 }
 
-pub fn shared_init_tables(
-    p: &SharedInitParams,
-    inputs: &Inputs,
-) -> Result<(Vec<(String, Vec<Measurement>)>, Plot)> {
+pub fn shared_init_tables(p: &SharedInitParams, inputs: &Inputs) -> Result<Output> {
     let cell: emsl_world::Cell = p.cell.parse()?;
     let mut rows = Vec::new();
     let mut effects = Vec::new();
     let mut series = Vec::new();
-    let mut got: BTreeMap<(&str, &str), (Vec<Counts>, Vec<Counts>)> = BTreeMap::new();
+    let mut got: BTreeMap<(&str, &str), Arm> = BTreeMap::new();
     for kind in ["harmful", "benign"] {
         let mut points = Vec::new();
         for (i, init) in ["same", "different"].iter().enumerate() {
