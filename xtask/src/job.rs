@@ -13,7 +13,22 @@ pub struct Args {
     pub config: PathBuf,
 }
 
+/// Ties this process's life to the `reproduce` that started it: when that one is killed (even with
+/// SIGKILL), the kernel kills this job too, so no orphan keeps writing into the job store.
+fn die_with_parent() -> Result<()> {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of the calling process.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    if std::os::unix::process::parent_id() == 1 {
+        bail!("the reproduce process that started this job has already exited");
+    }
+    Ok(())
+}
+
 pub fn run(args: &Args) -> Result<()> {
+    die_with_parent()?;
     let c = &args.config;
     match args.kind.as_str() {
         "pretrain" => stages::pretrain(&stages::read_config(c)?),

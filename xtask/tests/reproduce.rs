@@ -121,7 +121,6 @@ fn a_second_run_runs_nothing_and_a_changed_knob_reruns_only_its_dependants() {
 
 #[test]
 fn a_run_killed_with_sigkill_resumes_to_the_same_checksums() {
-    use std::os::unix::process::CommandExt;
     let figs = figures_dir(r#"["harmful", "benign"]"#);
     let out = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -137,10 +136,9 @@ fn a_run_killed_with_sigkill_resumes_to_the_same_checksums() {
         .arg("--out")
         .arg(out.path())
         .stderr(std::process::Stdio::null())
-        .process_group(0)
         .spawn()
         .unwrap();
-    // Kill the run (and its job processes) once some jobs are in the lock.
+    // SIGKILL the run once some jobs are in the lock (its running job dies with it).
     let lock = out.path().join("repro.lock");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
     loop {
@@ -152,12 +150,20 @@ fn a_run_killed_with_sigkill_resumes_to_the_same_checksums() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let pgid = child.id().to_string();
-    Command::new("kill")
-        .args(["-9", &format!("-{pgid}")])
-        .status()
-        .unwrap();
+    child.kill().unwrap();
     let _ = child.wait();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let needle = out.path().to_str().unwrap();
+    let orphans: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(needle))
+        .collect();
+    assert!(
+        orphans.is_empty(),
+        "job processes outlived the killed run: {orphans:?}"
+    );
     let resumed = ran(&reproduce(figs.path(), out.path()));
     assert!(
         resumed.len() < 8,
