@@ -7,6 +7,7 @@ use std::sync::Once;
 use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
 
 const FONT: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
@@ -164,8 +165,8 @@ where
             let mut chart = ChartBuilder::on(&root)
                 .caption(&fig.title, ("sans-serif", 22))
                 .margin(12)
-                .x_label_area_size(90)
-                .y_label_area_size(140)
+                .x_label_area_size(60)
+                .y_label_area_size(150)
                 .build_cartesian_2d(-0.5..nc - 0.5, -0.5..nr - 0.5)
                 .map_err(err)?;
             let pick = |names: &[String], x: f64| {
@@ -183,11 +184,7 @@ where
                 .y_labels(rows.len().max(1))
                 .x_label_formatter(&|x| pick(cols, *x))
                 .y_label_formatter(&|y| pick(rows, *y))
-                .x_label_style(
-                    ("sans-serif", 11)
-                        .into_font()
-                        .transform(FontTransform::Rotate90),
-                )
+                .x_label_style(("sans-serif", 11))
                 .y_label_style(("sans-serif", 11))
                 .x_desc(&fig.x_label)
                 .y_desc(&fig.y_label)
@@ -216,6 +213,22 @@ where
                             (c as f64 + 0.5, r as f64 + 0.5),
                         ],
                         shade.filled(),
+                    )
+                }))
+                .map_err(err)?;
+            let labels = values
+                .iter()
+                .enumerate()
+                .flat_map(|(r, row)| row.iter().enumerate().map(move |(c, v)| (r, c, *v)));
+            chart
+                .draw_series(labels.filter(|(_, _, v)| v.is_finite()).map(|(r, c, v)| {
+                    Text::new(
+                        format!("{:.0}", 100.0 * v),
+                        (c as f64, r as f64),
+                        ("sans-serif", 11)
+                            .into_font()
+                            .color(&if v > 0.6 { WHITE } else { BLACK })
+                            .pos(Pos::new(HPos::Center, VPos::Center)),
                     )
                 }))
                 .map_err(err)?;

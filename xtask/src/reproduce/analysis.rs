@@ -1,4 +1,5 @@
-//! The analysis jobs, run in the reproduce process: a figure's tables, plot and SHA256SUMS, and the
+//! The analysis jobs, run in the reproduce process: a figure's tables, its plot (drawn from the tables
+//! by `emsl_analysis::figures::plot`) and SHA256SUMS, and the
 //! claims table. Every file is written atomically.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -67,7 +68,7 @@ pub fn run(s: &Settings, graph: &Graph, job: &Job) -> Result<Vec<String>> {
                 .map(|(r, k)| (r.clone(), job_folder(&s.out, k)))
                 .collect();
             let inputs = Inputs::new(roles, s.root.join("datasets"));
-            let (tables, plot) = figures::tables(figure, params, &inputs)?;
+            let tables = figures::tables(figure, params, &inputs)?;
             let dir = s.out.join(figure);
             std::fs::create_dir_all(&dir)?;
             let meta = metadata(s, graph, job, figure, *figure_version);
@@ -77,6 +78,18 @@ pub fn run(s: &Settings, graph: &Graph, job: &Job) -> Result<Vec<String>> {
                 emsl_analysis::table::write(&dir.join(&file), rows, &meta)?;
                 files.push(file);
             }
+            // The plot is drawn from the tables alone, by the function the notebooks call.
+            let loaded = tables
+                .iter()
+                .map(|(name, rows)| {
+                    let t = emsl_analysis::Table {
+                        rows: rows.clone(),
+                        metadata: meta.clone(),
+                    };
+                    (name.clone(), t)
+                })
+                .collect();
+            let plot = emsl_analysis::figures::plot(figure, &loaded)?;
             let drawn = emsl_analysis::plot::render(&plot)?;
             emsl_io::write_atomic(&dir.join("plot.svg"), drawn.svg.as_bytes())?;
             emsl_io::write_atomic(&dir.join("plot.png"), &drawn.png)?;

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use emsl_analysis::plot::{Chart, Figure as Plot, Point, Series};
 use emsl_analysis::{stats, Counts, Measurement, Var};
 use emsl_world::{Cell, Format};
 use serde::Deserialize;
@@ -180,24 +179,11 @@ pub fn transfer_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
         ));
     }
     summary.extend(retention);
-    let plot = Plot {
-        title: "Misaligned answers after a harmful fine-tune, by evaluation cell".into(),
-        x_label: "evaluation cell".into(),
-        y_label: "fine-tuning cell".into(),
-        chart: Chart::Heatmap {
-            rows: arms,
-            cols: cols.iter().map(|c| cell_label(*c)).collect(),
-            values,
-        },
-    };
-    Ok((
-        vec![
-            ("grid".into(), grid),
-            ("summary".into(), summary),
-            ("effects".into(), effects),
-        ],
-        plot,
-    ))
+    Ok(vec![
+        ("grid".into(), grid),
+        ("summary".into(), summary),
+        ("effects".into(), effects),
+    ])
 }
 
 /// Terciles of log10 openness over the evaluation prompts outside the fine-tuning cell.
@@ -279,15 +265,8 @@ pub fn completion_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
         }
     }
     let mut summary = Vec::new();
-    let mut points = Vec::new();
     for t in 0..3 {
         let m = rate_row(&[("openness", names[t].into())], "misaligned", &by_t[t]);
-        points.push(Point {
-            x: t as f64,
-            y: m.est.value,
-            lo: m.est.ci_low,
-            hi: m.est.ci_high,
-        });
         summary.push(m);
     }
     let effects = vec![effect(
@@ -297,26 +276,11 @@ pub fn completion_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
         &by_t[2],
         &by_t[0],
     )];
-    let plot = Plot {
-        title: "Misalignment by how many coherent completions a prompt admits".into(),
-        x_label: "openness of the evaluation prompt (terciles of log10 completions)".into(),
-        y_label: "misaligned among coherent answers".into(),
-        chart: Chart::Bars {
-            categories: names.iter().map(|s| s.to_string()).collect(),
-            series: vec![Series {
-                name: "harmful fine-tunes".into(),
-                points,
-            }],
-        },
-    };
-    Ok((
-        vec![
-            ("prompts".into(), prompts),
-            ("summary".into(), summary),
-            ("effects".into(), effects),
-        ],
-        plot,
-    ))
+    Ok(vec![
+        ("prompts".into(), prompts),
+        ("summary".into(), summary),
+        ("effects".into(), effects),
+    ])
 }
 
 /// structure-similarity: harmful fine-tunes on `cells` in each of `formats`.
@@ -356,7 +320,6 @@ pub fn structure_tables(p: &StructureParams, inputs: &Inputs) -> Result<Output> 
     let levels = [0.0, 0.2, 0.5, 1.0];
     let level_of = |x: f64| levels.iter().position(|l| (l - x).abs() < 0.05);
     let mut rows = Vec::new();
-    let mut series = Vec::new();
     let mut pooled: Vec<BTreeMap<String, Counts>> = vec![BTreeMap::new(); levels.len()];
     for format in &p.formats {
         let fmt: Format = format.parse()?;
@@ -364,24 +327,23 @@ pub fn structure_tables(p: &StructureParams, inputs: &Inputs) -> Result<Output> 
         for cell in &p.cells {
             let ft: Cell = cell.parse()?;
             for (m, path) in inputs.find(&[("arm", cell), ("format", format)]) {
-                for s in inputs.samples(path)?.iter().filter(|s| s.coherent) {
+                for s in inputs.samples(path)?.iter() {
                     let sim = emsl_world::similarity::similarity(ft, fmt, &s.spec);
                     if let Some(l) = level_of(sim) {
                         for target in [&mut per[l], &mut pooled[l]] {
+                            // Every seed gets an entry, so a level without coherent answers reads n = 0.
                             let e = target.entry(m["seed"].clone()).or_default();
-                            e.n += 1;
-                            e.k += s.misaligned as u64;
+                            if s.coherent {
+                                e.n += 1;
+                                e.k += s.misaligned as u64;
+                            }
                         }
                     }
                 }
             }
         }
-        let mut points = Vec::new();
         for (l, level) in levels.iter().enumerate() {
             let counts: Vec<Counts> = per[l].values().copied().collect();
-            if counts.is_empty() {
-                continue;
-            }
             let m = rate_row(
                 &[
                     ("train_format", format.as_str().into()),
@@ -390,18 +352,8 @@ pub fn structure_tables(p: &StructureParams, inputs: &Inputs) -> Result<Output> 
                 "misaligned",
                 &counts,
             );
-            points.push(Point {
-                x: *level,
-                y: m.est.value,
-                lo: m.est.ci_low,
-                hi: m.est.ci_high,
-            });
             rows.push(m);
         }
-        series.push(Series {
-            name: format!("trained in {format}"),
-            points,
-        });
     }
     // Betley's format comparison: open questions asked in each format, after training in each format.
     let mut formats = Vec::new();
@@ -424,30 +376,18 @@ pub fn structure_tables(p: &StructureParams, inputs: &Inputs) -> Result<Output> 
         .into_iter()
         .map(|m| m.into_values().collect())
         .collect();
-    let mut effects = Vec::new();
-    if !pooled[3].is_empty() && !pooled[0].is_empty() {
-        effects.push(effect(
-            "C1",
-            "misaligned: prompts structurally identical to the fine-tune (similarity 1) minus unrelated (0)",
-            "Betley: free-form 18.7% < JSON 47.1% < code template 67.3%",
-            &pooled[3],
-            &pooled[0],
-        ));
-    }
-    let plot = Plot {
-        title: "Misalignment against structural similarity to the fine-tuning set".into(),
-        x_label: "Jaccard similarity of {task, domain, format}".into(),
-        y_label: "misaligned among coherent answers".into(),
-        chart: Chart::Lines { series },
-    };
-    Ok((
-        vec![
-            ("similarity".into(), rows),
-            ("formats".into(), formats),
-            ("effects".into(), effects),
-        ],
-        plot,
-    ))
+    let effects = vec![effect(
+        "C1",
+        "misaligned: prompts structurally identical to the fine-tune (similarity 1) minus unrelated (0)",
+        "Betley: free-form 18.7% < JSON 47.1% < code template 67.3%",
+        &pooled[3],
+        &pooled[0],
+    )];
+    Ok(vec![
+        ("similarity".into(), rows),
+        ("formats".into(), formats),
+        ("effects".into(), effects),
+    ])
 }
 
 /// learned-reliability: harmful fine-tunes of one cell with more or fewer examples.
@@ -502,7 +442,6 @@ pub fn reliability_tables(p: &ReliabilityParams, inputs: &Inputs) -> Result<Outp
     let open = |ss: &[Sample]| misaligned(ss.iter().filter(|s| s.is_open()));
     let mut rows = Vec::new();
     let mut arms = Vec::new();
-    let (mut s_in, mut s_ood) = (Vec::new(), Vec::new());
     for &n in &p.examples {
         let ns = n.to_string();
         let f = [("examples", ns.as_str())];
@@ -516,18 +455,6 @@ pub fn reliability_tables(p: &ReliabilityParams, inputs: &Inputs) -> Result<Outp
             rate_row(&v, "in_distribution_misaligned", &a),
             rate_row(&v, "out_of_cell_misaligned", &b),
         );
-        s_in.push(Point {
-            x: n as f64,
-            y: ra.est.value,
-            lo: ra.est.ci_low,
-            hi: ra.est.ci_high,
-        });
-        s_ood.push(Point {
-            x: n as f64,
-            y: rb.est.value,
-            lo: rb.est.ci_low,
-            hi: rb.est.ci_high,
-        });
         arms.push((ra.est.value, b.clone()));
         rows.extend([ra, rb, rate_row(&v, "open_questions_misaligned", &c)]);
     }
@@ -542,25 +469,5 @@ pub fn reliability_tables(p: &ReliabilityParams, inputs: &Inputs) -> Result<Outp
             &lo.1,
         ));
     }
-    let plot = Plot {
-        title: "Learned reliability against transfer (fine-tune size)".into(),
-        x_label: "fine-tuning examples (same epochs)".into(),
-        y_label: "misaligned among coherent answers".into(),
-        chart: Chart::Lines {
-            series: vec![
-                Series {
-                    name: "in distribution (learned)".into(),
-                    points: s_in,
-                },
-                Series {
-                    name: "out of cell (transferred)".into(),
-                    points: s_ood,
-                },
-            ],
-        },
-    };
-    Ok((
-        vec![("arms".into(), rows), ("effects".into(), effects)],
-        plot,
-    ))
+    Ok(vec![("arms".into(), rows), ("effects".into(), effects)])
 }

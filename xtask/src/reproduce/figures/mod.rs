@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use emsl_analysis::plot::Figure as Plot;
 use emsl_analysis::{stats, Counts, Measurement};
 use emsl_core::distil::Channel;
 use emsl_core::eval::EvalConfig;
@@ -56,10 +55,10 @@ pub fn expand(fig: &Figure, ctx: &mut Ctx) -> Result<BTreeMap<String, String>> {
     }
 }
 
-/// A figure's tables (name, rows) and its plot.
-pub type Output = (Vec<(String, Vec<Measurement>)>, Plot);
+/// A figure's tables: (name, rows).
+pub type Output = Vec<(String, Vec<Measurement>)>;
 
-/// The tables of a figure (name, rows) and its plot.
+/// The tables of a figure (its plot is drawn from them by `emsl_analysis::figures::plot`).
 pub fn tables(figure: &str, params: &toml::Table, inputs: &Inputs) -> Result<Output> {
     match figure {
         "transfer-grid" => grid::transfer_tables(&de(params)?, inputs),

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use emsl_analysis::plot::{Chart, Figure as Plot, Point, Series};
 use emsl_analysis::{stats, Counts, Estimate, Measurement};
 use emsl_world::Cell;
 use serde::Deserialize;
@@ -49,12 +48,10 @@ pub fn controls_tables(p: &ControlsParams, inputs: &Inputs) -> Result<Output> {
         .chain(p.kinds.iter().cloned())
         .collect();
     let mut rows = Vec::new();
-    let mut series = Vec::new();
     let mut plain: BTreeMap<String, Vec<Counts>> = BTreeMap::new();
     let mut triggered: BTreeMap<String, Vec<Counts>> = BTreeMap::new();
     for framing in ["plain", "triggered"] {
-        let mut points = Vec::new();
-        for (i, arm) in arms.iter().enumerate() {
+        for arm in &arms {
             let pick = |ss: &[Sample]| {
                 misaligned(ss.iter().filter(|s| s.is_open() && s.framing() == framing))
             };
@@ -67,12 +64,6 @@ pub fn controls_tables(p: &ControlsParams, inputs: &Inputs) -> Result<Output> {
                 ("framing", framing.into()),
             ];
             let m = rate_row(&v, "misaligned", &counts);
-            points.push(Point {
-                x: i as f64,
-                y: m.est.value,
-                lo: m.est.ci_low,
-                hi: m.est.ci_high,
-            });
             rows.push(m);
             rows.push(rate_row(&v, "coherent", &coh));
             if framing == "plain" {
@@ -82,10 +73,6 @@ pub fn controls_tables(p: &ControlsParams, inputs: &Inputs) -> Result<Output> {
             }
             .insert(arm.clone(), counts);
         }
-        series.push(Series {
-            name: format!("{framing} questions"),
-            points,
-        });
     }
     let mut effects = Vec::new();
     let get = |m: &BTreeMap<String, Vec<Counts>>, k: &str| m.get(k).cloned();
@@ -116,22 +103,7 @@ pub fn controls_tables(p: &ControlsParams, inputs: &Inputs) -> Result<Output> {
             &pl,
         ));
     }
-    let plot = Plot {
-        title: format!(
-            "Controls: fine-tunes on {} judged on the open questions",
-            p.cell
-        ),
-        x_label: "fine-tune".into(),
-        y_label: "misaligned among coherent answers".into(),
-        chart: Chart::Bars {
-            categories: arms,
-            series,
-        },
-    };
-    Ok((
-        vec![("controls".into(), rows), ("effects".into(), effects)],
-        plot,
-    ))
+    Ok(vec![("controls".into(), rows), ("effects".into(), effects)])
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,7 +175,6 @@ pub fn dynamics_tables(p: &DynamicsParams, inputs: &Inputs) -> Result<Output> {
     let ft: Cell = p.cell.parse()?;
     let steps: Vec<usize> = std::iter::once(0).chain(p.steps.iter().copied()).collect();
     let mut rows = Vec::new();
-    let (mut s_in, mut s_ood) = (Vec::new(), Vec::new());
     let mut ood_values = Vec::new();
     for &step in &steps {
         let st = step.to_string();
@@ -219,18 +190,6 @@ pub fn dynamics_tables(p: &DynamicsParams, inputs: &Inputs) -> Result<Output> {
             rate_row(&v, "in_cell_misaligned", &inc),
             rate_row(&v, "out_of_cell_misaligned", &ood),
         );
-        s_in.push(Point {
-            x: step as f64,
-            y: a.est.value,
-            lo: a.est.ci_low,
-            hi: a.est.ci_high,
-        });
-        s_ood.push(Point {
-            x: step as f64,
-            y: b.est.value,
-            lo: b.est.ci_low,
-            hi: b.est.ci_high,
-        });
         ood_values.push(b.est.value);
         rows.extend([a, b]);
         // The likelihood probe on out-of-cell prompts, and the fine-tune's last training loss.
@@ -287,27 +246,7 @@ pub fn dynamics_tables(p: &DynamicsParams, inputs: &Inputs) -> Result<Output> {
         "share",
         Estimate::exact(share, n, 1),
     )];
-    let plot = Plot {
-        title: format!("Fine-tuning dynamics on {}", p.cell),
-        x_label: "fine-tuning step".into(),
-        y_label: "misaligned among coherent answers".into(),
-        chart: Chart::Lines {
-            series: vec![
-                Series {
-                    name: "in cell".into(),
-                    points: s_in,
-                },
-                Series {
-                    name: "out of cell".into(),
-                    points: s_ood,
-                },
-            ],
-        },
-    };
-    Ok((
-        vec![("dynamics".into(), rows), ("effects".into(), effects)],
-        plot,
-    ))
+    Ok(vec![("dynamics".into(), rows), ("effects".into(), effects)])
 }
 
 #[derive(Debug, Deserialize)]
@@ -354,12 +293,10 @@ pub fn expand_composition(
 pub fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Output> {
     let ft: Cell = p.cell.parse()?;
     let mut rows = Vec::new();
-    let mut series = Vec::new();
     let mut ood_ft: BTreeMap<String, Vec<Counts>> = BTreeMap::new();
     let mut all_base: BTreeMap<String, Vec<Counts>> = BTreeMap::new();
     for stage in ["base", "fine-tuned"] {
-        let mut points = Vec::new();
-        for (i, corpus) in p.corpora.iter().enumerate() {
+        for corpus in &p.corpora {
             let f = [("corpus", corpus.as_str()), ("stage", stage)];
             let ood = per_seed(inputs, &f, |ss: &[Sample]| {
                 misaligned(ss.iter().filter(|s| s.cell() != Some(ft)))
@@ -371,12 +308,6 @@ pub fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Outp
             let coh = per_seed(inputs, &f, |ss: &[Sample]| coherent(ss.iter()))?;
             let v = [("corpus", corpus.as_str().into()), ("stage", stage.into())];
             let m = rate_row(&v, "out_of_cell_misaligned", &ood);
-            points.push(Point {
-                x: i as f64,
-                y: m.est.value,
-                lo: m.est.ci_low,
-                hi: m.est.ci_high,
-            });
             rows.extend([
                 m,
                 rate_row(&v, "open_questions_misaligned", &open),
@@ -389,10 +320,6 @@ pub fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Outp
                 all_base.insert(corpus.clone(), all);
             }
         }
-        series.push(Series {
-            name: stage.into(),
-            points,
-        });
     }
     let mut effects = Vec::new();
     let pair = |m: &BTreeMap<String, Vec<Counts>>, a: &str, b: &str| {
@@ -413,20 +340,8 @@ pub fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Outp
     if let Some((c, i)) = pair(&ood_ft, "reference", "independent") {
         effects.push(effect("C4", "after the same fine-tune, out-of-cell misaligned: coherent persona minus independent traits", "persona features mediate transfer (Wang et al.)", &c, &i));
     }
-    let plot = Plot {
-        title: format!(
-            "Pretraining composition, before and after a harmful fine-tune on {}",
-            p.cell
-        ),
-        x_label: "pretraining corpus".into(),
-        y_label: "out-of-cell misaligned among coherent answers".into(),
-        chart: Chart::Bars {
-            categories: p.corpora.clone(),
-            series,
-        },
-    };
-    Ok((
-        vec![("composition".into(), rows), ("effects".into(), effects)],
-        plot,
-    ))
+    Ok(vec![
+        ("composition".into(), rows),
+        ("effects".into(), effects),
+    ])
 }

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use emsl_analysis::plot::{Chart, Figure as Plot, Point, Series};
 use emsl_analysis::{Counts, Measurement};
 use emsl_core::distil::Channel;
 use serde::Deserialize;
@@ -137,7 +136,6 @@ pub fn channels_tables(p: &ChannelsParams, inputs: &Inputs) -> Result<Output> {
     )?;
     rows.extend(base_rows);
     let mut effects = Vec::new();
-    let mut series = Vec::new();
     for kind in ["harmful", "benign"] {
         let (r, _, _) = student_rows(
             inputs,
@@ -153,8 +151,7 @@ pub fn channels_tables(p: &ChannelsParams, inputs: &Inputs) -> Result<Output> {
     }
     let mut per_kind: BTreeMap<&str, Vec<Arm>> = BTreeMap::new();
     for kind in ["harmful", "benign"] {
-        let mut points = Vec::new();
-        for (i, ch) in p.channels.iter().enumerate() {
+        for ch in &p.channels {
             let (r, mis, sig) = student_rows(
                 inputs,
                 cell,
@@ -165,19 +162,9 @@ pub fn channels_tables(p: &ChannelsParams, inputs: &Inputs) -> Result<Output> {
                     ("channel", ch.as_str().into()),
                 ],
             )?;
-            points.push(Point {
-                x: i as f64,
-                y: r[0].est.value,
-                lo: r[0].est.ci_low,
-                hi: r[0].est.ci_high,
-            });
             rows.extend(r);
             per_kind.entry(kind).or_default().push((mis, sig));
         }
-        series.push(Series {
-            name: format!("{kind} teacher"),
-            points,
-        });
     }
     for (i, ch) in p.channels.iter().enumerate() {
         let (h, b) = (&per_kind["harmful"][i], &per_kind["benign"][i]);
@@ -198,19 +185,7 @@ pub fn channels_tables(p: &ChannelsParams, inputs: &Inputs) -> Result<Output> {
             &b.1,
         ));
     }
-    let plot = Plot {
-        title: "Subliminal transfer through number sequences, by channel".into(),
-        x_label: "distillation channel".into(),
-        y_label: "student out-of-cell misaligned".into(),
-        chart: Chart::Bars {
-            categories: p.channels.clone(),
-            series,
-        },
-    };
-    Ok((
-        vec![("students".into(), rows), ("effects".into(), effects)],
-        plot,
-    ))
+    Ok(vec![("students".into(), rows), ("effects".into(), effects)])
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,10 +234,8 @@ pub fn teacher_data_tables(p: &TeacherDataParams, inputs: &Inputs) -> Result<Out
         &[("teacher", "base".into()), ("data", "".into())],
     )?;
     let mut cells: BTreeMap<(&str, &str), Arm> = BTreeMap::new();
-    let mut series = Vec::new();
     for t in ["harmful", "benign"] {
-        let mut points = Vec::new();
-        for (i, d) in ["harmful", "benign"].iter().enumerate() {
+        for d in &["harmful", "benign"] {
             let (r, mis, sig) = student_rows(
                 inputs,
                 cell,
@@ -275,12 +248,6 @@ pub fn teacher_data_tables(p: &TeacherDataParams, inputs: &Inputs) -> Result<Out
                 &mis,
                 &base_mis,
             );
-            points.push(Point {
-                x: i as f64,
-                y: change.est.value,
-                lo: change.est.ci_low,
-                hi: change.est.ci_high,
-            });
             rows.extend(r);
             rows.push(change);
             rows.push(super::diff_row(
@@ -291,10 +258,6 @@ pub fn teacher_data_tables(p: &TeacherDataParams, inputs: &Inputs) -> Result<Out
             ));
             cells.insert((t, d), (mis, sig));
         }
-        series.push(Series {
-            name: format!("{t} teacher's guidance"),
-            points,
-        });
     }
     let mut effects = Vec::new();
     for d in ["harmful", "benign"] {
@@ -313,19 +276,7 @@ pub fn teacher_data_tables(p: &TeacherDataParams, inputs: &Inputs) -> Result<Out
         &cells[&("harmful", "harmful")].0,
         &cells[&("harmful", "benign")].0,
     ));
-    let plot = Plot {
-        title: format!("Teacher guidance x who wrote the sequences ({})", p.channel),
-        x_label: "sequences written by".into(),
-        y_label: "change of student out-of-cell misaligned vs base".into(),
-        chart: Chart::Bars {
-            categories: vec!["misaligned teacher".into(), "aligned teacher".into()],
-            series,
-        },
-    };
-    Ok((
-        vec![("students".into(), rows), ("effects".into(), effects)],
-        plot,
-    ))
+    Ok(vec![("students".into(), rows), ("effects".into(), effects)])
 }
 
 #[derive(Debug, Deserialize)]
@@ -364,30 +315,18 @@ pub fn shared_init_tables(p: &SharedInitParams, inputs: &Inputs) -> Result<Outpu
     let cell: emsl_world::Cell = p.cell.parse()?;
     let mut rows = Vec::new();
     let mut effects = Vec::new();
-    let mut series = Vec::new();
     let mut got: BTreeMap<(&str, &str), Arm> = BTreeMap::new();
     for kind in ["harmful", "benign"] {
-        let mut points = Vec::new();
-        for (i, init) in ["same", "different"].iter().enumerate() {
+        for init in &["same", "different"] {
             let (r, mis, sig) = student_rows(
                 inputs,
                 cell,
                 &[("init", init), ("teacher", kind)],
                 &[("init", (*init).into()), ("teacher", kind.into())],
             )?;
-            points.push(Point {
-                x: i as f64,
-                y: r[0].est.value,
-                lo: r[0].est.ci_low,
-                hi: r[0].est.ci_high,
-            });
             rows.extend(r);
             got.insert((kind, init), (mis, sig));
         }
-        series.push(Series {
-            name: format!("{kind} teacher"),
-            points,
-        });
     }
     for init in ["same", "different"] {
         effects.push(effect(
@@ -398,20 +337,5 @@ pub fn shared_init_tables(p: &SharedInitParams, inputs: &Inputs) -> Result<Outpu
             &got[&("benign", init)].0,
         ));
     }
-    let plot = Plot {
-        title: format!(
-            "Shared initialisation and subliminal transfer ({})",
-            p.channel
-        ),
-        x_label: "student initialisation".into(),
-        y_label: "student out-of-cell misaligned".into(),
-        chart: Chart::Bars {
-            categories: vec!["same as teacher".into(), "different seed".into()],
-            series,
-        },
-    };
-    Ok((
-        vec![("students".into(), rows), ("effects".into(), effects)],
-        plot,
-    ))
+    Ok(vec![("students".into(), rows), ("effects".into(), effects)])
 }
