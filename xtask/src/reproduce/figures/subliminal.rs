@@ -178,7 +178,7 @@ pub fn channels_tables(p: &ChannelsParams, inputs: &Inputs) -> Result<Output> {
             &b.0,
         ));
         effects.push(effect(
-            "C5",
+            "Cloud",
             &format!("{ch} student number signature: misaligned teacher minus aligned control"),
             "the trait travels through numbers",
             &h.1,
