@@ -5,6 +5,7 @@ mod datasets;
 mod demo;
 mod export;
 mod job;
+mod notebooks;
 mod reproduce;
 mod tables;
 mod verify;
@@ -37,6 +38,8 @@ enum Command {
     Demo,
     /// Regenerate every figure: a cached graph of jobs from figures/*.toml into results/.
     Reproduce(reproduce::Args),
+    /// Execute the evcxr notebooks headless (installing evcxr and nbclient into .tools/ when missing).
+    Notebooks(notebooks::Args),
     /// Check every checksum (datasets, results, lock) and compare the results with the reference.
     Verify(verify::Args),
     /// Run one compute job of the reproduce graph (what `reproduce` starts in a child process).
@@ -72,5 +75,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Reproduce(args) => reproduce::run(&args),
         Command::Job(args) => job::run(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::Notebooks(args) => notebooks::run(&args),
     }
 }

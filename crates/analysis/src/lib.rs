@@ -3,6 +3,7 @@
 //! ([`plot`]). `cargo xtask reproduce` and the notebooks use the same code, so a figure in a notebook
 //! and in `results/` are drawn by one function.
 
+pub mod display;
 pub mod figures;
 pub mod plot;
 pub mod stats;
