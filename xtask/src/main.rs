@@ -1,4 +1,5 @@
-//! `cargo xtask`: the kit's one entry point (datasets, the world's samples, reproduce).
+//! `cargo xtask`: the kit's one entry point (datasets, the world's samples, reproduce, verify,
+//! notebooks).
 
 mod catalog;
 mod datasets;

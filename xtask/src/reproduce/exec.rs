@@ -76,7 +76,7 @@ fn run_compute(s: &Settings, graph: &Graph, job: &Job) -> Result<Vec<String>> {
         }
     }
     let config_path = dir.join(format!("{}.toml", job.key));
-    let config = stage_config(&s.root, &s.out, graph, job, &partial)?;
+    let config = stage_config(&s.root, &s.out, job, &partial)?;
     emsl_io::write_atomic(&config_path, config.as_bytes())?;
     let log_path = dir.join(format!("{}.log", job.key));
     let log = std::fs::File::create(&log_path)?;

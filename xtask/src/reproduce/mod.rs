@@ -176,10 +176,9 @@ fn prune(out: &Path, graph: &Graph) -> Result<()> {
 }
 
 /// The stage config a compute job's process reads, with the folders filled in.
-fn stage_config(root: &Path, out: &Path, graph: &Graph, job: &Job, dest: &Path) -> Result<String> {
+fn stage_config(root: &Path, out: &Path, job: &Job, dest: &Path) -> Result<String> {
     let datasets_dir = root.join("datasets");
     let folder = |key: &String| exec::job_folder(out, key);
-    let _ = graph;
     let text = match job.task.clone() {
         Task::Pretrain {
             dataset,
