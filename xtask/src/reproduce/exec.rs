@@ -66,7 +66,7 @@ fn hashes(out: &Path, files: &[String]) -> Result<BTreeMap<String, String>> {
 }
 
 /// Runs one compute job in a child process and returns its output files (relative to `out`).
-fn run_compute(s: &Settings, graph: &Graph, job: &Job) -> Result<Vec<String>> {
+fn run_compute(s: &Settings, job: &Job) -> Result<Vec<String>> {
     let dir = jobs_dir(&s.out);
     let partial = dir.join(format!("{}.partial", job.key));
     let done = job_folder(&s.out, &job.key);
@@ -108,7 +108,7 @@ fn run_compute(s: &Settings, graph: &Graph, job: &Job) -> Result<Vec<String>> {
 
 fn run_job(s: &Settings, graph: &Graph, job: &Job) -> Result<Vec<String>> {
     if job.task.is_compute() {
-        run_compute(s, graph, job)
+        run_compute(s, job)
     } else {
         analysis::run(s, graph, job)
     }
