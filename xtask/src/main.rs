@@ -1,5 +1,6 @@
 //! `cargo xtask`: the kit's one entry point (datasets, the world's samples, reproduce).
 
+mod bench;
 mod catalog;
 mod datasets;
 mod demo;
@@ -32,6 +33,8 @@ enum Command {
     World(world::Args),
     /// Run the README's demonstrations (pretrain, fine-tune, distil, evaluate) from configs/demo/.
     Demo,
+    /// Training and sampling throughput of the kit against PyTorch (installs torch into target/bench).
+    Bench(bench::Args),
     /// Run the main job. At this stage: the datasets (figures come with later milestones).
     Reproduce(datasets::Args),
 }
@@ -60,6 +63,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Datasets(args) => datasets::run(&args),
         Command::World(args) => world::run(&args),
         Command::Demo => demo::run(),
+        Command::Bench(args) => bench::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Reproduce(args) => {
             eprintln!(
