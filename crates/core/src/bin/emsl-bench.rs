@@ -157,8 +157,16 @@ fn main() -> Result<()> {
                 step_s.push(started.elapsed().as_secs_f64());
                 losses.push(l);
             }
+            // FNV-1a over the bits of every parameter after training: equal hashes, equal weights.
+            let mut hash = 0xcbf2_9ce4_8422_2325u64;
+            for (_, v) in model.vars() {
+                for x in v.as_tensor().flatten_all()?.to_vec1::<f32>()? {
+                    hash = (hash ^ u64::from(x.to_bits())).wrapping_mul(0x100_0000_01b3);
+                }
+            }
             let out = serde_json::json!({"losses": losses, "step_s": step_s,
-                "tokens_per_step": BATCH * t, "peak_mib": peak_rss_mib()});
+                "tokens_per_step": BATCH * t, "peak_mib": peak_rss_mib(),
+                "params_hash": format!("{hash:016x}")});
             println!("{out}");
         }
         Mode::Sample { common, new, reps } => {
