@@ -69,7 +69,6 @@ fn run_side(program: &[String], args: &[String], threads: usize) -> Result<Value
         .args(program)
         .args(args)
         .env("RAYON_NUM_THREADS", &n)
-        .env("CANDLE_NUM_THREADS", &n)
         .env("OMP_NUM_THREADS", &n)
         .env("MKL_NUM_THREADS", &n)
         .output()

@@ -220,7 +220,7 @@ impl Gpt {
     /// A fresh model. Weights come from the kit's seeded generator in sorted-name order: N(0, 0.02),
     /// residual projections N(0, 0.02 / sqrt(2 n_layer)) as in GPT-2, layer norms 1 and biases 0.
     pub fn new(config: &GptConfig, seed: u64) -> Result<Self> {
-        crate::kernels::tune_allocator();
+        crate::kernels::tune_runtime();
         let varmap = VarMap::new();
         let device = Device::Cpu;
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);

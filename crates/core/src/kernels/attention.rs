@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
 use gemm::Parallelism;
 
-use super::linear::gemm_strided;
+use super::linear::{as_uninit, gemm_strided};
 use super::{data, dot, exp, for_chunks, simd, with_data};
 
 struct Attention {
@@ -56,7 +56,7 @@ impl CustomOp1 for Attention {
                     &qkv[2 * c + hi * hd..],
                 );
                 gemm_strided(
-                    p,
+                    as_uninit(p),
                     t,
                     false,
                     (t, t, hd),
@@ -77,7 +77,7 @@ impl CustomOp1 for Attention {
                 // Y = P V into this head's columns.
                 let out = &mut y[hi * hd..];
                 gemm_strided(
-                    out,
+                    as_uninit(out),
                     c,
                     false,
                     (t, hd, t),
@@ -132,9 +132,29 @@ impl CustomOp1 for Attention {
                         let dyh = &dy[hi * hd..];
                         let none = Parallelism::None;
                         // dP = dY V^T; dV = P^T dY.
-                        gemm_strided(&mut ds, t, false, (t, t, hd), dyh, (c, 1), v, (1, c3), none);
+                        gemm_strided(
+                            as_uninit(&mut ds),
+                            t,
+                            false,
+                            (t, t, hd),
+                            dyh,
+                            (c, 1),
+                            v,
+                            (1, c3),
+                            none,
+                        );
                         let dv = &mut d[2 * c + hi * hd..];
-                        gemm_strided(dv, c3, false, (t, hd, t), p, (1, t), dyh, (c, 1), none);
+                        gemm_strided(
+                            as_uninit(dv),
+                            c3,
+                            false,
+                            (t, hd, t),
+                            p,
+                            (1, t),
+                            dyh,
+                            (c, 1),
+                            none,
+                        );
                         // dS = P (dP - rowsum(P dP)) / sqrt(hd), zero above the diagonal.
                         for (i, (dsr, pr)) in
                             ds.chunks_exact_mut(t).zip(p.chunks_exact(t)).enumerate()
@@ -147,9 +167,29 @@ impl CustomOp1 for Attention {
                         }
                         // dQ = dS K; dK = dS^T Q.
                         let dq = &mut d[hi * hd..];
-                        gemm_strided(dq, c3, false, (t, hd, t), &ds, (t, 1), k, (c3, 1), none);
+                        gemm_strided(
+                            as_uninit(dq),
+                            c3,
+                            false,
+                            (t, hd, t),
+                            &ds,
+                            (t, 1),
+                            k,
+                            (c3, 1),
+                            none,
+                        );
                         let dk = &mut d[c + hi * hd..];
-                        gemm_strided(dk, c3, false, (t, hd, t), &ds, (1, t), q, (c3, 1), none);
+                        gemm_strided(
+                            as_uninit(dk),
+                            c3,
+                            false,
+                            (t, hd, t),
+                            &ds,
+                            (1, t),
+                            q,
+                            (c3, 1),
+                            none,
+                        );
                     }
                 });
                 dqkv

@@ -1,47 +1,69 @@
 //! `x W^T (+ b)` over the last dimension as one gemm on the (rows, k) view of `x`, the bias folded
 //! into the destination; backward: two gemms and a column sum.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 
 use super::{data, threads, with_data};
 
-fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
-    let t = threads();
-    if t > 1 && m * n * k >= 1 << 18 {
-        Parallelism::Rayon(t)
-    } else {
-        Parallelism::None
-    }
-}
-
-/// `dst (m, n) = [dst +] a (m, k) . b (k, n)`, each given as (row stride, column stride).
+/// `dst (m, n) = [dst +] a (m, k) . b (k, n)`, each given as (row stride, column stride), `dst`
+/// contiguous. Large products are cut into about eight blocks of rows, a number fixed by the shape alone,
+/// and the blocks run on the rayon threads, each a single-threaded gemm: the same arithmetic at any
+/// thread count, and no thread pool inside another.
 fn gemm_into(
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     accumulate: bool,
     (m, n, k): (usize, usize, usize),
     a: &[f32],
-    a_strides: (usize, usize),
+    (a_rs, a_cs): (usize, usize),
     b: &[f32],
     b_strides: (usize, usize),
 ) {
-    gemm_strided(
-        dst,
-        n,
-        accumulate,
-        (m, n, k),
-        a,
-        a_strides,
-        b,
-        b_strides,
-        parallelism(m, n, k),
-    )
+    let none = Parallelism::None;
+    if m * n * k < 1 << 18 || m < 32 {
+        return gemm_strided(
+            dst,
+            n,
+            accumulate,
+            (m, n, k),
+            a,
+            (a_rs, a_cs),
+            b,
+            b_strides,
+            none,
+        );
+    }
+    let rows = m.div_ceil(8).div_ceil(8) * 8;
+    let block = |(i, d): (usize, &mut [MaybeUninit<f32>])| {
+        let r = d.len() / n;
+        let a = &a[i * rows * a_rs..];
+        gemm_strided(
+            d,
+            n,
+            accumulate,
+            (r, n, k),
+            a,
+            (a_rs, a_cs),
+            b,
+            b_strides,
+            none,
+        );
+    };
+    let dst = &mut dst[..m * n];
+    if threads() > 1 {
+        use rayon::prelude::*;
+        dst.par_chunks_mut(rows * n).enumerate().for_each(block);
+    } else {
+        dst.chunks_mut(rows * n).enumerate().for_each(block);
+    }
 }
 
 /// [`gemm_into`] with the destination's row stride and the parallelism given.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_strided(
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     dst_rs: usize,
     accumulate: bool,
     (m, n, k): (usize, usize, usize),
@@ -57,13 +79,15 @@ pub(crate) fn gemm_strided(
     assert!(dst_rs >= n && dst.len() > (m - 1) * dst_rs + (n - 1));
     assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
     assert!(n == 0 || k == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
-    // SAFETY: the asserts above keep every index the strides reach inside the slices.
+    // SAFETY: the asserts above keep every index the strides reach inside the slices; gemm writes every
+    // element of the (m, n) destination, and reads it only when `accumulate` (callers then pass
+    // initialised memory).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.as_mut_ptr().cast::<f32>(),
             1,
             dst_rs as isize,
             accumulate,
@@ -86,14 +110,35 @@ pub(crate) fn gemm_strided(
 /// The forward: `x` (m, k), `w` (n, k), optional bias (n) -> (m, n).
 fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, k: usize, n: usize) -> Vec<f32> {
     let m = x.len() / k;
-    let mut out = vec![0f32; m * n];
-    if let Some(b) = b {
-        for row in out.chunks_exact_mut(n) {
-            row.copy_from_slice(b);
+    match b {
+        Some(b) => {
+            let mut out = Vec::with_capacity(m * n);
+            for _ in 0..m {
+                out.extend_from_slice(b);
+            }
+            gemm_into(as_uninit(&mut out), true, (m, n, k), x, (k, 1), w, (1, k));
+            out
         }
+        None => written_by_gemm(m * n, |d| {
+            gemm_into(d, false, (m, n, k), x, (k, 1), w, (1, k))
+        }),
     }
-    gemm_into(&mut out, b.is_some(), (m, n, k), x, (k, 1), w, (1, k));
-    out
+}
+
+/// The initialised `v` seen as memory gemm may write.
+pub(crate) fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: same layout; the callers only write initialised values through it.
+    unsafe { &mut *(std::ptr::from_mut(v) as *mut [MaybeUninit<f32>]) }
+}
+
+/// A buffer of `len` floats that `fill` writes completely with gemms (`accumulate` false), without
+/// zeroing it first.
+pub(crate) fn written_by_gemm(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    fill(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: `fill` has written all `len` elements.
+    unsafe { v.set_len(len) };
+    v
 }
 
 /// Gradients of x (m, k) and w (n, k), and of the bias when asked.
@@ -108,14 +153,14 @@ fn backward(
     let dev = x.device();
     with_data(grad, |dy| {
         let dx = with_data(w, |wd| {
-            let mut dx = vec![0f32; m * k];
-            gemm_into(&mut dx, false, (m, k, n), dy, (n, 1), wd, (k, 1));
-            dx
+            written_by_gemm(m * k, |d| {
+                gemm_into(d, false, (m, k, n), dy, (n, 1), wd, (k, 1))
+            })
         })?;
         let dw = with_data(x, |xd| {
-            let mut dw = vec![0f32; n * k];
-            gemm_into(&mut dw, false, (n, k, m), dy, (1, n), xd, (k, 1));
-            dw
+            written_by_gemm(n * k, |d| {
+                gemm_into(d, false, (n, k, m), dy, (1, n), xd, (k, 1))
+            })
         })?;
         let db = with_bias.then(|| {
             let mut db = vec![0f32; n];
