@@ -304,7 +304,22 @@ impl Gpt {
         self.run(ids, Some(cache))
     }
 
-    fn run(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+    /// The mean cross-entropy of the next tokens `targets` (B, T, u32) over the positions where `mask`
+    /// (B, T, f32) is nonzero: the same value as [`crate::train::masked_cross_entropy`] of
+    /// [`Gpt::forward`], with the head and the loss as one fused kernel (the logits never become a
+    /// tensor of the graph).
+    pub fn loss(&self, ids: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let x = self.trunk(ids, None)?;
+        crate::kernels::head_cross_entropy(&x, self.wte.embeddings(), targets, mask)
+    }
+
+    fn run(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let x = self.trunk(ids, cache)?;
+        crate::kernels::matmul_t(&x, self.wte.embeddings()) // (B, T, V), head tied to the embedding
+    }
+
+    /// Everything before the head: the final layer norm's output (B, T, C).
+    fn trunk(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let (_b, t) = ids.dims2()?;
         let past = cache.as_ref().map_or(0, |c| c.len());
         if past + t > self.config.n_ctx {
@@ -330,8 +345,7 @@ impl Gpt {
             });
             x = block.forward(&x, &mask, slot)?;
         }
-        let x = self.ln_f.forward(&x)?; // (B, T, C)
-        crate::kernels::matmul_t(&x, self.wte.embeddings()) // (B, T, V), head tied to the embedding
+        self.ln_f.forward(&x) // (B, T, C)
     }
 
     /// Overwrites every variable from `tensors` (by name), checking names and shapes.

@@ -95,8 +95,7 @@ pub fn train(
 ) -> Result<Vec<StepLog>> {
     train_with(opt, cfg, label, |step| {
         let batch = batch_at(model, data, cfg, step)?;
-        let logits = model.forward(&batch.inputs)?;
-        let loss = masked_cross_entropy(&logits, &batch.targets, &batch.mask)?;
+        let loss = model.loss(&batch.inputs, &batch.targets, &batch.mask)?;
         Ok((loss, batch.inputs.elem_count()))
     })
 }

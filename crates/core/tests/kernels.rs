@@ -217,6 +217,60 @@ fn cross_entropy_matches_candle() {
     assert!(rel_diff(&a, &b) <= TOL);
 }
 
+#[test]
+fn head_cross_entropy_matches_candle() {
+    let (b, t, c, v) = (2, 9, 24, 131);
+    let x = randn(&[b, t, c], 1.0, 12);
+    let w = randn(&[v, c], 0.5, 13);
+    let mut rng = Rng::new(14, "targets");
+    let targets: Vec<u32> = (0..b * t).map(|_| rng.below(v) as u32).collect();
+    let targets = Tensor::from_vec(targets, (b, t), &Device::Cpu).unwrap();
+    let mask: Vec<f32> = (0..b * t).map(|i| f32::from(i % 4 != 1)).collect();
+    let mask = Tensor::from_vec(mask, (b, t), &Device::Cpu).unwrap();
+    let (tg, mk) = (targets.clone(), mask.clone());
+    check(
+        "head_cross_entropy",
+        &[x, w],
+        |z| kernels::head_cross_entropy(&z[0], &z[1], &targets, &mask).unwrap(),
+        |z| {
+            let logits = z[0].broadcast_matmul(&z[1].t().unwrap()).unwrap();
+            masked_cross_entropy_composed(&logits, &tg, &mk).unwrap()
+        },
+        TOL,
+    );
+}
+
+#[test]
+fn model_loss_equals_the_loss_of_the_logits() {
+    let cfg = emsl_core::GptConfig {
+        vocab_size: 50,
+        n_ctx: 16,
+        d_model: 16,
+        n_layer: 2,
+        n_head: 2,
+        d_ff: 32,
+    };
+    let model = emsl_core::Gpt::new(&cfg, 3).unwrap();
+    let mut rng = Rng::new(15, "ids");
+    let ids: Vec<u32> = (0..4 * 12).map(|_| rng.below(50) as u32).collect();
+    let x = Tensor::from_vec(ids.clone(), (4, 12), &Device::Cpu).unwrap();
+    let y = Tensor::from_vec(
+        ids.iter().map(|i| (i * 7) % 50).collect::<Vec<u32>>(),
+        (4, 12),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let m = Tensor::ones((4, 12), DType::F32, &Device::Cpu).unwrap();
+    let fused = model.loss(&x, &y, &m).unwrap();
+    let composed = masked_cross_entropy_composed(&model.forward(&x).unwrap(), &y, &m).unwrap();
+    assert!(rel_diff(&fused, &composed) <= TOL);
+    let (gf, gc) = (fused.backward().unwrap(), composed.backward().unwrap());
+    for (name, var) in model.vars() {
+        let d = rel_diff(gf.get(var).unwrap(), gc.get(var).unwrap());
+        assert!(d <= 1e-4, "{name}: gradient differs by {d}");
+    }
+}
+
 /// Trains a few steps of the smoke-size model in a subprocess, returning the JSON it prints.
 fn bench_train(dir: &std::path::Path, threads: &str) -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_emsl-bench"))

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use emsl_core::model::{Gpt, GptConfig};
 use emsl_core::optim::AdamW;
 use emsl_core::sample::{generate_rows, SampleConfig};
-use emsl_core::train::{masked_cross_entropy, optim};
+use emsl_core::train::optim;
 use emsl_core::Tok;
 use emsl_world::Rng;
 
@@ -150,7 +150,7 @@ fn main() -> Result<()> {
                     b.narrow(1, 1, t)?.contiguous()?,
                 );
                 let started = Instant::now();
-                let loss = masked_cross_entropy(&model.forward(&x)?, &y, &mask)?;
+                let loss = model.loss(&x, &y, &mask)?;
                 let grads = loss.backward()?;
                 opt.step(&grads, LR)?;
                 let l = loss.to_scalar::<f32>()?;

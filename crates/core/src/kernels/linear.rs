@@ -125,6 +125,37 @@ fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, k: usize, n: usize) -> Vec<f
     }
 }
 
+/// `x W^T` of the data: `x` (m, k), `w` (n, k) -> (m, n).
+pub(crate) fn matmul_t_data(x: &[f32], w: &[f32], k: usize, n: usize) -> Vec<f32> {
+    forward(x, w, None, k, n)
+}
+
+/// The gradients of `x` (m, k) and `w` (n, k) from that of `x W^T`, `dy` (m, n).
+pub(crate) fn matmul_t_backward(
+    x: &Tensor,
+    w: &Tensor,
+    dy: &[f32],
+    k: usize,
+    n: usize,
+) -> Result<(Tensor, Tensor)> {
+    let m = x.elem_count() / k;
+    let dev = x.device();
+    let dx = with_data(w, |wd| {
+        written_by_gemm(m * k, |d| {
+            gemm_into(d, false, (m, k, n), dy, (n, 1), wd, (k, 1))
+        })
+    })?;
+    let dw = with_data(x, |xd| {
+        written_by_gemm(n * k, |d| {
+            gemm_into(d, false, (n, k, m), dy, (1, n), xd, (k, 1))
+        })
+    })?;
+    Ok((
+        Tensor::from_vec(dx, x.shape(), dev)?,
+        Tensor::from_vec(dw, (n, k), dev)?,
+    ))
+}
+
 /// The initialised `v` seen as memory gemm may write.
 pub(crate) fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
     // SAFETY: same layout; the callers only write initialised values through it.

@@ -17,7 +17,7 @@ pub use attention::causal_attention;
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;
 pub use linear::{linear, matmul_t};
-pub use loss::masked_cross_entropy;
+pub use loss::{head_cross_entropy, masked_cross_entropy};
 
 use candle_core::{bail, CpuStorage, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
