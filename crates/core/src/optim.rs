@@ -61,6 +61,12 @@ struct Update {
     lr: f32,
 }
 
+/// A parameter with its moments and gradient, as the update loop visits them.
+type ParamSlot<'a> = (
+    &'a (String, Var),
+    ((&'a mut Vec<f32>, &'a mut Vec<f32>), &'a Tensor),
+);
+
 /// One parameter's update, applied in place to its storage.
 struct Apply<'a> {
     u: Update,
@@ -139,13 +145,19 @@ impl AdamW {
 
     /// The global gradient norm (before clipping), summed in f64.
     pub fn grad_norm(grads: &[Tensor]) -> Result<f64> {
-        let mut total = 0f64;
-        for g in grads {
-            total += crate::kernels::with_data(g, |g| {
+        let square = |g: &Tensor| {
+            crate::kernels::with_data(g, |g| {
                 g.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>()
-            })?;
-        }
-        Ok(total.sqrt())
+            })
+        };
+        // Per-tensor sums (in parallel at several threads), added in parameter order.
+        let sums: Vec<f64> = if crate::kernels::threads() > 1 {
+            use rayon::prelude::*;
+            grads.par_iter().map(square).collect::<Result<_>>()?
+        } else {
+            grads.iter().map(square).collect::<Result<_>>()?
+        };
+        Ok(sums.iter().sum::<f64>().sqrt())
     }
 
     /// One update with learning rate `lr`. Returns the gradient norm before clipping.
@@ -161,7 +173,7 @@ impl AdamW {
         self.step += 1;
         let t = self.step as i32;
         let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
-        for (i, (name, p)) in self.params.iter().enumerate() {
+        let update = |((name, p), ((m, v), g)): ParamSlot| -> Result<()> {
             // Decay matrices only (nanoGPT): not biases, layer norms or position tables.
             let decays = p.rank() >= 2 && !name.starts_with("wpe") && c.weight_decay > 0.0;
             let u = Update {
@@ -174,14 +186,31 @@ impl AdamW {
                 decay: if decays { c.weight_decay as f32 } else { 0.0 },
                 lr: lr as f32,
             };
-            let (m, v) = (&mut self.m[i], &mut self.v[i]);
-            crate::kernels::with_data(&grads[i], |grad| {
+            crate::kernels::with_data(g, |grad| {
                 p.as_tensor().inplace_op1(&Apply {
                     u,
                     grad,
                     moments: std::sync::Mutex::new((m.as_mut_slice(), v.as_mut_slice())),
                 })
-            })??;
+            })?
+        };
+        // Parameters are independent: at several threads they update in parallel (same arithmetic).
+        if crate::kernels::threads() > 1 {
+            use rayon::prelude::*;
+            self.params
+                .par_iter()
+                .zip(
+                    self.m
+                        .par_iter_mut()
+                        .zip(self.v.par_iter_mut())
+                        .zip(grads.par_iter()),
+                )
+                .try_for_each(update)?;
+        } else {
+            self.params
+                .iter()
+                .zip(self.m.iter_mut().zip(self.v.iter_mut()).zip(grads.iter()))
+                .try_for_each(update)?;
         }
         Ok(norm)
     }
