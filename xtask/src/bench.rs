@@ -310,7 +310,26 @@ impl Row {
     }
 }
 
+/// The CPU model and core count, for the record.
+fn machine() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let flags = info.lines().find(|l| l.starts_with("flags")).unwrap_or("");
+    let simd: Vec<&str> = ["avx2", "fma", "avx512f"]
+        .into_iter()
+        .filter(|f| flags.split_whitespace().any(|x| x == *f))
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model}, {cores} cores, {}", simd.join("/"))
+}
+
 fn report(rows: &[Row], path: &Path) -> Result<()> {
+    let machine = machine();
+    println!("\nmachine: {machine}");
     println!(
         "\n| size | threads | what | kit tok/s | torch tok/s | ratio kit/torch median [min, max] | peak MiB kit / torch | agreement |"
     );
@@ -375,6 +394,7 @@ fn report(rows: &[Row], path: &Path) -> Result<()> {
     }
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
     let mut meta = BTreeMap::new();
+    meta.insert("machine".to_owned(), machine);
     meta.insert(
         "note".to_owned(),
         "agreement: train = max |loss diff| over the first steps; sample = share of equal greedy tokens".to_owned(),
