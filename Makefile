@@ -1,5 +1,5 @@
 # A thin wrapper over `cargo xtask`; every target is one command you can also run by hand.
-.PHONY: reproduce verify smoke test datasets check lint
+.PHONY: reproduce verify smoke test datasets check lint bench
 
 # The main job: every figure at the quick profile into results/ (cached: a second run takes seconds).
 reproduce:
@@ -28,3 +28,7 @@ datasets:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Training and sampling throughput against a PyTorch reference (installs torch into target/bench/venv).
+bench:
+	cargo xtask bench

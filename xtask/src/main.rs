@@ -1,6 +1,7 @@
 //! `cargo xtask`: the kit's one entry point (datasets, the world's samples, reproduce, verify,
 //! notebooks).
 
+mod bench;
 mod catalog;
 mod datasets;
 mod demo;
@@ -46,6 +47,8 @@ enum Command {
     /// Run one compute job of the reproduce graph (what `reproduce` starts in a child process).
     #[command(hide = true)]
     Job(job::Args),
+    /// Training and sampling throughput of the kit against PyTorch (installs torch into target/bench).
+    Bench(bench::Args),
 }
 
 /// The workspace root (xtask lives one folder below it).
@@ -72,6 +75,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Datasets(args) => datasets::run(&args),
         Command::World(args) => world::run(&args),
         Command::Demo => demo::run(),
+        Command::Bench(args) => bench::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Reproduce(args) => reproduce::run(&args),
         Command::Job(args) => job::run(&args),

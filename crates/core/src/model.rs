@@ -1,9 +1,11 @@
 //! A decoder-only GPT in the style of nanoGPT: pre-LayerNorm blocks, causal multi-head attention, GELU
 //! MLP, learned positions, output head tied to the token embedding.
 //!
-//! Layer norm and softmax are written out from tensor ops on purpose: candle 0.11's fused `LayerNorm`
+//! Layer norm, GELU, the linear layers, causal attention (without a KV cache) and the loss run as the
+//! kit's fused kernels (`crate::kernels`), each with its own backward: candle 0.11's fused `LayerNorm`
 //! module and `ops::softmax_last_dim` have no backward pass on the CPU and silently stop the gradient
-//! (see `tests::every_parameter_gets_a_gradient`).
+//! (see `tests::every_parameter_gets_a_gradient`), and its composed ops are several times slower.
+//! Sampling with a KV cache uses the composed softmax below.
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var, D};
 use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder, VarMap};
@@ -47,7 +49,7 @@ impl GptConfig {
     }
 }
 
-/// Layer norm over the last dimension, composed of differentiable ops.
+/// Layer norm over the last dimension (eps 1e-5), the fused kernel.
 #[derive(Debug, Clone)]
 struct LayerNorm {
     weight: Tensor,
@@ -55,8 +57,6 @@ struct LayerNorm {
 }
 
 impl LayerNorm {
-    const EPS: f64 = 1e-5;
-
     fn new(d: usize, vb: VarBuilder) -> Result<Self> {
         Ok(LayerNorm {
             weight: vb.get(d, "weight")?,
@@ -65,13 +65,7 @@ impl LayerNorm {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centred = x.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = centred.broadcast_div(&(var + Self::EPS)?.sqrt()?)?;
-        normed
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)
+        crate::kernels::layer_norm(x, &self.weight, &self.bias)
     }
 }
 
@@ -114,6 +108,14 @@ impl KvCache {
     }
 }
 
+/// A linear layer's `x W^T + b` as one fused kernel.
+fn fused_linear(l: &Linear, x: &Tensor) -> Result<Tensor> {
+    match l.bias() {
+        Some(b) => crate::kernels::linear(x, l.weight(), b),
+        None => crate::kernels::matmul_t(x, l.weight()),
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Attention {
     c_attn: Linear,
@@ -131,7 +133,11 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, t, c) = x.dims3()?;
         let hd = c / self.n_head;
-        let qkv = self.c_attn.forward(x)?; // (B, T, 3C)
+        let qkv = fused_linear(&self.c_attn, x)?; // (B, T, 3C)
+        if cache.is_none() {
+            let y = crate::kernels::causal_attention(&qkv, self.n_head)?; // (B, T, C)
+            return fused_linear(&self.c_proj, &y);
+        }
         let heads = |i: usize| -> Result<Tensor> {
             qkv.narrow(D::Minus1, i * c, c)?
                 .reshape((b, t, self.n_head, hd))?
@@ -150,7 +156,7 @@ impl Attention {
         let att = softmax_last(&scores.broadcast_add(mask)?)?;
         let y = att.matmul(&v)?; // (B, H, T, hd)
         let y = y.transpose(1, 2)?.reshape((b, t, c))?; // (B, T, C)
-        self.c_proj.forward(&y)
+        fused_linear(&self.c_proj, &y)
     }
 }
 
@@ -186,8 +192,8 @@ impl Block {
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Result<Tensor> {
         let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask, cache)?)?;
-        let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?.gelu()?; // (B, T, d_ff)
-        &x + self.c_proj.forward(&h)?
+        let h = crate::kernels::gelu(&fused_linear(&self.c_fc, &self.ln_2.forward(&x)?)?)?; // (B, T, d_ff)
+        &x + fused_linear(&self.c_proj, &h)?
     }
 }
 
@@ -214,6 +220,7 @@ impl Gpt {
     /// A fresh model. Weights come from the kit's seeded generator in sorted-name order: N(0, 0.02),
     /// residual projections N(0, 0.02 / sqrt(2 n_layer)) as in GPT-2, layer norms 1 and biases 0.
     pub fn new(config: &GptConfig, seed: u64) -> Result<Self> {
+        crate::kernels::tune_runtime();
         let varmap = VarMap::new();
         let device = Device::Cpu;
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
@@ -297,7 +304,22 @@ impl Gpt {
         self.run(ids, Some(cache))
     }
 
-    fn run(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+    /// The mean cross-entropy of the next tokens `targets` (B, T, u32) over the positions where `mask`
+    /// (B, T, f32) is nonzero: the same value as [`crate::train::masked_cross_entropy`] of
+    /// [`Gpt::forward`], with the head and the loss as one fused kernel (the logits never become a
+    /// tensor of the graph).
+    pub fn loss(&self, ids: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let x = self.trunk(ids, None)?;
+        crate::kernels::head_cross_entropy(&x, self.wte.embeddings(), targets, mask)
+    }
+
+    fn run(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let x = self.trunk(ids, cache)?;
+        crate::kernels::matmul_t(&x, self.wte.embeddings()) // (B, T, V), head tied to the embedding
+    }
+
+    /// Everything before the head: the final layer norm's output (B, T, C).
+    fn trunk(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
         let (_b, t) = ids.dims2()?;
         let past = cache.as_ref().map_or(0, |c| c.len());
         if past + t > self.config.n_ctx {
@@ -323,8 +345,7 @@ impl Gpt {
             });
             x = block.forward(&x, &mask, slot)?;
         }
-        let x = self.ln_f.forward(&x)?; // (B, T, C)
-        x.broadcast_matmul(&self.wte.embeddings().t()?) // (B, T, V), head tied to the embedding
+        self.ln_f.forward(&x) // (B, T, C)
     }
 
     /// Overwrites every variable from `tensors` (by name), checking names and shapes.

@@ -36,29 +36,96 @@ impl OptimConfig {
     }
 }
 
-/// AdamW over a fixed, sorted list of parameters.
+/// AdamW over a fixed, sorted list of parameters. The moments are plain buffers and each step is one
+/// pass over each parameter's memory (gradient in, moments and weights updated in place), rather than
+/// a dozen tensor ops per parameter.
 pub struct AdamW {
     pub config: OptimConfig,
     params: Vec<(String, Var)>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
     /// Steps taken so far.
     pub step: usize,
 }
 
+/// The constants of one update.
+#[derive(Clone, Copy)]
+struct Update {
+    scale: f32,
+    beta1: f32,
+    beta2: f32,
+    inv_bc1: f32,
+    inv_bc2: f32,
+    eps: f32,
+    decay: f32,
+    lr: f32,
+}
+
+/// A parameter with its moments and gradient, as the update loop visits them.
+type ParamSlot<'a> = (
+    &'a (String, Var),
+    ((&'a mut Vec<f32>, &'a mut Vec<f32>), &'a Tensor),
+);
+
+/// One parameter's update, applied in place to its storage.
+struct Apply<'a> {
+    u: Update,
+    grad: &'a [f32],
+    moments: std::sync::Mutex<(&'a mut [f32], &'a mut [f32])>,
+}
+
+impl candle_core::InplaceOp1 for Apply<'_> {
+    fn name(&self) -> &'static str {
+        "fused-adamw"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &mut candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<()> {
+        let (a, b) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::msg("parameters are contiguous"))?;
+        let p = match storage {
+            candle_core::CpuStorage::F32(p) => &mut p[a..b],
+            _ => candle_core::bail!("parameters are f32"),
+        };
+        let mut guard = self.moments.lock().expect("moments lock");
+        let (m, v) = &mut *guard;
+        let (u, g) = (self.u, self.grad);
+        crate::kernels::simd(
+            #[inline(always)]
+            || {
+                for i in 0..p.len() {
+                    // The arithmetic of the composed version, op for op.
+                    let gi = g[i] * u.scale;
+                    m[i] = m[i] * u.beta1 + gi * (1.0 - u.beta1);
+                    v[i] = v[i] * u.beta2 + gi * gi * (1.0 - u.beta2);
+                    let mut update = (m[i] * u.inv_bc1) / ((v[i] * u.inv_bc2).sqrt() + u.eps);
+                    if u.decay > 0.0 {
+                        update += p[i] * u.decay;
+                    }
+                    p[i] -= update * u.lr;
+                }
+            },
+        );
+        Ok(())
+    }
+}
+
 impl AdamW {
     pub fn new(config: OptimConfig, params: &[(String, Var)]) -> Result<Self> {
-        let zeros = |p: &Var| p.as_tensor().zeros_like();
         Ok(AdamW {
             config,
             m: params
                 .iter()
-                .map(|(_, p)| zeros(p))
-                .collect::<Result<_>>()?,
+                .map(|(_, p)| vec![0f32; p.elem_count()])
+                .collect(),
             v: params
                 .iter()
-                .map(|(_, p)| zeros(p))
-                .collect::<Result<_>>()?,
+                .map(|(_, p)| vec![0f32; p.elem_count()])
+                .collect(),
             params: params.to_vec(),
             step: 0,
         })
@@ -76,13 +143,21 @@ impl AdamW {
             .collect()
     }
 
-    /// The global gradient norm (before clipping).
+    /// The global gradient norm (before clipping), summed in f64.
     pub fn grad_norm(grads: &[Tensor]) -> Result<f64> {
-        let mut total = 0f64;
-        for g in grads {
-            total += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
-        }
-        Ok(total.sqrt())
+        let square = |g: &Tensor| {
+            crate::kernels::with_data(g, |g| {
+                g.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>()
+            })
+        };
+        // Per-tensor sums (in parallel at several threads), added in parameter order.
+        let sums: Vec<f64> = if crate::kernels::threads() > 1 {
+            use rayon::prelude::*;
+            grads.par_iter().map(square).collect::<Result<_>>()?
+        } else {
+            grads.iter().map(square).collect::<Result<_>>()?
+        };
+        Ok(sums.iter().sum::<f64>().sqrt())
     }
 
     /// One update with learning rate `lr`. Returns the gradient norm before clipping.
@@ -98,18 +173,44 @@ impl AdamW {
         self.step += 1;
         let t = self.step as i32;
         let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
-        for (i, (name, p)) in self.params.iter().enumerate() {
-            let g = (&grads[i] * scale)?;
-            self.m[i] = ((&self.m[i] * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
-            self.v[i] = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let m_hat = (&self.m[i] / bc1)?;
-            let v_hat = (&self.v[i] / bc2)?;
-            let mut update = m_hat.div(&(v_hat.sqrt()? + c.eps)?)?;
+        let update = |((name, p), ((m, v), g)): ParamSlot| -> Result<()> {
             // Decay matrices only (nanoGPT): not biases, layer norms or position tables.
-            if p.rank() >= 2 && !name.starts_with("wpe") && c.weight_decay > 0.0 {
-                update = (update + (p.as_tensor() * c.weight_decay)?)?;
-            }
-            p.set(&(p.as_tensor() - (update * lr)?)?)?;
+            let decays = p.rank() >= 2 && !name.starts_with("wpe") && c.weight_decay > 0.0;
+            let u = Update {
+                scale: scale as f32,
+                beta1: c.beta1 as f32,
+                beta2: c.beta2 as f32,
+                inv_bc1: (1.0 / bc1) as f32,
+                inv_bc2: (1.0 / bc2) as f32,
+                eps: c.eps as f32,
+                decay: if decays { c.weight_decay as f32 } else { 0.0 },
+                lr: lr as f32,
+            };
+            crate::kernels::with_data(g, |grad| {
+                p.as_tensor().inplace_op1(&Apply {
+                    u,
+                    grad,
+                    moments: std::sync::Mutex::new((m.as_mut_slice(), v.as_mut_slice())),
+                })
+            })?
+        };
+        // Parameters are independent: at several threads they update in parallel (same arithmetic).
+        if crate::kernels::threads() > 1 {
+            use rayon::prelude::*;
+            self.params
+                .par_iter()
+                .zip(
+                    self.m
+                        .par_iter_mut()
+                        .zip(self.v.par_iter_mut())
+                        .zip(grads.par_iter()),
+                )
+                .try_for_each(update)?;
+        } else {
+            self.params
+                .iter()
+                .zip(self.m.iter_mut().zip(self.v.iter_mut()).zip(grads.iter()))
+                .try_for_each(update)?;
         }
         Ok(norm)
     }
@@ -117,9 +218,12 @@ impl AdamW {
     /// The state to save: `m.<name>` and `v.<name>` tensors; the step goes into metadata.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
-        for (i, (name, _)) in self.params.iter().enumerate() {
-            out.push((format!("m.{name}"), self.m[i].clone()));
-            out.push((format!("v.{name}"), self.v[i].clone()));
+        for (i, (name, p)) in self.params.iter().enumerate() {
+            for (prefix, data) in [("m", &self.m[i]), ("v", &self.v[i])] {
+                let t = Tensor::from_vec(data.clone(), p.shape(), p.device())
+                    .expect("moments have the parameter's shape");
+                out.push((format!("{prefix}.{name}"), t));
+            }
         }
         out
     }
@@ -143,7 +247,10 @@ impl AdamW {
                         p.dims()
                     ));
                 }
-                *slot = t.clone();
+                *slot = t
+                    .to_dtype(candle_core::DType::F32)
+                    .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+                    .map_err(|e| e.to_string())?;
             }
         }
         self.step = step;

@@ -35,8 +35,22 @@ pub enum TrainData<'a> {
     },
 }
 
-/// Mean cross-entropy of `logits` (B, T, V) against `targets` (B, T) over positions where `mask` is 1.
+/// Mean cross-entropy of `logits` (B, T, V) against `targets` (B, T) over positions where `mask` is 1:
+/// the fused kernel for f32 logits and mask and u32 targets, else the composed version.
 pub fn masked_cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    mask: &Tensor,
+) -> candle_core::Result<Tensor> {
+    use candle_core::DType;
+    if logits.dtype() == DType::F32 && targets.dtype() == DType::U32 && mask.dtype() == DType::F32 {
+        return crate::kernels::masked_cross_entropy(logits, targets, mask);
+    }
+    masked_cross_entropy_composed(logits, targets, mask)
+}
+
+/// [`masked_cross_entropy`] composed of candle ops (the reference of the fused kernel's tests).
+pub fn masked_cross_entropy_composed(
     logits: &Tensor,
     targets: &Tensor,
     mask: &Tensor,
@@ -81,8 +95,7 @@ pub fn train(
 ) -> Result<Vec<StepLog>> {
     train_with(opt, cfg, label, |step| {
         let batch = batch_at(model, data, cfg, step)?;
-        let logits = model.forward(&batch.inputs)?;
-        let loss = masked_cross_entropy(&logits, &batch.targets, &batch.mask)?;
+        let loss = model.loss(&batch.inputs, &batch.targets, &batch.mask)?;
         Ok((loss, batch.inputs.elem_count()))
     })
 }

@@ -1,0 +1,293 @@
+//! `x W^T (+ b)` over the last dimension as one gemm on the (rows, k) view of `x`, the bias folded
+//! into the destination; backward: two gemms and a column sum.
+
+use std::mem::MaybeUninit;
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use gemm::Parallelism;
+
+use super::{data, threads, with_data};
+
+/// `dst (m, n) = [dst +] a (m, k) . b (k, n)`, each given as (row stride, column stride), `dst`
+/// contiguous. Large products are cut into about eight blocks of rows, a number fixed by the shape alone,
+/// and the blocks run on the rayon threads, each a single-threaded gemm: the same arithmetic at any
+/// thread count, and no thread pool inside another.
+fn gemm_into(
+    dst: &mut [MaybeUninit<f32>],
+    accumulate: bool,
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    b_strides: (usize, usize),
+) {
+    let none = Parallelism::None;
+    if m * n * k < 1 << 18 || m < 32 {
+        return gemm_strided(
+            dst,
+            n,
+            accumulate,
+            (m, n, k),
+            a,
+            (a_rs, a_cs),
+            b,
+            b_strides,
+            none,
+        );
+    }
+    let rows = m.div_ceil(8).div_ceil(8) * 8;
+    let block = |(i, d): (usize, &mut [MaybeUninit<f32>])| {
+        let r = d.len() / n;
+        let a = &a[i * rows * a_rs..];
+        gemm_strided(
+            d,
+            n,
+            accumulate,
+            (r, n, k),
+            a,
+            (a_rs, a_cs),
+            b,
+            b_strides,
+            none,
+        );
+    };
+    let dst = &mut dst[..m * n];
+    if threads() > 1 {
+        use rayon::prelude::*;
+        dst.par_chunks_mut(rows * n).enumerate().for_each(block);
+    } else {
+        dst.chunks_mut(rows * n).enumerate().for_each(block);
+    }
+}
+
+/// [`gemm_into`] with the destination's row stride and the parallelism given.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_strided(
+    dst: &mut [MaybeUninit<f32>],
+    dst_rs: usize,
+    accumulate: bool,
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    (b_rs, b_cs): (usize, usize),
+    parallelism: Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(dst_rs >= n && dst.len() > (m - 1) * dst_rs + (n - 1));
+    assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
+    assert!(n == 0 || k == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    // SAFETY: the asserts above keep every index the strides reach inside the slices; gemm writes every
+    // element of the (m, n) destination, and reads it only when `accumulate` (callers then pass
+    // initialised memory).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().cast::<f32>(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// The forward: `x` (m, k), `w` (n, k), optional bias (n) -> (m, n).
+fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, k: usize, n: usize) -> Vec<f32> {
+    let m = x.len() / k;
+    match b {
+        Some(b) => {
+            let mut out = Vec::with_capacity(m * n);
+            for _ in 0..m {
+                out.extend_from_slice(b);
+            }
+            gemm_into(as_uninit(&mut out), true, (m, n, k), x, (k, 1), w, (1, k));
+            out
+        }
+        None => written_by_gemm(m * n, |d| {
+            gemm_into(d, false, (m, n, k), x, (k, 1), w, (1, k))
+        }),
+    }
+}
+
+/// `x W^T` of the data: `x` (m, k), `w` (n, k) -> (m, n).
+pub(crate) fn matmul_t_data(x: &[f32], w: &[f32], k: usize, n: usize) -> Vec<f32> {
+    forward(x, w, None, k, n)
+}
+
+/// The gradients of `x` (m, k) and `w` (n, k) from that of `x W^T`, `dy` (m, n).
+pub(crate) fn matmul_t_backward(
+    x: &Tensor,
+    w: &Tensor,
+    dy: &[f32],
+    k: usize,
+    n: usize,
+) -> Result<(Tensor, Tensor)> {
+    let m = x.elem_count() / k;
+    let dev = x.device();
+    let dx = with_data(w, |wd| {
+        written_by_gemm(m * k, |d| {
+            gemm_into(d, false, (m, k, n), dy, (n, 1), wd, (k, 1))
+        })
+    })?;
+    let dw = with_data(x, |xd| {
+        written_by_gemm(n * k, |d| {
+            gemm_into(d, false, (n, k, m), dy, (1, n), xd, (k, 1))
+        })
+    })?;
+    Ok((
+        Tensor::from_vec(dx, x.shape(), dev)?,
+        Tensor::from_vec(dw, (n, k), dev)?,
+    ))
+}
+
+/// The initialised `v` seen as memory gemm may write.
+pub(crate) fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: same layout; the callers only write initialised values through it.
+    unsafe { &mut *(std::ptr::from_mut(v) as *mut [MaybeUninit<f32>]) }
+}
+
+/// A buffer of `len` floats that `fill` writes completely with gemms (`accumulate` false), without
+/// zeroing it first.
+pub(crate) fn written_by_gemm(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    fill(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: `fill` has written all `len` elements.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// Gradients of x (m, k) and w (n, k), and of the bias when asked.
+fn backward(
+    x: &Tensor,
+    w: &Tensor,
+    grad: &Tensor,
+    with_bias: bool,
+) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    let (n, k) = w.dims2()?;
+    let m = x.elem_count() / k;
+    let dev = x.device();
+    with_data(grad, |dy| {
+        let dx = with_data(w, |wd| {
+            written_by_gemm(m * k, |d| {
+                gemm_into(d, false, (m, k, n), dy, (n, 1), wd, (k, 1))
+            })
+        })?;
+        let dw = with_data(x, |xd| {
+            written_by_gemm(n * k, |d| {
+                gemm_into(d, false, (n, k, m), dy, (1, n), xd, (k, 1))
+            })
+        })?;
+        let db = with_bias.then(|| {
+            let mut db = vec![0f32; n];
+            for row in dy.chunks_exact(n) {
+                for (d, g) in db.iter_mut().zip(row) {
+                    *d += g;
+                }
+            }
+            db
+        });
+        Ok((
+            Tensor::from_vec(dx, x.shape(), dev)?,
+            Tensor::from_vec(dw, (n, k), dev)?,
+            db.map(|db| Tensor::from_vec(db, n, dev)).transpose()?,
+        ))
+    })?
+}
+
+fn out_shape(x: &Layout, n: usize) -> Shape {
+    let mut dims = x.dims().to_vec();
+    *dims.last_mut().expect("rank >= 1") = n;
+    Shape::from(dims)
+}
+
+struct Linear;
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "fused-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, k) = l2.shape().dims2()?;
+        let out = forward(data(s1, l1)?, data(s2, l2)?, Some(data(s3, l3)?), k, n);
+        Ok((CpuStorage::F32(out), out_shape(l1, n)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, db) = backward(x, w, grad, true)?;
+        Ok((Some(dx), Some(dw), db))
+    }
+}
+
+struct MatmulT;
+
+impl CustomOp2 for MatmulT {
+    fn name(&self) -> &'static str {
+        "fused-matmul-t"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, k) = l2.shape().dims2()?;
+        let out = forward(data(s1, l1)?, data(s2, l2)?, None, k, n);
+        Ok((CpuStorage::F32(out), out_shape(l1, n)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = backward(x, w, grad, false)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// `x W^T + b` over the last dimension of `x` (.., k), with `w` (n, k) and `b` (n).
+pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, Linear)
+}
+
+/// `x W^T` over the last dimension of `x` (.., k), with `w` (n, k).
+pub fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(&w.contiguous()?, MatmulT)
+}
