@@ -1,5 +1,5 @@
 # A thin wrapper over `cargo xtask`; every target is one command you can also run by hand.
-.PHONY: reproduce verify smoke test datasets check lint bench
+.PHONY: reproduce verify smoke test datasets check lint bench notebooks
 
 # The main job: every figure at the quick profile into results/ (cached: a second run takes seconds).
 reproduce:
@@ -24,6 +24,10 @@ test:
 
 datasets:
 	cargo xtask datasets
+
+# Execute every notebook headless (installs evcxr_jupyter and nbclient under .tools/ on first use).
+notebooks:
+	cargo xtask notebooks
 
 lint:
 	cargo fmt --all -- --check

@@ -5,8 +5,9 @@
 use crate::plot::{render, Figure};
 use crate::table::{Table, Var};
 
-/// An HTML table of strings.
-#[derive(Debug, Clone, PartialEq)]
+/// An HTML table of strings. (No `Debug`: evcxr shows a value's `Debug` form instead of calling
+/// `evcxr_display` when it has one.)
+#[derive(Clone, PartialEq)]
 pub struct Html {
     pub headers: Vec<String>,
     pub rows: Vec<Vec<String>>,
@@ -62,7 +63,7 @@ fn fmt_num(x: f64) -> String {
 }
 
 impl Table {
-    /// The table as rows of strings: variables, metric, value, interval, n, seeds.
+    /// The table for a notebook cell: variables, metric, value, interval, n, seeds.
     pub fn html(&self) -> Html {
         let mut headers: Vec<String> = self
             .rows
@@ -96,22 +97,24 @@ impl Table {
             .collect();
         Html { headers, rows }
     }
+}
 
+/// A drawn plot shown inline (the same drawing as `results/<figure>/plot.svg`).
+pub struct Svg(pub String);
+
+impl Svg {
     pub fn evcxr_display(&self) {
-        self.html().evcxr_display();
+        println!(
+            "EVCXR_BEGIN_CONTENT image/svg+xml\n{}\nEVCXR_END_CONTENT",
+            self.0
+        );
     }
 }
 
 impl Figure {
-    /// Shows the plot inline as SVG (the same drawing as `results/<figure>/plot.svg`).
-    pub fn evcxr_display(&self) {
-        match render(self) {
-            Ok(r) => println!(
-                "EVCXR_BEGIN_CONTENT image/svg+xml\n{}\nEVCXR_END_CONTENT",
-                r.svg
-            ),
-            Err(e) => eprintln!("could not draw '{}': {e:#}", self.title),
-        }
+    /// The plot as SVG for a notebook cell.
+    pub fn svg(&self) -> anyhow::Result<Svg> {
+        Ok(Svg(render(self)?.svg))
     }
 }
 
