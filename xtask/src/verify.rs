@@ -65,14 +65,9 @@ fn check_datasets(dir: &Path, r: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// Checksums of a results folder: every figure's SHA256SUMS, extra and missing files, the lock.
-fn check_results(dir: &Path, r: &mut Report) -> Result<Vec<String>> {
-    let lock = Lock::load(dir)?;
-    if !dir.join(LOCK_FILE).exists() {
-        r.fail(format!("{}: no {LOCK_FILE}", dir.display()));
-    }
-    let mut figures = Vec::new();
-    let mut result_files = BTreeSet::new();
+/// The figure folders of a results folder, sorted (not the job cache, not hidden folders).
+fn figure_folders(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let p = entry?.path();
         let name = p
@@ -80,10 +75,24 @@ fn check_results(dir: &Path, r: &mut Report) -> Result<Vec<String>> {
             .and_then(|n| n.to_str())
             .unwrap_or("")
             .to_owned();
-        if !p.is_dir() || name == "jobs" || name.starts_with('.') {
-            continue;
+        if p.is_dir() && name != "jobs" && !name.starts_with('.') {
+            out.push(name);
         }
-        figures.push(name.clone());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Checksums of a results folder: every figure's SHA256SUMS, extra and missing files, the lock.
+fn check_results(dir: &Path, r: &mut Report) -> Result<()> {
+    let lock = Lock::load(dir)?;
+    if !dir.join(LOCK_FILE).exists() {
+        r.fail(format!("{}: no {LOCK_FILE}", dir.display()));
+    }
+    let figures = figure_folders(dir)?;
+    let mut result_files = BTreeSet::new();
+    for name in &figures {
+        let p = dir.join(name);
         if !p.join("SHA256SUMS").exists() {
             r.fail(format!("{name}/SHA256SUMS is missing"));
             continue;
@@ -111,7 +120,6 @@ fn check_results(dir: &Path, r: &mut Report) -> Result<Vec<String>> {
             result_files.insert(format!("{name}/{f}"));
         }
     }
-    figures.sort();
     if dir.join("CLAIMS.md").exists() {
         result_files.insert("CLAIMS.md".into());
     }
@@ -145,18 +153,12 @@ fn check_results(dir: &Path, r: &mut Report) -> Result<Vec<String>> {
         figures.len(),
         locked.len()
     );
-    Ok(figures)
+    Ok(())
 }
 
 /// Compares every table of the reference with the same table of the results.
 fn compare(results: &Path, reference: &Path, r: &mut Report) -> Result<()> {
-    let figures: Vec<String> = std::fs::read_dir(reference)?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "jobs" && !n.starts_with('.'))
-        .collect();
-    for fig in figures {
+    for fig in figure_folders(reference)? {
         for f in crate::reproduce::files_under(&reference.join(&fig), &reference.join(&fig))? {
             if !f.ends_with(".parquet") {
                 continue;

@@ -50,16 +50,20 @@ fn xtask(args: &[&str]) -> Output {
         .expect("xtask runs")
 }
 
+/// `xtask reproduce` at the test profile, into `out`.
+fn reproduce_command(figures: &Path, out: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.args(["reproduce", "--profile", "smoke", "--figures-dir"])
+        .arg(figures)
+        .arg("--out")
+        .arg(out);
+    c
+}
+
 fn reproduce(figures: &Path, out: &Path) -> Output {
-    xtask(&[
-        "reproduce",
-        "--profile",
-        "smoke",
-        "--figures-dir",
-        figures.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ])
+    reproduce_command(figures, out)
+        .output()
+        .expect("xtask runs")
 }
 
 fn stderr(o: &Output) -> String {
@@ -123,18 +127,8 @@ fn a_second_run_runs_nothing_and_a_changed_knob_reruns_only_its_dependants() {
 fn a_run_killed_with_sigkill_resumes_to_the_same_checksums() {
     let figs = figures_dir(r#"["harmful", "benign"]"#);
     let out = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args([
-            "reproduce",
-            "--profile",
-            "smoke",
-            "--jobs",
-            "1",
-            "--figures-dir",
-        ])
-        .arg(figs.path())
-        .arg("--out")
-        .arg(out.path())
+    let mut child = reproduce_command(figs.path(), out.path())
+        .args(["--jobs", "1"])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -264,11 +258,7 @@ fn verify_names_every_changed_missing_or_extra_file() {
 fn a_second_reproduce_on_the_same_folder_is_refused() {
     let figs = figures_dir(r#"["harmful", "benign"]"#);
     let out = tempfile::tempdir().unwrap();
-    let mut first = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["reproduce", "--profile", "smoke", "--figures-dir"])
-        .arg(figs.path())
-        .arg("--out")
-        .arg(out.path())
+    let mut first = reproduce_command(figs.path(), out.path())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
