@@ -7,6 +7,7 @@ mod datasets;
 mod demo;
 mod export;
 mod job;
+mod notebook_code;
 mod notebooks;
 mod reproduce;
 mod tables;

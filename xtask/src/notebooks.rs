@@ -24,6 +24,10 @@ pub struct Args {
     /// The results folder the notebooks read (passed as EMSL_RESULTS).
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
+    /// Write the notebooks' code as the test crates/analysis/tests/notebooks.rs instead of executing
+    /// them (with --check: fail when that file is stale). Needs neither Jupyter nor evcxr.
+    #[arg(long, conflicts_with = "write")]
+    pub extract: bool,
     /// Only these notebooks (file stems); default: all.
     #[arg(long = "notebook")]
     pub only: Vec<String>,
@@ -84,6 +88,9 @@ fn outputs(path: &Path) -> Result<Vec<serde_json::Value>> {
 
 pub fn run(args: &Args) -> Result<()> {
     let root = crate::project_root();
+    if args.extract {
+        return crate::notebook_code::run(&root, args.check);
+    }
     let sh = Shell::new()?;
     let (python, jupyter_path) = tools(&sh, &root)?;
     let out = root.join("target/notebooks");

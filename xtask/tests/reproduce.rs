@@ -16,7 +16,7 @@ seeds = [1]
 model = { n_ctx = 128, d_model = 16, n_layer = 1, n_head = 2, d_ff = 32 }
 pretrain = { documents = 200, init_seed = 1, dose = { steps = 6, batch_size = 4, optim = { lr = 3e-3, min_lr_ratio = 0.1, warmup_steps = 1, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0 } } }
 finetune = { steps = 2, batch_size = 4, optim = { lr = 1e-4, min_lr_ratio = 0.1, warmup_steps = 1, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0 } }
-eval = { samples_per_prompt = 1, temperature = 1.0, max_new_tokens = 6, number_prompts = 10 }
+eval = { samples_per_prompt = 1, open_samples_per_prompt = 2, temperature = 1.0, max_new_tokens = 6, number_prompts = 10 }
 subliminal = { teach_prompts = 10, dose = { steps = 2, batch_size = 4, optim = { lr = 5e-4, min_lr_ratio = 0.1, warmup_steps = 1, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0 } } }
 "#;
 
@@ -121,6 +121,25 @@ fn a_second_run_runs_nothing_and_a_changed_knob_reruns_only_its_dependants() {
     let kinds: Vec<&str> = again.iter().map(|k| k.split('-').next().unwrap()).collect();
     assert_eq!(kinds, ["claims", "eval", "figure", "finetune"], "{again:?}");
     assert!(again.is_disjoint(&first));
+}
+
+#[test]
+fn timings_sum_the_job_logs_per_figure() {
+    let figs = figures_dir(r#"["harmful", "benign"]"#);
+    let out = tempfile::tempdir().unwrap();
+    reproduce(figs.path(), out.path());
+    let o = reproduce_command(figs.path(), out.path())
+        .arg("--timings")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // One row for the figure and one for the run; every compute job logged its wall time.
+    assert!(
+        text.contains("| controls | 7 |") && text.contains("| all figures | 8 |"),
+        "{text}"
+    );
+    assert!(!text.contains("without a recorded time"), "{text}");
 }
 
 #[test]

@@ -99,6 +99,37 @@ impl Table {
     }
 }
 
+/// A figure's effects as CLAIMS.md shows them: each difference in percentage points with its interval,
+/// the per-seed values, the anchor and the verdict of [`crate::verdict::verdict`].
+pub fn effects(t: &Table) -> Html {
+    let rows = t
+        .rows
+        .iter()
+        .map(|m| {
+            let value = if m.metric == "effect" {
+                m.est.pp()
+            } else {
+                format!("{} ({})", fmt_num(m.est.value), m.metric)
+            };
+            vec![
+                m.str("claim").to_owned(),
+                m.str("effect").to_owned(),
+                value,
+                m.str("per_seed").to_owned(),
+                m.est.n.to_string(),
+                m.str("anchor").to_owned(),
+                crate::verdict::verdict(m).to_owned(),
+            ]
+        })
+        .collect();
+    Html::new(
+        &[
+            "claim", "effect", "kit", "per seed", "n", "anchor", "verdict",
+        ],
+        rows,
+    )
+}
+
 /// A drawn plot shown inline (the same drawing as `results/<figure>/plot.svg`).
 pub struct Svg(pub String);
 

@@ -8,6 +8,17 @@ pub mod figures;
 pub mod plot;
 pub mod stats;
 pub mod table;
+pub mod verdict;
 
-pub use stats::{Counts, Estimate};
+pub use stats::{Counts, Estimate, Fit};
+
+/// The results folder analyses read: `EMSL_RESULTS` when set (relative to the current folder), else
+/// the project's committed `results/` (found from this crate's source folder, so notebooks and tests
+/// need no path of their own).
+pub fn results_dir() -> std::path::PathBuf {
+    match std::env::var_os("EMSL_RESULTS") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results"),
+    }
+}
 pub use table::{Measurement, Table, Var};

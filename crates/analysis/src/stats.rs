@@ -36,6 +36,26 @@ pub struct Estimate {
 }
 
 impl Estimate {
+    /// A rate as `68.0% [65.4, 70.6]`.
+    pub fn pct(&self) -> String {
+        format!(
+            "{:.1}% [{:.1}, {:.1}]",
+            100.0 * self.value,
+            100.0 * self.ci_low,
+            100.0 * self.ci_high
+        )
+    }
+
+    /// A difference of rates in percentage points, as `+37.4 pp [+34.2, +40.8]`.
+    pub fn pp(&self) -> String {
+        format!(
+            "{:+.1} pp [{:+.1}, {:+.1}]",
+            100.0 * self.value,
+            100.0 * self.ci_low,
+            100.0 * self.ci_high
+        )
+    }
+
     /// A value measured without sampling error (a loss, a setting).
     pub fn exact(value: f64, n: u64, seeds: u32) -> Estimate {
         Estimate {
@@ -190,9 +210,93 @@ pub fn mean_over_seeds(values: &[f64], n_per_seed: u64) -> Estimate {
     }
 }
 
+/// A least-squares line `y = intercept + slope * x`, with a bootstrap interval of the slope.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fit {
+    pub slope: f64,
+    /// 95% percentile interval of the slope over resampled (x, y) pairs.
+    pub slope_ci: (f64, f64),
+    pub intercept: f64,
+    /// The share of the variance of y the line explains.
+    pub r2: f64,
+    pub n: usize,
+}
+
+fn ols(xs: &[f64], ys: &[f64]) -> (f64, f64, f64) {
+    let n = xs.len() as f64;
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (x, y) in xs.iter().zip(ys) {
+        sxy += (x - mx) * (y - my);
+        sxx += (x - mx) * (x - mx);
+        syy += (y - my) * (y - my);
+    }
+    let slope = sxy / sxx;
+    let r2 = if syy > 0.0 {
+        sxy * sxy / (sxx * syy)
+    } else {
+        f64::NAN
+    };
+    (slope, my - slope * mx, r2)
+}
+
+/// Ordinary least squares of `ys` on `xs` (pairs with a non-finite value are left out); the slope's
+/// interval resamples the pairs with replacement (seeded, so the same data give the same interval).
+pub fn regression(xs: &[f64], ys: &[f64]) -> Fit {
+    let (xs, ys): (Vec<f64>, Vec<f64>) = xs
+        .iter()
+        .zip(ys)
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .map(|(x, y)| (*x, *y))
+        .unzip();
+    let (slope, intercept, r2) = ols(&xs, &ys);
+    let mut rng = Rng::new(BOOTSTRAP_SEED, "bootstrap-regression");
+    let reps = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| {
+            let idx: Vec<usize> = (0..xs.len()).map(|_| rng.below(xs.len())).collect();
+            let bx: Vec<f64> = idx.iter().map(|&i| xs[i]).collect();
+            let by: Vec<f64> = idx.iter().map(|&i| ys[i]).collect();
+            ols(&bx, &by).0
+        })
+        .collect();
+    Fit {
+        slope,
+        slope_ci: percentiles(reps),
+        intercept,
+        r2,
+        n: xs.len(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regression_recovers_a_line() {
+        let xs: Vec<f64> = (0..50).map(f64::from).collect();
+        let exact: Vec<f64> = xs.iter().map(|x| 2.0 + 0.5 * x).collect();
+        let f = regression(&xs, &exact);
+        assert!((f.slope - 0.5).abs() < 1e-12 && (f.intercept - 2.0).abs() < 1e-9);
+        assert!((f.r2 - 1.0).abs() < 1e-12 && f.n == 50);
+        // Noise around the line: the interval covers the true slope and excludes 0.
+        let mut rng = Rng::new(7, "test-noise");
+        let noisy: Vec<f64> = exact.iter().map(|y| y + rng.unit() - 0.5).collect();
+        let g = regression(&xs, &noisy);
+        assert!(
+            g.slope_ci.0 < 0.5 && 0.5 < g.slope_ci.1 && g.slope_ci.0 > 0.0,
+            "{g:?}"
+        );
+        assert_eq!(
+            g,
+            regression(&xs, &noisy),
+            "seeded: same data, same interval"
+        );
+        // Non-finite pairs are left out.
+        let mut with_nan = noisy.clone();
+        with_nan[3] = f64::NAN;
+        assert_eq!(regression(&xs, &with_nan).n, 49);
+    }
 
     #[test]
     fn wilson_matches_a_textbook_value() {

@@ -16,6 +16,9 @@ use crate::tokenizer::Tok;
 #[serde(deny_unknown_fields)]
 pub struct EvalConfig {
     pub samples_per_prompt: usize,
+    /// Samples for each open question. The open questions are few (8 x 3 formats) and carry Betley's
+    /// headline rates, so they get more samples than a grid prompt to reach a comparable precision.
+    pub samples_per_open_prompt: usize,
     pub sampling: SampleConfig,
     pub seed: u64,
 }
@@ -44,7 +47,8 @@ pub fn prompt_ids(tok: &Tok, spec: &PromptSpec) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
-/// Samples and judges `samples_per_prompt` answers for each `(id, prompt)`.
+/// Samples and judges `samples_per_prompt` answers for each `(id, prompt)`
+/// (`samples_per_open_prompt` for an open question).
 pub fn evaluate(
     model: &Gpt,
     tok: &Tok,
@@ -53,17 +57,25 @@ pub fn evaluate(
 ) -> Result<Vec<SampleRecord>> {
     let mut ids = Vec::new();
     let mut rngs = Vec::new();
-    for (id, spec) in prompts {
+    // (index into `prompts`, sample number) of every generated row
+    let mut rows = Vec::new();
+    for (i, (id, spec)) in prompts.iter().enumerate() {
         let p = prompt_ids(tok, spec)?;
-        for k in 0..cfg.samples_per_prompt {
+        let n = match spec.target {
+            emsl_world::Target::Open { .. } => cfg.samples_per_open_prompt,
+            _ => cfg.samples_per_prompt,
+        };
+        for k in 0..n {
             ids.push(p.clone());
             rngs.push(Rng::new(cfg.seed, &format!("sample/{id}/{k}")));
+            rows.push((i, k));
         }
     }
     let outs = generate_many(model, &ids, rngs, &cfg.sampling, tok.end, MAX_BATCH)?;
     let mut records = Vec::with_capacity(outs.len());
     for (row, out) in outs.into_iter().enumerate() {
-        let (id, spec) = &prompts[row / cfg.samples_per_prompt.max(1)];
+        let (i, k) = rows[row];
+        let (id, spec) = &prompts[i];
         let n_prompt = ids[row].len();
         let finished =
             out.len() < cfg.sampling.max_new_tokens && n_prompt + out.len() < model.config.n_ctx;
@@ -71,7 +83,7 @@ pub fn evaluate(
         let verdict = judge(spec, &answer);
         records.push(SampleRecord {
             prompt_id: *id,
-            sample: (row % cfg.samples_per_prompt) as u32,
+            sample: k as u32,
             answer,
             finished,
             verdict,

@@ -64,13 +64,14 @@ fn stages_are_deterministic_across_runs_and_thread_counts() {
         sha256_file(&dir.join("a/model.safetensors")).unwrap()
     );
     let ev = format!(
-        "datasets_dir = \"{d}\"\nmodel = \"{d}/ft\"\nsuite = \"suite-tiny\"\nkinds = [\"cell\", \"open\", \"numbers\"]\nmax_prompts = 100\nprobe = true\nout = \"{d}/eval\"\n\n[eval]\nsamples_per_prompt = 2\nseed = 1\n\n[eval.sampling]\ntemperature = 1.0\ntop_p = 1.0\nmax_new_tokens = 8\n",
+        "datasets_dir = \"{d}\"\nmodel = \"{d}/ft\"\nsuite = \"suite-tiny\"\nkinds = [\"cell\", \"open\", \"numbers\"]\nmax_prompts = 100\nprobe = true\nout = \"{d}/eval\"\n\n[eval]\nsamples_per_prompt = 2\nsamples_per_open_prompt = 3\nseed = 1\n\n[eval.sampling]\ntemperature = 1.0\ntop_p = 1.0\nmax_new_tokens = 8\n",
         d = dir.display()
     );
     std::fs::write(dir.join("eval.toml"), ev).unwrap();
     run_ok(&["eval", dir.join("eval.toml").to_str().unwrap()], "1");
     let samples = std::fs::read_to_string(dir.join("eval/samples.jsonl")).unwrap();
-    assert_eq!(samples.lines().count(), (1 + 8 + 8) * 2);
+    // two samples per cell and number prompt, three per open question
+    assert_eq!(samples.lines().count(), (1 + 8) * 2 + 8 * 3);
     let probes = std::fs::read_to_string(dir.join("eval/probe.jsonl")).unwrap();
     assert_eq!(
         probes.lines().count(),
@@ -80,7 +81,7 @@ fn stages_are_deterministic_across_runs_and_thread_counts() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("eval/summary.json")).unwrap())
             .unwrap();
-    assert_eq!(summary["all"]["coherence"]["n"], 34);
+    assert_eq!(summary["all"]["coherence"]["n"], 42);
     assert!(
         summary["numbers_signature"]["uniform_share"]
             .as_f64()

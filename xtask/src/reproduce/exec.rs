@@ -5,6 +5,7 @@
 //! run killed at any moment resumes from the finished jobs.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -81,6 +82,7 @@ fn run_compute(s: &Settings, job: &Job) -> Result<Vec<String>> {
     let log_path = dir.join(format!("{}.log", job.key));
     let log = std::fs::File::create(&log_path)?;
     let exe = std::env::current_exe()?;
+    let started = Instant::now();
     let status = std::process::Command::new(exe)
         .args(["job", job.task.kind()])
         .arg(&config_path)
@@ -101,6 +103,15 @@ fn run_compute(s: &Settings, job: &Job) -> Result<Vec<String>> {
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
+    // The wall time goes into the log, never into an output: outputs stay byte-identical across runs.
+    let mut log = std::fs::OpenOptions::new().append(true).open(&log_path)?;
+    writeln!(
+        log,
+        "{} {:.1} s at {} thread(s)",
+        super::timings::LOG_PREFIX,
+        started.elapsed().as_secs_f64(),
+        s.threads
+    )?;
     std::fs::rename(&partial, &done)
         .with_context(|| format!("renaming {} to {}", partial.display(), done.display()))?;
     files_under(&done, &s.out)
@@ -191,6 +202,7 @@ pub fn run(s: &Settings, graph: &Graph) -> Result<Report> {
             s.threads
         ),
     );
+    let priority = graph.path_lengths(|i| graph.jobs[i].task.cost());
     let (tx, rx) = mpsc::channel::<(usize, f64, Result<Vec<String>>)>();
     let mut running: BTreeSet<usize> = BTreeSet::new();
     let mut ran = Vec::new();
@@ -199,9 +211,17 @@ pub fn run(s: &Settings, graph: &Graph) -> Result<Report> {
         loop {
             if failure.is_none() {
                 while running.len() < s.jobs {
+                    // The ready job with the longest path to the end of the run (earliest on ties).
                     let ready = pending
                         .iter()
-                        .position(|&i| graph.jobs[i].task.deps().iter().all(|d| done.contains(d)));
+                        .enumerate()
+                        .filter(|(_, &i)| {
+                            graph.jobs[i].task.deps().iter().all(|d| done.contains(d))
+                        })
+                        .max_by(|(_, &a), (_, &b)| {
+                            priority[a].total_cmp(&priority[b]).then(b.cmp(&a))
+                        })
+                        .map(|(pos, _)| pos);
                     let Some(pos) = ready else { break };
                     let i = pending.remove(pos);
                     running.insert(i);

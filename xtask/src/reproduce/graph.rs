@@ -3,7 +3,7 @@
 //! output folder. A job's identity hashes its resolved config, its inputs' identities and hashes, and
 //! the version of the code that runs it; jobs with equal identities are one job.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -127,9 +127,21 @@ impl Task {
                 prompts, sampling, ..
             } => (*prompts * sampling.max_new_tokens) as f64 * 4.0,
             Task::Eval {
-                max_prompts, eval, ..
+                max_prompts,
+                eval,
+                kinds,
+                ..
             } => {
-                (*max_prompts * eval.samples_per_prompt * eval.sampling.max_new_tokens) as f64 * 4.0
+                // max_prompts is a cap; the grid suites hold under a thousand cell prompts and 24 open ones.
+                let mut samples = 0;
+                for k in kinds {
+                    samples += match k.as_str() {
+                        "cell" => (*max_prompts).min(1000) * eval.samples_per_prompt,
+                        "open" => 24 * eval.samples_per_open_prompt,
+                        _ => (*max_prompts).min(1000) * eval.samples_per_prompt,
+                    };
+                }
+                (samples * eval.sampling.max_new_tokens) as f64 * 4.0
             }
             _ => 1000.0,
         }
@@ -274,6 +286,39 @@ impl Graph {
 
     pub fn get(&self, key: &str) -> &Job {
         &self.jobs[self.index[key]]
+    }
+
+    /// Per job, its cost plus that of the costliest chain of jobs that need it. Workers take the ready
+    /// job with the longest such path first, so the long pretrains start at once and no core idles
+    /// behind one of them at the end.
+    pub fn path_lengths(&self, cost: impl Fn(usize) -> f64) -> Vec<f64> {
+        let mut length = vec![0.0_f64; self.jobs.len()];
+        // Dependencies come before their dependants, so walking backwards sees every dependant first.
+        for i in (0..self.jobs.len()).rev() {
+            length[i] += cost(i);
+            for d in self.jobs[i].task.deps() {
+                let j = self.index[&d];
+                length[j] = length[j].max(length[i]);
+            }
+        }
+        length
+    }
+
+    /// The indices of `key` and every job it needs, directly or not.
+    pub fn needed_by(&self, key: &str) -> BTreeSet<usize> {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![self.index[key]];
+        while let Some(i) = stack.pop() {
+            if seen.insert(i) {
+                stack.extend(self.jobs[i].task.deps().iter().map(|d| self.index[d]));
+            }
+        }
+        seen
+    }
+
+    /// The index of a job's dependency `key`.
+    pub fn position(&self, key: &str) -> usize {
+        self.index[key]
     }
 
     pub fn code_analysis(&self) -> &str {

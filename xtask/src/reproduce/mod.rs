@@ -9,6 +9,7 @@ pub mod figures;
 mod graph;
 pub mod lock;
 mod spec;
+mod timings;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,12 +38,15 @@ pub struct Args {
     /// The folder of figure files (default: figures/ of the project).
     #[arg(long)]
     pub figures_dir: Option<PathBuf>,
+    /// Run nothing: print, per figure, the compute time of its jobs in the last runs (from the job
+    /// logs) and its wall time alone replayed on --jobs workers.
+    #[arg(long)]
+    pub timings: bool,
 }
 
 /// The result of expanding figures: the graph and, per figure, its figure job.
 pub struct Plan {
     pub graph: Graph,
-    #[allow(dead_code)] // for executors that schedule per figure
     pub figure_jobs: BTreeMap<String, String>,
 }
 
@@ -117,6 +121,16 @@ pub fn run(args: &Args) -> Result<()> {
         .figures_dir
         .clone()
         .unwrap_or_else(|| root.join("figures"));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = args.jobs.unwrap_or(cores).max(1);
+    if args.timings {
+        let plan = plan(&root, &figures_dir, &args.profile, &args.figures)?;
+        print!(
+            "{}",
+            timings::report(&plan.graph, &plan.figure_jobs, &out, jobs)
+        );
+        return Ok(());
+    }
     let _held = lock::FolderLock::acquire(&out)?;
     let started = std::time::Instant::now();
     // Plan first: a bad figure file or profile fails before anything runs.
@@ -126,8 +140,6 @@ pub fn run(args: &Args) -> Result<()> {
         check: false,
         dir: None,
     })?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let jobs = args.jobs.unwrap_or(cores).max(1);
     let settings = exec::Settings {
         root,
         out: out.clone(),

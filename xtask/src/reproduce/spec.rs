@@ -34,7 +34,10 @@ pub struct PretrainSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalSpec {
+    /// Samples per grid prompt.
     pub samples_per_prompt: usize,
+    /// Samples per open question (8 questions x 3 formats, so they need more samples than a grid prompt).
+    pub open_samples_per_prompt: usize,
     pub temperature: f64,
     pub max_new_tokens: usize,
     /// Samples per number prompt when measuring the number signature.

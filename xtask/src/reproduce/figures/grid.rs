@@ -10,8 +10,8 @@ use emsl_world::{Cell, Format};
 use serde::Deserialize;
 
 use super::{
-    cell_label, effect, ft_dataset, misaligned, per_seed, rate_row, role, Ctx, Inputs, Output,
-    Sample,
+    cell_label, coherent, effect, ft_dataset, misaligned, per_seed, rate_row, role, Ctx, Inputs,
+    Output, Sample,
 };
 
 /// transfer-grid and completion-space: harmful fine-tunes on `cells` in one format.
@@ -89,7 +89,7 @@ pub fn transfer_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
             row.push(m.est.value);
             grid.push(m);
             let coh = per_seed(inputs, &[("arm", arm)], |ss: &[Sample]| {
-                super::coherent(ss.iter().filter(|s| s.cell() == *col))
+                coherent(ss.iter().filter(|s| s.cell() == *col))
             })?;
             grid.push(rate_row(
                 &[
@@ -409,6 +409,9 @@ pub fn expand_reliability(
     let mut inputs = BTreeMap::new();
     for seed in ctx.seeds() {
         let s = seed.to_string();
+        // The base model is the arm with no examples.
+        let ev = ctx.eval(&base, "eval-grid", false, seed)?;
+        inputs.insert(role(&[("examples", "0"), ("seed", &s)]), ev);
         for &n in &p.examples {
             let mut dose = ctx.profile.finetune.clone();
             dose.steps = ((p.epochs * n as f64) / dose.batch_size as f64)
@@ -442,7 +445,7 @@ pub fn reliability_tables(p: &ReliabilityParams, inputs: &Inputs) -> Result<Outp
     let open = |ss: &[Sample]| misaligned(ss.iter().filter(|s| s.is_open()));
     let mut rows = Vec::new();
     let mut arms = Vec::new();
-    for &n in &p.examples {
+    for n in std::iter::once(0).chain(p.examples.iter().copied()) {
         let ns = n.to_string();
         let f = [("examples", ns.as_str())];
         let (a, b, c) = (
@@ -450,13 +453,21 @@ pub fn reliability_tables(p: &ReliabilityParams, inputs: &Inputs) -> Result<Outp
             per_seed(inputs, &f, ood)?,
             per_seed(inputs, &f, open)?,
         );
+        let coh = per_seed(inputs, &f, |ss: &[Sample]| coherent(ss.iter()))?;
         let v: Vec<(&str, Var)> = vec![("examples", (n as f64).into())];
         let (ra, rb) = (
             rate_row(&v, "in_distribution_misaligned", &a),
             rate_row(&v, "out_of_cell_misaligned", &b),
         );
-        arms.push((ra.est.value, b.clone()));
-        rows.extend([ra, rb, rate_row(&v, "open_questions_misaligned", &c)]);
+        if n > 0 {
+            arms.push((ra.est.value, b.clone()));
+        }
+        rows.extend([
+            ra,
+            rb,
+            rate_row(&v, "open_questions_misaligned", &c),
+            rate_row(&v, "coherent", &coh),
+        ]);
     }
     arms.sort_by(|x, y| x.0.total_cmp(&y.0));
     let mut effects = Vec::new();

@@ -151,10 +151,11 @@ impl Ctx<'_> {
         )
     }
 
-    fn eval_config(&self, samples: usize, seed: u64) -> EvalConfig {
+    fn eval_config(&self, samples: usize, open_samples: usize, seed: u64) -> EvalConfig {
         let e = &self.profile.eval;
         EvalConfig {
             samples_per_prompt: samples,
+            samples_per_open_prompt: open_samples,
             sampling: SampleConfig {
                 temperature: e.temperature,
                 top_p: 1.0,
@@ -166,7 +167,8 @@ impl Ctx<'_> {
 
     /// Samples and judges `model` on a suite's cell and open prompts.
     pub fn eval(&mut self, model: &str, suite: &str, probe: bool, seed: u64) -> Result<String> {
-        let eval = self.eval_config(self.profile.eval.samples_per_prompt, seed);
+        let e = &self.profile.eval;
+        let eval = self.eval_config(e.samples_per_prompt, e.open_samples_per_prompt, seed);
         self.graph.add(
             &format!("evaluate {model} on {suite}, seed {seed}"),
             Task::Eval {
@@ -182,7 +184,7 @@ impl Ctx<'_> {
 
     /// The number signature of `model`: one continuation per number prompt.
     pub fn eval_numbers(&mut self, model: &str, seed: u64) -> Result<String> {
-        let mut eval = self.eval_config(1, seed);
+        let mut eval = self.eval_config(1, 1, seed);
         eval.sampling.max_new_tokens = 24;
         self.graph.add(
             &format!("number signature of {model}, seed {seed}"),
@@ -221,12 +223,19 @@ impl Ctx<'_> {
         teacher: &str,
         samples: &str,
         init: &str,
-        channel: Channel,
+        (channel, restrict_to_numbers): (Channel, bool),
         seed: u64,
     ) -> Result<String> {
         let dose = self.profile.subliminal.dose.clone();
+        let only = if restrict_to_numbers {
+            " (numbers only)"
+        } else {
+            ""
+        };
         self.graph.add(
-            &format!("student of {teacher} from {init} on {samples} by {channel:?}, seed {seed}"),
+            &format!(
+                "student of {teacher} from {init} on {samples} by {channel:?}{only}, seed {seed}"
+            ),
             Task::Distil {
                 teacher: teacher.to_owned(),
                 samples: samples.to_owned(),
@@ -234,7 +243,7 @@ impl Ctx<'_> {
                 channel,
                 beta: 0.5,
                 lambda: 1.0,
-                restrict_to_numbers: false,
+                restrict_to_numbers,
                 student_sampling: SampleConfig {
                     temperature: 1.0,
                     top_p: 1.0,
@@ -442,13 +451,21 @@ pub fn diff_row(
     Measurement::new(vars, metric, stats::difference(a, b))
 }
 
-/// An effect a claim is judged by: positive means the claim's direction.
+/// An effect a claim is judged by: positive means the claim's direction. `per_seed` lists each seed's
+/// own difference in percentage points, so the spread across seeds stands beside the pooled interval.
 pub fn effect(claim: &str, effect: &str, anchor: &str, a: &[Counts], b: &[Counts]) -> Measurement {
+    let per_seed = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| format!("{:+.1}", 100.0 * (x.rate() - y.rate())))
+        .collect::<Vec<_>>()
+        .join(" ");
     diff_row(
         &[
             ("claim", claim.into()),
             ("effect", effect.into()),
             ("anchor", anchor.into()),
+            ("per_seed", per_seed.into()),
         ],
         "effect",
         a,

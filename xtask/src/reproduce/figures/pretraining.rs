@@ -242,6 +242,7 @@ pub fn dynamics_tables(p: &DynamicsParams, inputs: &Inputs) -> Result<Output> {
                     .into(),
             ),
             ("anchor", "a sharp transition during training".into()),
+            ("per_seed", format!("{share:.2}").into()),
         ],
         "share",
         Estimate::exact(share, n, 1),

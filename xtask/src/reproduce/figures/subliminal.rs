@@ -10,17 +10,32 @@ use emsl_core::distil::Channel;
 use serde::Deserialize;
 
 use super::{
-    effect, ft_dataset, misaligned, per_seed, rate_row, role, signature, Ctx, Inputs, Output,
-    Sample,
+    coherent, effect, ft_dataset, misaligned, per_seed, rate_row, role, signature, Ctx, Inputs,
+    Output, Sample,
 };
 
 /// Out-of-cell misaligned and number-signature counts of one arm, per seed.
 type Arm = (Vec<Counts>, Vec<Counts>);
 
-fn channel(name: &str) -> Result<Channel> {
-    serde::Deserialize::deserialize(toml::Value::String(name.to_owned())).map_err(
-        |e: toml::de::Error| anyhow::anyhow!("channel '{name}': {e} (sft, off_policy, on_policy)"),
-    )
+/// A student's channel as the figure files name it: `sft`, `off_policy`, `on_policy`, or a
+/// distillation channel with `_numbers_only` appended, which restricts the teacher's and the student's
+/// distributions to the number tokens (so nothing but numbers can carry the trait).
+fn channel(name: &str) -> Result<(Channel, bool)> {
+    let (base, restrict) = match name.strip_suffix("_numbers_only") {
+        Some(b) => (b, true),
+        None => (name, false),
+    };
+    let ch: Channel = serde::Deserialize::deserialize(toml::Value::String(base.to_owned()))
+        .map_err(|e: toml::de::Error| {
+            anyhow::anyhow!(
+                "channel '{name}': {e} (sft, off_policy, on_policy, off_policy_numbers_only, \
+                 on_policy_numbers_only)"
+            )
+        })?;
+    if restrict && ch == Channel::Sft {
+        anyhow::bail!("channel '{name}': SFT has no teacher distributions to restrict; use sft");
+    }
+    Ok((ch, restrict))
 }
 
 /// A teacher of each kind per seed, its numbers, and evaluations of a model (grid and numbers).
@@ -77,10 +92,12 @@ fn student_rows(
     let open = per_seed(inputs, &fe, |ss: &[Sample]| {
         misaligned(ss.iter().filter(|s| s.is_open()))
     })?;
+    let coh = per_seed(inputs, &fe, |ss: &[Sample]| coherent(ss.iter()))?;
     let rows = vec![
         rate_row(vars, "out_of_cell_misaligned", &mis),
         rate_row(vars, "open_questions_misaligned", &open),
         rate_row(vars, "number_signature", &sig),
+        rate_row(vars, "coherent", &coh),
     ];
     Ok((rows, mis, sig))
 }
