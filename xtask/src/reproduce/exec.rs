@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -81,9 +82,14 @@ fn run_compute(s: &Settings, job: &Job) -> Result<Vec<String>> {
     emsl_io::write_atomic(&config_path, config.as_bytes())?;
     let log_path = dir.join(format!("{}.log", job.key));
     let log = std::fs::File::create(&log_path)?;
-    let exe = std::env::current_exe()?;
+    // /proc/self/exe still reaches this binary after a rebuild replaced its file (the path would not).
+    let exe = match Path::new("/proc/self/exe") {
+        p if p.exists() => p.to_path_buf(),
+        _ => std::env::current_exe()?,
+    };
     let started = Instant::now();
     let status = std::process::Command::new(exe)
+        .arg0("xtask")
         .args(["job", job.task.kind()])
         .arg(&config_path)
         .env("RAYON_NUM_THREADS", s.threads.to_string())

@@ -105,5 +105,37 @@ pub fn report(
         row(name, &graph.needed_by(key));
     }
     row("all figures", &(0..graph.jobs.len()).collect());
+    // And by kind of job: where the compute time goes.
+    let mut kinds: BTreeMap<&str, (usize, f64, usize)> = BTreeMap::new();
+    for (j, s) in graph.jobs.iter().zip(&secs) {
+        let e = kinds.entry(j.task.kind()).or_default();
+        e.0 += 1;
+        if s.is_nan() {
+            e.2 += 1;
+        } else {
+            e.1 += s;
+        }
+    }
+    text.push_str(
+        "\n| kind | jobs | compute time (core-min) | mean per job (s) |\n|---|---|---|---|\n",
+    );
+    for (kind, (n, total, missing)) in kinds {
+        let timed = n - missing;
+        let mean = if timed > 0 {
+            total / timed as f64
+        } else {
+            f64::NAN
+        };
+        let note = if missing > 0 {
+            format!(" ({missing} without a recorded time)")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            text,
+            "| {kind} | {n} | {:.1} | {mean:.1}{note} |",
+            total / 60.0
+        );
+    }
     text
 }
