@@ -183,6 +183,32 @@ pub fn difference(a: &[Counts], b: &[Counts]) -> Estimate {
     }
 }
 
+/// The difference of two changes, `(a1 - a0) - (b1 - b0)` (a difference in differences: did a treatment
+/// move arm a more than arm b?), with a bootstrap interval; the four arms are resampled independently.
+pub fn difference_in_differences(
+    a1: &[Counts],
+    a0: &[Counts],
+    b1: &[Counts],
+    b0: &[Counts],
+) -> Estimate {
+    let mut rng = Rng::new(BOOTSTRAP_SEED, "bootstrap-difference-in-differences");
+    let reps: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| {
+            let a = replicate(&mut rng, a1) - replicate(&mut rng, a0);
+            a - (replicate(&mut rng, b1) - replicate(&mut rng, b0))
+        })
+        .collect();
+    let (ci_low, ci_high) = percentiles(reps);
+    let r = |x: &[Counts]| pooled(x).rate();
+    Estimate {
+        value: (r(a1) - r(a0)) - (r(b1) - r(b0)),
+        ci_low,
+        ci_high,
+        n: [a1, a0, b1, b0].iter().map(|x| pooled(x).n).sum(),
+        seeds: [a1, a0, b1, b0].iter().map(|x| x.len()).max().unwrap_or(0) as u32,
+    }
+}
+
 /// The mean of per-seed values with a bootstrap interval over seeds (for values that are not rates).
 pub fn mean_over_seeds(values: &[f64], n_per_seed: u64) -> Estimate {
     let mean = values.iter().sum::<f64>() / values.len() as f64;
@@ -271,6 +297,24 @@ pub fn regression(xs: &[f64], ys: &[f64]) -> Fit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_difference_in_differences_separates_a_larger_change_from_an_equal_one() {
+        let c = |k| vec![Counts::new(k, 1000); 3];
+        // a moves from 10% to 40%, b from 10% to 15%: +25 points more.
+        let e = difference_in_differences(&c(400), &c(100), &c(150), &c(100));
+        assert!(
+            (e.value - 0.25).abs() < 1e-12 && e.ci_low > 0.2 && e.ci_high < 0.3,
+            "{e:?}"
+        );
+        // Equal changes from different levels: no difference, the interval covers 0.
+        let f = difference_in_differences(&c(500), &c(400), &c(200), &c(100));
+        assert!(
+            f.value.abs() < 1e-12 && f.ci_low < 0.0 && f.ci_high > 0.0,
+            "{f:?}"
+        );
+        assert_eq!((e.n, e.seeds), (12000, 3));
+    }
 
     #[test]
     fn regression_recovers_a_line() {

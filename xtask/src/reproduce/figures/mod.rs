@@ -473,6 +473,32 @@ pub fn effect(claim: &str, effect: &str, anchor: &str, a: &[Counts], b: &[Counts
     )
 }
 
+/// An effect that is a difference in differences: did the change from `a0` to `a1` exceed the change
+/// from `b0` to `b1`? Positive means the claim's direction.
+pub fn effect_of_changes(
+    (claim, effect, anchor): (&str, &str, &str),
+    (a1, a0): (&[Counts], &[Counts]),
+    (b1, b0): (&[Counts], &[Counts]),
+) -> Measurement {
+    let per_seed = (0..a1.len().min(a0.len()).min(b1.len()).min(b0.len()))
+        .map(|i| {
+            let d = (a1[i].rate() - a0[i].rate()) - (b1[i].rate() - b0[i].rate());
+            format!("{:+.1}", 100.0 * d)
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    Measurement::new(
+        &[
+            ("claim", claim.into()),
+            ("effect", effect.into()),
+            ("anchor", anchor.into()),
+            ("per_seed", per_seed.into()),
+        ],
+        "effect",
+        stats::difference_in_differences(a1, a0, b1, b0),
+    )
+}
+
 /// The seeds' counts of `f` applied to the samples of every input matching `filter`, per seed.
 pub fn per_seed(
     inputs: &Inputs,

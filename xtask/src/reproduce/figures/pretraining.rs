@@ -295,6 +295,7 @@ pub fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Outp
     let ft: Cell = p.cell.parse()?;
     let mut rows = Vec::new();
     let mut ood_ft: BTreeMap<String, Vec<Counts>> = BTreeMap::new();
+    let mut ood_base: BTreeMap<String, Vec<Counts>> = BTreeMap::new();
     let mut all_base: BTreeMap<String, Vec<Counts>> = BTreeMap::new();
     for stage in ["base", "fine-tuned"] {
         for corpus in &p.corpora {
@@ -309,6 +310,9 @@ pub fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Outp
             let coh = per_seed(inputs, &f, |ss: &[Sample]| coherent(ss.iter()))?;
             let v = [("corpus", corpus.as_str().into()), ("stage", stage.into())];
             let m = rate_row(&v, "out_of_cell_misaligned", &ood);
+            if stage == "base" {
+                ood_base.insert(corpus.clone(), ood.clone());
+            }
             rows.extend([
                 m,
                 rate_row(&v, "open_questions_misaligned", &open),
@@ -329,6 +333,27 @@ pub fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Outp
     if let Some((hi, lo)) = pair(&ood_ft, "share-50", "share-0") {
         effects.push(effect("C4", "after the same fine-tune, out-of-cell misaligned: 50% minus 0% misaligned-persona pretraining", "composition modulates severity", &hi, &lo));
     }
+    // A corpus with more misaligned documents starts from a more misaligned base, so the level after the
+    // fine-tune mixes the base's own misalignment with what the fine-tune added; the change isolates it.
+    let change = |a: &str, b: &str| {
+        Some((
+            ood_ft.get(a)?,
+            ood_base.get(a)?,
+            ood_ft.get(b)?,
+            ood_base.get(b)?,
+        ))
+    };
+    if let Some((a1, a0, b1, b0)) = change("share-50", "share-0") {
+        effects.push(super::effect_of_changes(
+            (
+                "C4",
+                "increase from the fine-tune (fine-tuned minus base, out of cell): 50% minus 0% misaligned-persona pretraining",
+                "composition modulates severity",
+            ),
+            (a1, a0),
+            (b1, b0),
+        ));
+    }
     if let Some((r, d)) = pair(&all_base, "reference", "discourse-25") {
         effects.push(effect(
             "Tice",
@@ -340,6 +365,17 @@ pub fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Outp
     }
     if let Some((c, i)) = pair(&ood_ft, "reference", "independent") {
         effects.push(effect("C4", "after the same fine-tune, out-of-cell misaligned: coherent persona minus independent traits", "persona features mediate transfer (Wang et al.)", &c, &i));
+    }
+    if let Some((a1, a0, b1, b0)) = change("reference", "independent") {
+        effects.push(super::effect_of_changes(
+            (
+                "C4",
+                "increase from the fine-tune (fine-tuned minus base, out of cell): coherent persona minus independent traits",
+                "persona features mediate transfer (Wang et al.)",
+            ),
+            (a1, a0),
+            (b1, b0),
+        ));
     }
     Ok(vec![
         ("composition".into(), rows),

@@ -345,14 +345,26 @@ pub fn shared_init_tables(p: &SharedInitParams, inputs: &Inputs) -> Result<Outpu
             got.insert((kind, init), (mis, sig));
         }
     }
-    for init in ["same", "different"] {
-        effects.push(effect(
+    effects.push(effect(
+        "Cloud",
+        "same initialisation: student out-of-cell misaligned, misaligned minus aligned teacher",
+        "shared initialisation transfers (~10% vs <1%)",
+        &got[&("harmful", "same")].0,
+        &got[&("benign", "same")].0,
+    ));
+    // Cloud's control is that a different initialisation does *not* transfer: the claimed direction of a
+    // comparison is that the same initialisation transfers more than a different one.
+    effects.push(super::effect_of_changes(
+        (
             "Cloud",
-            &format!("{init} initialisation: student out-of-cell misaligned, misaligned minus aligned teacher"),
-            if init == "same" { "shared initialisation transfers (~10% vs <1%)" } else { "a different initialisation does not" },
-            &got[&("harmful", init)].0,
-            &got[&("benign", init)].0,
-        ));
-    }
+            "student out-of-cell misaligned, misaligned minus aligned teacher: same minus different initialisation",
+            "a different initialisation does not transfer",
+        ),
+        (&got[&("harmful", "same")].0, &got[&("benign", "same")].0),
+        (
+            &got[&("harmful", "different")].0,
+            &got[&("benign", "different")].0,
+        ),
+    ));
     Ok(vec![("students".into(), rows), ("effects".into(), effects)])
 }
