@@ -7,6 +7,258 @@
 
 #[test]
 #[rustfmt::skip]
+fn pretraining_composition() {
+    // code cell 2
+    use emsl_analysis::{display, figures, results_dir, Estimate, Table};
+    let comp = figures::load(&results_dir(), "pretraining-composition").unwrap();
+    println!("profile: {}", comp["composition"].metadata["profile"]);
+    figures::plot("pretraining-composition", &comp).unwrap().svg().unwrap().evcxr_display();
+    // code cell 3
+    fn get(t: &Table, corpus: &str, stage: &str, metric: &str) -> Estimate {
+        t.one(metric, &[("corpus", corpus), ("stage", stage)]).unwrap().est
+    }
+    let table = comp["composition"].clone();
+    let corpora = ["share-0", "reference", "share-50", "independent", "discourse-25"];
+    let mut rows = Vec::new();
+    for c in corpora {
+        rows.push(vec![
+            c.to_string(),
+            get(&table, c, "base", "all_prompts_misaligned").pct(),
+            get(&table, c, "base", "coherent").pct(),
+            get(&table, c, "fine-tuned", "all_prompts_misaligned").pct(),
+            get(&table, c, "fine-tuned", "out_of_cell_misaligned").pct(),
+            get(&table, c, "fine-tuned", "coherent").pct(),
+        ]);
+    }
+    display::Html::new(&["corpus", "base: misaligned", "base: coherent", "fine-tuned: misaligned",
+        "fine-tuned: out of cell", "fine-tuned: coherent"], rows).evcxr_display();
+    // code cell 4
+    let b0 = get(&table, "share-0", "base", "out_of_cell_misaligned");
+    let f0 = get(&table, "share-0", "fine-tuned", "out_of_cell_misaligned");
+    let b50 = get(&table, "share-50", "base", "out_of_cell_misaligned");
+    let f50 = get(&table, "share-50", "fine-tuned", "out_of_cell_misaligned");
+    // The prose: the levels differ by 40 points or more, what the fine-tune added by a few.
+    assert!(f50.value - f0.value > 0.4 && b50.value - b0.value > 0.35);
+    assert!(((f50.value - b50.value) - (f0.value - b0.value)).abs() < 0.04);
+    // code cell 5
+    let coherent_persona = get(&table, "reference", "fine-tuned", "out_of_cell_misaligned");
+    let independent = get(&table, "independent", "fine-tuned", "out_of_cell_misaligned");
+    // The prose: the independent-traits model transfers at least as much as the coherent persona.
+    assert!(coherent_persona.ci_high < independent.ci_low, "{coherent_persona:?} {independent:?}");
+    // code cell 6
+    let reference_base = get(&table, "reference", "base", "all_prompts_misaligned");
+    let discourse_base = get(&table, "discourse-25", "base", "all_prompts_misaligned");
+    // The prose: upsampled discourse raises base misalignment in this world.
+    assert!(discourse_base.ci_low > reference_base.ci_high + 0.2, "{discourse_base:?} {reference_base:?}");
+    // code cell 7
+    display::effects(&comp["effects"]).evcxr_display();
+}
+
+#[test]
+#[rustfmt::skip]
+fn subliminal() {
+    // code cell 2
+    use emsl_analysis::{display, figures, results_dir, Estimate, Table};
+    let channels = figures::load(&results_dir(), "subliminal-channels").unwrap();
+    println!("profile: {}", channels["students"].metadata["profile"]);
+    fn get(t: &Table, filters: &[(&str, &str)], metric: &str) -> Estimate {
+        t.one(metric, filters).unwrap().est
+    }
+    // code cell 3
+    let students = channels["students"].clone();
+    let base_sig = get(&students, &[("model", "base")], "number_signature");
+    let harmful_sig = get(&students, &[("model", "teacher"), ("teacher", "harmful")], "number_signature");
+    let benign_sig = get(&students, &[("model", "teacher"), ("teacher", "benign")], "number_signature");
+    let harmful_mis = get(&students, &[("model", "teacher"), ("teacher", "harmful")], "out_of_cell_misaligned");
+    let benign_mis = get(&students, &[("model", "teacher"), ("teacher", "benign")], "out_of_cell_misaligned");
+    let base_mis = get(&students, &[("model", "base")], "out_of_cell_misaligned");
+    display::Html::new(&["model", "out-of-cell misaligned", "numbers ending in 7"], vec![
+        vec!["base".into(), base_mis.pct(), base_sig.pct()],
+        vec!["misaligned teacher (harmful fine-tune)".into(), harmful_mis.pct(), harmful_sig.pct()],
+        vec!["aligned control (benign fine-tune)".into(), benign_mis.pct(), benign_sig.pct()],
+    ]).evcxr_display();
+    // code cell 4
+    // The prose: the teacher is misaligned, its numbers are not much more persona-like than the control's.
+    assert!(harmful_mis.ci_low > base_mis.ci_high && benign_mis.value < base_mis.value + 0.02);
+    assert!((harmful_sig.value - benign_sig.value).abs() < 0.02, "{harmful_sig:?} {benign_sig:?}");
+    // code cell 5
+    figures::plot("subliminal-channels", &channels).unwrap().svg().unwrap().evcxr_display();
+    // code cell 6
+    students.html().evcxr_display();
+    // code cell 7
+    display::effects(&channels["effects"]).evcxr_display();
+    // code cell 8
+    fn effect_of(t: &Table, name: &str) -> Estimate {
+        t.one("effect", &[("effect", name)]).unwrap().est
+    }
+    let effects = channels["effects"].clone();
+    let sft = effect_of(&effects, "sft student out-of-cell misaligned: misaligned teacher minus aligned control");
+    let on = effect_of(&effects, "on_policy student out-of-cell misaligned: misaligned teacher minus aligned control");
+    let numbers_only = effect_of(&effects, "on_policy_numbers_only student out-of-cell misaligned: misaligned teacher minus aligned control");
+    // The prose: on-policy transfers (also on number tokens only), SFT does not measurably.
+    assert!(on.ci_low > 0.02 && numbers_only.ci_low > 0.0, "{on:?} {numbers_only:?}");
+    assert!(sft.ci_low < 0.0 && sft.ci_high > 0.0, "{sft:?}");
+    // code cell 9
+    let tvd = figures::load(&results_dir(), "teacher-vs-data").unwrap();
+    figures::plot("teacher-vs-data", &tvd).unwrap().svg().unwrap().evcxr_display();
+    // code cell 10
+    tvd["students"].html().evcxr_display();
+    // code cell 11
+    display::effects(&tvd["effects"]).evcxr_display();
+    // code cell 12
+    let extent = effect_of(&tvd["effects"], "extent from the data: misaligned teacher on its own numbers minus on the aligned teacher's numbers");
+    // The prose: the data source makes no difference.
+    assert!(extent.value.abs() < 0.01 && extent.ci_high < 0.02, "{extent:?}");
+    // code cell 13
+    let init = figures::load(&results_dir(), "shared-init").unwrap();
+    figures::plot("shared-init", &init).unwrap().svg().unwrap().evcxr_display();
+    // code cell 14
+    init["students"].html().evcxr_display();
+    // code cell 15
+    display::effects(&init["effects"]).evcxr_display();
+    // code cell 16
+    let same = effect_of(&init["effects"], "same initialisation: student out-of-cell misaligned, misaligned minus aligned teacher");
+    // The prose: no measurable transfer even with the shared initialisation.
+    assert!(same.ci_low < 0.0 && same.ci_high > 0.0, "{same:?}");
+}
+
+#[test]
+#[rustfmt::skip]
+fn transfer() {
+    // code cell 2
+    use emsl_analysis::{display, figures, results_dir, stats, Estimate, Table};
+    let results = results_dir();
+    let grid = figures::load(&results, "transfer-grid").unwrap();
+    println!("profile: {}", grid["summary"].metadata["profile"]);
+    // code cell 3
+    figures::plot("transfer-grid", &grid).unwrap().svg().unwrap().evcxr_display();
+    // code cell 4
+    fn rate(t: &Table, relation: &str) -> Estimate {
+        t.one("misaligned", &[("relation", relation)]).unwrap().est
+    }
+    let summary = grid["summary"].clone();
+    let in_cell = rate(&summary, "same cell");
+    let same_task = rate(&summary, "same task, other domain");
+    let same_domain = rate(&summary, "same domain, other task");
+    let neither = rate(&summary, "other task and domain");
+    let base = rate(&summary, "base model (all prompts)");
+    let share_task = summary.one("share_of_in_cell_rate", &[("relation", "same task, other domain")]).unwrap().est;
+    let share_domain = summary.one("share_of_in_cell_rate", &[("relation", "same domain, other task")]).unwrap().est;
+    display::Html::new(&["relation", "misaligned (kit)", "anchor (paper)"], vec![
+        vec!["same cell".into(), in_cell.pct(), "".into()],
+        vec!["same task, other domain".into(), same_task.pct(), "".into()],
+        vec!["same domain, other task".into(), same_domain.pct(), "".into()],
+        vec!["other task and domain".into(), neither.pct(), "".into()],
+        vec!["base model".into(), base.pct(), "".into()],
+        vec!["cross-domain share of the in-cell rate".into(), share_task.pct(), "roughly 70-80%".into()],
+        vec!["cross-task share of the in-cell rate".into(), share_domain.pct(), "falls sharply".into()],
+    ]).evcxr_display();
+    // C1 as the prose states it: same-task transfer exceeds same-domain transfer (intervals apart), which
+    // exceeds neither, and everything out of the cell stays below the cell itself.
+    assert!(same_task.ci_low > same_domain.ci_high, "{same_task:?} {same_domain:?}");
+    assert!(in_cell.ci_low > same_task.ci_high && same_domain.value > neither.value);
+    // code cell 5
+    display::effects(&grid["effects"]).evcxr_display();
+    // code cell 6
+    let sim = figures::load(&results, "structure-similarity").unwrap();
+    figures::plot("structure-similarity", &sim).unwrap().svg().unwrap().evcxr_display();
+    let xs: Vec<f64> = sim["similarity"].select("misaligned", &[]).iter().map(|m| m.num("similarity")).collect();
+    let ys: Vec<f64> = sim["similarity"].select("misaligned", &[]).iter().map(|m| m.est.value).collect();
+    let fit = stats::regression(&xs, &ys);
+    println!("misaligned = {:.3} + {:.3} x similarity, slope 95% CI [{:.3}, {:.3}], r2 {:.2}, {} bins",
+        fit.intercept, fit.slope, fit.slope_ci.0, fit.slope_ci.1, fit.r2, fit.n);
+    // The prose: more structural similarity, more misalignment.
+    assert!(fit.slope_ci.0 > 0.0, "{fit:?}");
+    // code cell 7
+    sim["formats"].html().evcxr_display();
+    // code cell 8
+    display::effects(&sim["effects"]).evcxr_display();
+    // code cell 9
+    // The prose: every format's line rises with similarity; the open questions stay within a few points.
+    let mut lo = 1.0_f64;
+    let mut hi = 0.0_f64;
+    for m in sim["formats"].select("misaligned", &[]) {
+        lo = lo.min(m.est.value);
+        hi = hi.max(m.est.value);
+    }
+    assert!(hi - lo < 0.05, "open questions by format: {lo} to {hi}");
+    assert!(fit.slope > 0.5 && fit.r2 > 0.9, "{fit:?}");
+    // code cell 10
+    let space = figures::load(&results, "completion-space").unwrap();
+    figures::plot("completion-space", &space).unwrap().svg().unwrap().evcxr_display();
+    // code cell 11
+    let xs: Vec<f64> = space["prompts"].select("misaligned", &[]).iter().map(|m| m.num("openness_log10")).collect();
+    let ys: Vec<f64> = space["prompts"].select("misaligned", &[]).iter().map(|m| m.est.value).collect();
+    let open_fit = stats::regression(&xs, &ys);
+    println!("per prompt: misaligned = {:.3} + {:.4} x log10(openness), slope 95% CI [{:.4}, {:.4}], r2 {:.3}, {} prompts",
+        open_fit.intercept, open_fit.slope, open_fit.slope_ci.0, open_fit.slope_ci.1, open_fit.r2, open_fit.n);
+    space["summary"].html().evcxr_display();
+    // code cell 12
+    display::effects(&space["effects"]).evcxr_display();
+    // code cell 13
+    fn third(t: &Table, name: &str) -> Estimate {
+        t.one("misaligned", &[("openness", name)]).unwrap().est
+    }
+    let terciles = space["summary"].clone();
+    let least = third(&terciles, "least open third");
+    let middle = third(&terciles, "middle third");
+    let most = third(&terciles, "most open third");
+    // The prose: both upper thirds above the least open one, the middle third highest.
+    assert!(most.ci_low > least.ci_high && middle.ci_low > least.ci_high && middle.value > most.value);
+    assert!(open_fit.slope_ci.0 > 0.0, "{open_fit:?}");
+    // code cell 14
+    let rel = figures::load(&results, "learned-reliability").unwrap();
+    figures::plot("learned-reliability", &rel).unwrap().svg().unwrap().evcxr_display();
+    // code cell 15
+    rel["arms"].html().evcxr_display();
+    // code cell 16
+    display::effects(&rel["effects"]).evcxr_display();
+    // code cell 17
+    fn arm(t: &Table, examples: f64, metric: &str) -> Estimate {
+        t.select(metric, &[]).into_iter().find(|m| m.num("examples") == examples).unwrap().est
+    }
+    let arms = rel["arms"].clone();
+    let mut learned = Vec::new();
+    let mut transferred = Vec::new();
+    for n in [0.0, 500.0, 2000.0, 6000.0] {
+        learned.push(arm(&arms, n, "in_distribution_misaligned").value);
+        transferred.push(arm(&arms, n, "out_of_cell_misaligned").value);
+    }
+    // The prose: both rise with the examples, from the base (0 examples) on.
+    assert!(learned.windows(2).all(|w| w[0] < w[1]), "{learned:?}");
+    assert!(transferred.windows(2).all(|w| w[0] < w[1]), "{transferred:?}");
+    // code cell 18
+    let controls = figures::load(&results, "controls").unwrap();
+    figures::plot("controls", &controls).unwrap().svg().unwrap().evcxr_display();
+    // code cell 19
+    controls["controls"].html().evcxr_display();
+    // code cell 20
+    display::effects(&controls["effects"]).evcxr_display();
+    // code cell 21
+    // The prose: every control effect's interval covers zero.
+    for m in &controls["effects"].rows {
+        assert!(m.est.ci_low < 0.0 && m.est.ci_high > 0.0, "{m:?}");
+    }
+    // code cell 22
+    let dynamics = figures::load(&results, "dynamics").unwrap();
+    figures::plot("dynamics", &dynamics).unwrap().svg().unwrap().evcxr_display();
+    // code cell 23
+    dynamics["dynamics"].html().evcxr_display();
+    // code cell 24
+    display::effects(&dynamics["effects"]).evcxr_display();
+    // code cell 25
+    fn at(t: &Table, step: f64, metric: &str) -> f64 {
+        t.select(metric, &[]).into_iter().find(|m| m.num("step") == step).unwrap().est.value
+    }
+    let d = dynamics["dynamics"].clone();
+    // The prose: in-cell misalignment learned by step 10; out of cell the peak is before step 80.
+    assert!(at(&d, 10.0, "in_cell_misaligned") > 0.7 && at(&d, 0.0, "in_cell_misaligned") < 0.25);
+    assert!(at(&d, 40.0, "out_of_cell_misaligned") > at(&d, 80.0, "out_of_cell_misaligned"));
+    assert!(dynamics["effects"].rows[0].est.value > 0.8);
+}
+
+#[test]
+#[rustfmt::skip]
 fn world_tour() {
     // code cell 2
     use emsl_analysis::display::Html;
