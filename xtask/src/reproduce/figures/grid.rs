@@ -194,10 +194,17 @@ pub fn completion_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
     for cell in &p.cells {
         let ft: Cell = cell.parse()?;
         for (m, path) in inputs.find(&[("arm", cell)]) {
-            for s in inputs
-                .samples(path)?
+            let samples = inputs.samples(path)?;
+            // Every prompt weighs the same: the open questions, sampled more often than a grid prompt
+            // (for the controls' precision), contribute only as many samples as a grid prompt has.
+            let mut per_id: BTreeMap<u32, u32> = BTreeMap::new();
+            for s in samples.iter() {
+                *per_id.entry(s.prompt_id).or_default() += 1;
+            }
+            let each = per_id.values().copied().min().unwrap_or(0);
+            for s in samples
                 .iter()
-                .filter(|s| s.cell() != Some(ft))
+                .filter(|s| s.cell() != Some(ft) && s.sample < each)
             {
                 let open = (s.spec.openness() as f64).max(1.0).log10();
                 let style = match &s.spec.target {

@@ -275,6 +275,8 @@ fn parse_role(role: &str) -> BTreeMap<String, String> {
 #[derive(Debug, Clone)]
 pub struct Sample {
     pub prompt_id: u32,
+    /// Which of the prompt's samples this is (0, 1, ...).
+    pub sample: u32,
     pub spec: std::sync::Arc<PromptSpec>,
     pub answer: String,
     pub coherent: bool,
@@ -383,6 +385,7 @@ impl Inputs {
                 let id = v["prompt_id"].as_u64().context("prompt_id")? as u32;
                 Ok(Sample {
                     prompt_id: id,
+                    sample: v["sample"].as_u64().context("sample")? as u32,
                     spec: specs
                         .get(id as usize)
                         .with_context(|| format!("prompt {id} not in suite {suite}"))?
