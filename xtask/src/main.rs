@@ -14,7 +14,7 @@ mod tables;
 mod verify;
 mod world;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -54,7 +54,14 @@ enum Command {
 
 /// The workspace root (xtask lives one folder below it).
 pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` (and so `cargo xtask`) sets CARGO_MANIFEST_DIR at run time too. Prefer it to the
+    // compile-time value: checkouts that share one target folder share one uplifted binary, which must
+    // work on the checkout it was started from.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.join("src/main.rs").is_file() && d.ends_with("xtask"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .expect("xtask has a parent folder")
         .to_path_buf()
