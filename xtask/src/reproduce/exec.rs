@@ -217,17 +217,7 @@ pub fn run(s: &Settings, graph: &Graph) -> Result<Report> {
         loop {
             if failure.is_none() {
                 while running.len() < s.jobs {
-                    // The ready job with the longest path to the end of the run (earliest on ties).
-                    let ready = pending
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, &i)| {
-                            graph.jobs[i].task.deps().iter().all(|d| done.contains(d))
-                        })
-                        .max_by(|(_, &a), (_, &b)| {
-                            priority[a].total_cmp(&priority[b]).then(b.cmp(&a))
-                        })
-                        .map(|(pos, _)| pos);
+                    let ready = graph.next_ready(&pending, &priority, |d| done.contains(d));
                     let Some(pos) = ready else { break };
                     let i = pending.remove(pos);
                     running.insert(i);

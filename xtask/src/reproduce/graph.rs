@@ -304,6 +304,23 @@ impl Graph {
         length
     }
 
+    /// The position in `pending` of the job to start next: among the jobs whose dependencies are done,
+    /// the one with the longest path to the end (`path_lengths`), the earliest added on ties. The executor
+    /// and the timings' replay both schedule by this rule.
+    pub fn next_ready(
+        &self,
+        pending: &[usize],
+        priority: &[f64],
+        is_done: impl Fn(&str) -> bool,
+    ) -> Option<usize> {
+        pending
+            .iter()
+            .enumerate()
+            .filter(|(_, &i)| self.jobs[i].task.deps().iter().all(|d| is_done(d)))
+            .max_by(|(_, &a), (_, &b)| priority[a].total_cmp(&priority[b]).then(b.cmp(&a)))
+            .map(|(pos, _)| pos)
+    }
+
     /// The indices of `key` and every job it needs, directly or not.
     pub fn needed_by(&self, key: &str) -> BTreeSet<usize> {
         let mut seen = BTreeSet::new();

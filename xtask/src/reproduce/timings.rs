@@ -11,6 +11,15 @@ use super::graph::Graph;
 /// The line a finished compute job's log ends with: `job wall time: 12.3 s at 1 thread(s)`.
 pub const LOG_PREFIX: &str = "job wall time:";
 
+/// ` (N what)` after a row with jobs that logged no time, nothing otherwise.
+fn untimed(missing: usize, what: &str) -> String {
+    if missing > 0 {
+        format!(" ({missing} {what})")
+    } else {
+        String::new()
+    }
+}
+
 /// The recorded wall time of a finished compute job, if its log has one.
 pub fn job_seconds(out: &Path, key: &str) -> Option<f64> {
     let log = std::fs::read_to_string(out.join("jobs").join(format!("{key}.log"))).ok()?;
@@ -32,18 +41,8 @@ pub fn replay(graph: &Graph, subset: &BTreeSet<usize>, secs: &[f64], workers: us
     let mut now = 0.0_f64;
     loop {
         while running.len() < workers.max(1) {
-            let ready = pending
-                .iter()
-                .enumerate()
-                .filter(|(_, &i)| {
-                    graph.jobs[i]
-                        .task
-                        .deps()
-                        .iter()
-                        .all(|d| done.contains(&graph.position(d)))
-                })
-                .max_by(|(_, &a), (_, &b)| priority[a].total_cmp(&priority[b]).then(b.cmp(&a)))
-                .map(|(pos, _)| pos);
+            let ready =
+                graph.next_ready(&pending, &priority, |d| done.contains(&graph.position(d)));
             let Some(pos) = ready else { break };
             let i = pending.remove(pos);
             running.push((now + secs[i], i));
@@ -88,11 +87,7 @@ pub fn report(
             .collect();
         let total: f64 = subset.iter().map(|&i| known[i]).sum();
         let wall = replay(graph, subset, &known, workers);
-        let note = if missing > 0 {
-            format!(" ({missing} jobs without a recorded time)")
-        } else {
-            String::new()
-        };
+        let note = untimed(missing, "jobs without a recorded time");
         let _ = writeln!(
             text,
             "| {name} | {} | {:.1} | {:.1}{note} |",
@@ -126,11 +121,7 @@ pub fn report(
         } else {
             f64::NAN
         };
-        let note = if missing > 0 {
-            format!(" ({missing} without a recorded time)")
-        } else {
-            String::new()
-        };
+        let note = untimed(missing, "without a recorded time");
         let _ = writeln!(
             text,
             "| {kind} | {n} | {:.1} | {mean:.1}{note} |",
