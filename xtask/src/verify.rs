@@ -1,12 +1,14 @@
 //! `cargo xtask verify [--results DIR] [--reference DIR]`: recomputes every checksum (datasets against
 //! their manifest; results against each figure's SHA256SUMS and the lock) and compares every metric
 //! with the reference results: "same bytes", "within tolerance" (the two 95% intervals overlap) or
-//! "out of tolerance". Exits non-zero on any failure.
+//! "out of tolerance". Values without an interval (one deterministic measurement) are within tolerance
+//! when they agree to 1e-3 relative. Exits non-zero on any failure.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use emsl_analysis::stats::Estimate;
 use emsl_analysis::table;
 
 use crate::reproduce::lock::{Lock, LOCK_FILE};
@@ -199,8 +201,7 @@ fn compare(results: &Path, reference: &Path, r: &mut Report) -> Result<()> {
                     out += 1;
                     break;
                 }
-                let both_nan = x.est.value.is_nan() && y.est.value.is_nan();
-                if !both_nan && !x.est.overlaps(&y.est) {
+                if !within_tolerance(&x.est, &y.est) {
                     out += 1;
                     r.fail(format!(
                         "{fig}/{f}: {} {} = {:.4} [{:.4}, {:.4}], reference {:.4} [{:.4}, {:.4}] (differs by {:+.4}): out of tolerance",
@@ -218,6 +219,24 @@ fn compare(results: &Path, reference: &Path, r: &mut Report) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Relative tolerance for a value measured without an interval (a single deterministic number, such
+/// as a log-probability of one model): floating-point results of another CPU or build differ in the
+/// last bits, and an interval of zero width never overlaps another.
+const POINT_TOLERANCE: f64 = 1e-3;
+
+/// Two estimates agree: both missing, their 95% intervals overlap, or, where either has no interval,
+/// their values agree to [`POINT_TOLERANCE`] (relative, at least absolute for values below 1).
+fn within_tolerance(x: &Estimate, y: &Estimate) -> bool {
+    if x.value.is_nan() && y.value.is_nan() {
+        return true;
+    }
+    if x.overlaps(y) {
+        return true;
+    }
+    let point = x.ci_low == x.ci_high || y.ci_low == y.ci_high;
+    point && (x.value - y.value).abs() <= POINT_TOLERANCE * y.value.abs().max(1.0)
 }
 
 /// The committed `results/` at git HEAD, unpacked into a temporary folder.
@@ -271,4 +290,51 @@ pub fn run(args: &Args) -> Result<()> {
     }
     println!("verify: everything matched");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn est(value: f64, ci_low: f64, ci_high: f64) -> Estimate {
+        Estimate {
+            value,
+            ci_low,
+            ci_high,
+            n: 1,
+            seeds: 1,
+        }
+    }
+
+    #[test]
+    fn intervals_must_overlap_and_points_must_agree_closely() {
+        // Rates with intervals: overlapping is within tolerance, disjoint is not, however close.
+        assert!(within_tolerance(
+            &est(0.30, 0.25, 0.35),
+            &est(0.34, 0.33, 0.40)
+        ));
+        assert!(!within_tolerance(
+            &est(0.30, 0.29, 0.31),
+            &est(0.32, 0.315, 0.33)
+        ));
+        // One deterministic number (zero-width interval): float noise passes, a real change fails.
+        let reference = est(-8.4730, -8.4730, -8.4730);
+        assert!(within_tolerance(
+            &est(-8.47301, -8.47301, -8.47301),
+            &reference
+        ));
+        assert!(!within_tolerance(&est(-8.40, -8.40, -8.40), &reference));
+        assert!(!within_tolerance(
+            &est(0.002, 0.002, 0.002),
+            &est(0.0, 0.0, 0.0)
+        ));
+        assert!(within_tolerance(
+            &est(f64::NAN, f64::NAN, f64::NAN),
+            &est(f64::NAN, f64::NAN, f64::NAN)
+        ));
+        assert!(!within_tolerance(
+            &est(f64::NAN, f64::NAN, f64::NAN),
+            &reference
+        ));
+    }
 }

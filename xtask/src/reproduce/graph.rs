@@ -202,16 +202,26 @@ fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()>
 
 impl CodeVersions {
     pub fn of(root: &Path) -> Result<CodeVersions> {
+        // The manifests too: a feature or a release-profile setting (the gemm crate's AVX-512 kernels,
+        // say) changes the floating-point results as much as a source edit.
         let compute = [
             "Cargo.lock",
+            "Cargo.toml",
+            "crates/world/Cargo.toml",
             "crates/world/src",
+            "crates/io/Cargo.toml",
             "crates/io/src",
+            "crates/core/Cargo.toml",
             "crates/core/src",
         ];
         let analysis = [
             "Cargo.lock",
+            "Cargo.toml",
+            "crates/world/Cargo.toml",
             "crates/world/src",
+            "crates/io/Cargo.toml",
             "crates/io/src",
+            "crates/analysis/Cargo.toml",
             "crates/analysis/src",
             "xtask/src/reproduce",
         ];

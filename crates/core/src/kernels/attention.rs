@@ -2,13 +2,14 @@
 //! softmax and the weighted sum of values in one pass per (batch, head), the probabilities kept for
 //! the backward. No T x T tensor goes through candle, and the masked half is never computed.
 
+use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
 use gemm::Parallelism;
 
-use super::linear::{as_uninit, gemm_strided};
+use super::linear::{as_uninit, assume_init, gemm_strided};
 use super::{data, dot, exp, for_chunks, simd, with_data};
 
 struct Attention {
@@ -42,10 +43,11 @@ impl CustomOp1 for Attention {
         let h = self.n_head;
         let c3 = 3 * c;
         let scale = 1.0 / (hd as f32).sqrt();
-        let mut y = vec![0f32; b * t * c];
-        let mut probs = vec![0f32; b * h * t * t];
+        // Both are written whole by the gemms below (no zeroing first).
+        let mut y: Vec<f32> = Vec::with_capacity(b * t * c);
+        let mut probs: Vec<f32> = Vec::with_capacity(b * h * t * t);
         // One batch row per task: its outputs and probabilities are contiguous.
-        let work = |bi: usize, y: &mut [f32], p: &mut [f32]| {
+        let work = |bi: usize, y: &mut [MaybeUninit<f32>], p: &mut [MaybeUninit<f32>]| {
             let qkv = &qkv[bi * t * c3..(bi + 1) * t * c3];
             for hi in 0..h {
                 let p = &mut p[hi * t * t..(hi + 1) * t * t];
@@ -56,7 +58,7 @@ impl CustomOp1 for Attention {
                     &qkv[2 * c + hi * hd..],
                 );
                 gemm_strided(
-                    as_uninit(p),
+                    p,
                     t,
                     false,
                     (t, t, hd),
@@ -66,6 +68,8 @@ impl CustomOp1 for Attention {
                     (1, c3),
                     Parallelism::None,
                 );
+                // SAFETY: the gemm above wrote all t x t elements.
+                let p = unsafe { assume_init(p) };
                 simd(
                     #[inline(always)]
                     || {
@@ -77,7 +81,7 @@ impl CustomOp1 for Attention {
                 // Y = P V into this head's columns.
                 let out = &mut y[hi * hd..];
                 gemm_strided(
-                    as_uninit(out),
+                    out,
                     c,
                     false,
                     (t, hd, t),
@@ -89,20 +93,30 @@ impl CustomOp1 for Attention {
                 );
             }
         };
+        let (y_all, p_all) = (
+            &mut y.spare_capacity_mut()[..b * t * c],
+            &mut probs.spare_capacity_mut()[..b * h * t * t],
+        );
         if super::threads() > 1 && b > 1 && b * t * t * c >= 1 << 16 {
             use rayon::prelude::*;
-            y.par_chunks_mut(t * c)
-                .zip(probs.par_chunks_mut(h * t * t))
+            y_all
+                .par_chunks_mut(t * c)
+                .zip(p_all.par_chunks_mut(h * t * t))
                 .enumerate()
                 .for_each(|(bi, (y, p))| work(bi, y, p));
         } else {
-            for (bi, (y, p)) in y
+            for (bi, (y, p)) in y_all
                 .chunks_mut(t * c)
-                .zip(probs.chunks_mut(h * t * t))
+                .zip(p_all.chunks_mut(h * t * t))
                 .enumerate()
             {
                 work(bi, y, p);
             }
+        }
+        // SAFETY: every (batch, head) task wrote its whole slice of both.
+        unsafe {
+            y.set_len(b * t * c);
+            probs.set_len(b * h * t * t);
         }
         *self.probs.lock().expect("probs lock") = probs;
         Ok((CpuStorage::F32(y), (b, t, c).into()))

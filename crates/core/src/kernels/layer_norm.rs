@@ -79,18 +79,23 @@ impl CustomOp3 for LayerNorm {
                     let mut dx = vec![0f32; x.len()];
                     for_chunks(&mut dx, c, 12 * x.len(), |r, d| {
                         let (x, g) = (&x[r * c..(r + 1) * c], &g[r * c..(r + 1) * c]);
-                        let (mean, rstd) = stats(x);
-                        let mut dnorm = [0f32; MAX_WIDTH];
-                        let mut xhat = [0f32; MAX_WIDTH];
-                        for i in 0..c {
-                            xhat[i] = (x[i] - mean) * rstd;
-                            dnorm[i] = g[i] * w[i];
-                        }
-                        let mean_d = sum(&dnorm[..c]) / c as f32;
-                        let mean_dx = dot(&dnorm[..c], &xhat[..c]) / c as f32;
-                        for i in 0..c {
-                            d[i] = rstd * (dnorm[i] - mean_d - xhat[i] * mean_dx);
-                        }
+                        simd(
+                            #[inline(always)]
+                            || {
+                                let (mean, rstd) = stats(x);
+                                let mut dnorm = [0f32; MAX_WIDTH];
+                                let mut xhat = [0f32; MAX_WIDTH];
+                                for i in 0..c {
+                                    xhat[i] = (x[i] - mean) * rstd;
+                                    dnorm[i] = g[i] * w[i];
+                                }
+                                let mean_d = sum(&dnorm[..c]) / c as f32;
+                                let mean_dx = dot(&dnorm[..c], &xhat[..c]) / c as f32;
+                                for i in 0..c {
+                                    d[i] = rstd * (dnorm[i] - mean_d - xhat[i] * mean_dx);
+                                }
+                            },
+                        )
                     });
                     // Weight and bias gradients: rows summed in order, one thread.
                     let (mut dw, mut db) = (vec![0f32; c], vec![0f32; c]);

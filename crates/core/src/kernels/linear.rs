@@ -162,6 +162,15 @@ pub(crate) fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
     unsafe { &mut *(std::ptr::from_mut(v) as *mut [MaybeUninit<f32>]) }
 }
 
+/// `v` seen as initialised floats.
+///
+/// # Safety
+/// Every element of `v` must have been written.
+pub(crate) unsafe fn assume_init(v: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: same layout; the caller guarantees every element is initialised.
+    unsafe { &mut *(std::ptr::from_mut(v) as *mut [f32]) }
+}
+
 /// A buffer of `len` floats that `fill` writes completely with gemms (`accumulate` false), without
 /// zeroing it first.
 pub(crate) fn written_by_gemm(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
