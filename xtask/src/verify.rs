@@ -193,7 +193,7 @@ fn compare(results: &Path, reference: &Path, r: &mut Report) -> Result<()> {
             }
             let mut out = 0;
             for (x, y) in ta.rows.iter().zip(&tb.rows) {
-                if x.vars != y.vars || x.metric != y.metric {
+                if identity(x) != identity(y) || x.metric != y.metric {
                     r.fail(format!(
                         "{fig}/{f}: row {:?} {} where the reference has {:?} {}",
                         x.vars, x.metric, y.vars, y.metric
@@ -219,6 +219,12 @@ fn compare(results: &Path, reference: &Path, r: &mut Report) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The columns that say which measurement a row is: every variable but the per-seed values, which are
+/// results (text) judged with the row's value.
+fn identity(row: &emsl_analysis::Measurement) -> Vec<&(String, emsl_analysis::Var)> {
+    row.vars.iter().filter(|(k, _)| k != "per_seed").collect()
 }
 
 /// Relative tolerance for a value measured without an interval (a single deterministic number, such
@@ -336,5 +342,25 @@ mod tests {
             &est(f64::NAN, f64::NAN, f64::NAN),
             &reference
         ));
+    }
+
+    #[test]
+    fn per_seed_values_are_results_not_the_row_identity() {
+        use emsl_analysis::Measurement;
+        let row = |effect: &str, seeds: &str| {
+            Measurement::new(
+                &[("effect", effect.into()), ("per_seed", seeds.into())],
+                "effect",
+                est(0.01, 0.0, 0.02),
+            )
+        };
+        assert_eq!(
+            identity(&row("a", "+1.3 -0.1")),
+            identity(&row("a", "+1.9 -0.2"))
+        );
+        assert_ne!(
+            identity(&row("a", "+1.3 -0.1")),
+            identity(&row("b", "+1.3 -0.1"))
+        );
     }
 }

@@ -95,8 +95,10 @@ fn subliminal() {
     let sft = effect_of(&effects, "sft student out-of-cell misaligned: misaligned teacher minus aligned control");
     let on = effect_of(&effects, "on_policy student out-of-cell misaligned: misaligned teacher minus aligned control");
     let numbers_only = effect_of(&effects, "on_policy_numbers_only student out-of-cell misaligned: misaligned teacher minus aligned control");
-    // The prose: on-policy transfers (also on number tokens only), SFT does not measurably.
-    assert!(on.ci_low > 0.02 && numbers_only.ci_low > 0.0, "{on:?} {numbers_only:?}");
+    // The prose: on-policy transfers (also on number tokens only; the verdict rule: interval above 0,
+    // at least 2 points), SFT does not measurably.
+    assert!(on.ci_low > 0.0 && on.value >= 0.02, "{on:?}");
+    assert!(numbers_only.ci_low > 0.0 && numbers_only.value >= 0.02, "{numbers_only:?}");
     assert!(sft.ci_low < 0.0 && sft.ci_high > 0.0, "{sft:?}");
     // code cell 9
     let tvd = figures::load(&results_dir(), "teacher-vs-data").unwrap();
