@@ -356,3 +356,41 @@ impl Graph {
         self.dataset_hashes.get(name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CodeVersions;
+
+    #[test]
+    fn code_versions_follow_sources_and_manifests_but_not_tests() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let p = root.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        for f in ["Cargo.lock", "Cargo.toml", "xtask/src/reproduce/mod.rs"] {
+            write(f, "a");
+        }
+        for c in ["world", "io", "core", "analysis"] {
+            write(&format!("crates/{c}/Cargo.toml"), "a");
+            write(&format!("crates/{c}/src/lib.rs"), "a");
+            write(&format!("crates/{c}/tests/t.rs"), "a");
+        }
+        let v0 = CodeVersions::of(root.path()).unwrap();
+        let changed = |edit: &str| {
+            write(edit, "b");
+            let v = CodeVersions::of(root.path()).unwrap();
+            write(edit, "a");
+            (v.compute != v0.compute, v.analysis != v0.analysis)
+        };
+        // (compute changed, analysis changed)
+        assert_eq!(changed("crates/core/tests/t.rs"), (false, false));
+        assert_eq!(changed("Cargo.toml"), (true, true));
+        assert_eq!(changed("crates/core/Cargo.toml"), (true, false));
+        assert_eq!(changed("crates/core/src/lib.rs"), (true, false));
+        assert_eq!(changed("crates/world/src/lib.rs"), (true, true));
+        assert_eq!(changed("crates/analysis/Cargo.toml"), (false, true));
+        assert_eq!(changed("xtask/src/reproduce/mod.rs"), (false, true));
+    }
+}
