@@ -166,7 +166,7 @@ pub struct CodeVersions {
     pub analysis: String,
 }
 
-fn hash_sources(root: &Path, parts: &[&str]) -> Result<String> {
+fn hash_sources(root: &Path, parts: &[String]) -> Result<String> {
     let mut files = Vec::new();
     for part in parts {
         let p = root.join(part);
@@ -200,31 +200,23 @@ fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()>
     Ok(())
 }
 
+/// What a code version hashes: the workspace's manifest and lock, each crate's manifest and sources (a
+/// feature or a release-profile setting, the gemm crate's AVX-512 kernels say, changes floating-point
+/// results as much as a source edit), and the `extra` paths.
+fn code_parts(crates: &[&str], extra: &[&str]) -> Vec<String> {
+    let mut parts = vec!["Cargo.lock".to_owned(), "Cargo.toml".to_owned()];
+    for c in crates {
+        parts.push(format!("crates/{c}/Cargo.toml"));
+        parts.push(format!("crates/{c}/src"));
+    }
+    parts.extend(extra.iter().map(|p| (*p).to_owned()));
+    parts
+}
+
 impl CodeVersions {
     pub fn of(root: &Path) -> Result<CodeVersions> {
-        // The manifests too: a feature or a release-profile setting (the gemm crate's AVX-512 kernels,
-        // say) changes the floating-point results as much as a source edit.
-        let compute = [
-            "Cargo.lock",
-            "Cargo.toml",
-            "crates/world/Cargo.toml",
-            "crates/world/src",
-            "crates/io/Cargo.toml",
-            "crates/io/src",
-            "crates/core/Cargo.toml",
-            "crates/core/src",
-        ];
-        let analysis = [
-            "Cargo.lock",
-            "Cargo.toml",
-            "crates/world/Cargo.toml",
-            "crates/world/src",
-            "crates/io/Cargo.toml",
-            "crates/io/src",
-            "crates/analysis/Cargo.toml",
-            "crates/analysis/src",
-            "xtask/src/reproduce",
-        ];
+        let compute = code_parts(&["world", "io", "core"], &[]);
+        let analysis = code_parts(&["world", "io", "analysis"], &["xtask/src/reproduce"]);
         Ok(CodeVersions {
             compute: hash_sources(root, &compute)?,
             analysis: hash_sources(root, &analysis)?,

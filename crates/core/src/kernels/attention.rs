@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
 use gemm::Parallelism;
 
-use super::linear::{as_uninit, assume_init, gemm_strided};
+use super::linear::{as_uninit, assume_init, gemm_strided, written_by_gemm};
 use super::{data, dot, exp, for_chunks, simd, with_data};
 
 struct Attention {
@@ -43,9 +43,6 @@ impl CustomOp1 for Attention {
         let h = self.n_head;
         let c3 = 3 * c;
         let scale = 1.0 / (hd as f32).sqrt();
-        // Both are written whole by the gemms below (no zeroing first).
-        let mut y: Vec<f32> = Vec::with_capacity(b * t * c);
-        let mut probs: Vec<f32> = Vec::with_capacity(b * h * t * t);
         // One batch row per task: its outputs and probabilities are contiguous.
         let work = |bi: usize, y: &mut [MaybeUninit<f32>], p: &mut [MaybeUninit<f32>]| {
             let qkv = &qkv[bi * t * c3..(bi + 1) * t * c3];
@@ -93,31 +90,28 @@ impl CustomOp1 for Attention {
                 );
             }
         };
-        let (y_all, p_all) = (
-            &mut y.spare_capacity_mut()[..b * t * c],
-            &mut probs.spare_capacity_mut()[..b * h * t * t],
-        );
-        if super::threads() > 1 && b > 1 && b * t * t * c >= 1 << 16 {
-            use rayon::prelude::*;
-            y_all
-                .par_chunks_mut(t * c)
-                .zip(p_all.par_chunks_mut(h * t * t))
-                .enumerate()
-                .for_each(|(bi, (y, p))| work(bi, y, p));
-        } else {
-            for (bi, (y, p)) in y_all
-                .chunks_mut(t * c)
-                .zip(p_all.chunks_mut(h * t * t))
-                .enumerate()
-            {
-                work(bi, y, p);
-            }
-        }
-        // SAFETY: every (batch, head) task wrote its whole slice of both.
-        unsafe {
-            y.set_len(b * t * c);
-            probs.set_len(b * h * t * t);
-        }
+        // Both buffers are written whole by the gemms of `work` (no zeroing first).
+        let mut probs = Vec::new();
+        let y = written_by_gemm(b * t * c, |y_all| {
+            probs = written_by_gemm(b * h * t * t, |p_all| {
+                if super::threads() > 1 && b > 1 && b * t * t * c >= 1 << 16 {
+                    use rayon::prelude::*;
+                    y_all
+                        .par_chunks_mut(t * c)
+                        .zip(p_all.par_chunks_mut(h * t * t))
+                        .enumerate()
+                        .for_each(|(bi, (y, p))| work(bi, y, p));
+                } else {
+                    for (bi, (y, p)) in y_all
+                        .chunks_mut(t * c)
+                        .zip(p_all.chunks_mut(h * t * t))
+                        .enumerate()
+                    {
+                        work(bi, y, p);
+                    }
+                }
+            });
+        });
         *self.probs.lock().expect("probs lock") = probs;
         Ok((CpuStorage::F32(y), (b, t, c).into()))
     }
