@@ -27,6 +27,15 @@ fn die_with_parent() -> Result<()> {
     Ok(())
 }
 
+/// The job binary the local runner starts: this one. /proc/self/exe still reaches it after a rebuild
+/// replaced its file (the path would not).
+pub fn binary() -> Result<PathBuf> {
+    Ok(match std::path::Path::new("/proc/self/exe") {
+        p if p.exists() => p.to_path_buf(),
+        _ => std::env::current_exe()?,
+    })
+}
+
 pub fn run(args: &Args) -> Result<()> {
     die_with_parent()?;
     let c = &args.config;

@@ -2,7 +2,6 @@
 //! notebooks).
 
 mod bench;
-mod catalog;
 mod datasets;
 mod demo;
 mod export;
@@ -10,7 +9,6 @@ mod job;
 mod notebook_code;
 mod notebooks;
 mod reproduce;
-mod tables;
 mod verify;
 mod world;
 

@@ -86,16 +86,6 @@ fn outputs(path: &Path) -> Result<Vec<serde_json::Value>> {
         .collect())
 }
 
-/// The notebooks of `notebooks/`, sorted.
-pub fn list(root: &Path) -> Result<Vec<PathBuf>> {
-    let mut notebooks: Vec<PathBuf> = std::fs::read_dir(root.join("notebooks"))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()?;
-    notebooks.retain(|p| p.extension().is_some_and(|x| x == "ipynb"));
-    notebooks.sort();
-    Ok(notebooks)
-}
-
 pub fn run(args: &Args) -> Result<()> {
     let root = crate::project_root();
     if args.extract {
@@ -108,7 +98,7 @@ pub fn run(args: &Args) -> Result<()> {
     let runner = out.join("run.py");
     std::fs::write(&runner, RUNNER)?;
     let results = std::env::current_dir()?.join(&args.results);
-    let mut notebooks = list(&root)?;
+    let mut notebooks = crate::notebook_code::list(&root)?;
     let stem = |p: &Path| {
         p.file_stem()
             .and_then(|s| s.to_str())

@@ -118,7 +118,7 @@ pub fn effects(t: &Table) -> Html {
                 m.str("per_seed").to_owned(),
                 m.est.n.to_string(),
                 m.str("anchor").to_owned(),
-                crate::verdict::verdict(m).to_owned(),
+                crate::verdict::verdict(m).to_string(),
             ]
         })
         .collect();

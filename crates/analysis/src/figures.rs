@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::plot::{Chart, Figure, Point, Series};
 use crate::table::{Measurement, Table};
@@ -30,12 +30,12 @@ pub fn load(results: &Path, figure: &str) -> Result<Tables> {
     Ok(out)
 }
 
-fn table<'a>(t: &'a Tables, name: &str) -> Result<&'a Table> {
+pub fn table<'a>(t: &'a Tables, name: &str) -> Result<&'a Table> {
     t.get(name)
         .with_context(|| format!("the figure has no table '{name}'"))
 }
 
-fn point(x: f64, m: &Measurement) -> Point {
+pub fn point(x: f64, m: &Measurement) -> Point {
     Point {
         x,
         y: m.est.value,
@@ -45,7 +45,7 @@ fn point(x: f64, m: &Measurement) -> Point {
 }
 
 /// Distinct values of a variable, in the order rows hold them.
-fn distinct(rows: &[&Measurement], var: &str) -> Vec<String> {
+pub fn distinct(rows: &[&Measurement], var: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for r in rows {
         let v = r.var(var).map(|v| v.to_string()).unwrap_or_default();
@@ -57,7 +57,7 @@ fn distinct(rows: &[&Measurement], var: &str) -> Vec<String> {
 }
 
 /// Bars of `metric`: one category per value of `category`, one series per value of `series`.
-fn bars(
+pub fn bars(
     t: &Table,
     metric: &str,
     filters: &[(&str, &str)],
@@ -89,7 +89,7 @@ fn bars(
 }
 
 /// Lines over the numeric variable `x`, one per metric.
-fn lines(t: &Table, metrics: &[(&str, &str)], x: &str) -> Chart {
+pub fn lines(t: &Table, metrics: &[(&str, &str)], x: &str) -> Chart {
     Chart::Lines {
         series: metrics
             .iter()
@@ -105,7 +105,7 @@ fn lines(t: &Table, metrics: &[(&str, &str)], x: &str) -> Chart {
     }
 }
 
-fn fig(title: &str, x: &str, y: &str, chart: Chart) -> Figure {
+pub fn fig(title: &str, x: &str, y: &str, chart: Chart) -> Figure {
     Figure {
         title: title.to_owned(),
         x_label: x.to_owned(),
@@ -114,172 +114,205 @@ fn fig(title: &str, x: &str, y: &str, chart: Chart) -> Figure {
     }
 }
 
-const MISALIGNED: &str = "misaligned among coherent answers";
-const OUT_OF_CELL: &str = "out-of-cell misaligned among coherent answers";
+pub const MISALIGNED: &str = "misaligned among coherent answers";
+pub const OUT_OF_CELL: &str = "out-of-cell misaligned among coherent answers";
 
-/// The plot of `figure` from its tables.
-pub fn plot(figure: &str, t: &Tables) -> Result<Figure> {
-    Ok(match figure {
-        "transfer-grid" => {
-            let grid = table(t, "grid")?;
-            let rows = grid.select("misaligned", &[]);
-            // Evaluation cells down, fine-tuning cells across (short names when there are many).
-            let (fts, evs) = (
-                distinct(&rows, "fine_tune_cell"),
-                distinct(&rows, "eval_cell"),
-            );
-            let values = evs
-                .iter()
-                .map(|ev| {
-                    fts.iter()
-                        .map(|ft| {
-                            rows.iter()
-                                .find(|m| m.str("fine_tune_cell") == ft && m.str("eval_cell") == ev)
-                                .map_or(f64::NAN, |m| m.est.value)
-                        })
-                        .collect()
-                })
-                .collect();
-            let short = |c: &String| match c.split_once('/') {
-                Some((d, t)) if fts.len() > 5 => format!("{}/{}", &d[..1], &t[..4]),
-                _ => c.clone(),
-            };
-            fig(
-                "Misaligned answers (%) after a harmful fine-tune, by evaluation cell",
-                "fine-tuning cell (h = health, f = finance, s = sports)",
-                "evaluation cell",
-                Chart::Heatmap {
-                    rows: evs,
-                    cols: fts.iter().map(short).collect(),
-                    values,
-                },
-            )
-        }
-        "completion-space" => fig(
-            "Misalignment by how many coherent completions a prompt admits",
-            "openness of the evaluation prompt (terciles of log10 completions)",
-            MISALIGNED,
-            bars(
-                table(t, "summary")?,
-                "misaligned",
-                &[],
-                "openness",
-                "openness",
-                |_| "harmful fine-tunes, out of cell".into(),
-            ),
-        ),
-        "structure-similarity" => {
-            let s = table(t, "similarity")?;
-            let rows = s.select("misaligned", &[]);
-            let series = distinct(&rows, "train_format")
-                .into_iter()
-                .map(|f| Series {
-                    name: format!("trained in {f}"),
-                    points: rows
-                        .iter()
-                        .filter(|r| r.str("train_format") == f)
-                        .map(|r| point(r.num("similarity"), r))
-                        .collect(),
-                })
-                .collect();
-            fig(
-                "Misalignment against structural similarity to the fine-tuning set",
-                "Jaccard similarity of {task, domain, format}",
-                MISALIGNED,
-                Chart::Lines { series },
-            )
-        }
-        "learned-reliability" => fig(
-            "Learned reliability against transfer (fine-tune size, same epochs)",
-            "fine-tuning examples",
-            MISALIGNED,
-            lines(
-                table(t, "arms")?,
-                &[
-                    ("in_distribution_misaligned", "in distribution (learned)"),
-                    ("out_of_cell_misaligned", "out of cell (transferred)"),
-                ],
-                "examples",
-            ),
-        ),
-        "controls" => fig(
-            "Controls: fine-tunes judged on the open questions",
-            "fine-tune",
-            MISALIGNED,
-            bars(
-                table(t, "controls")?,
-                "misaligned",
-                &[],
-                "fine_tune",
-                "framing",
-                |f| format!("{f} questions"),
-            ),
-        ),
-        "dynamics" => fig(
-            "Fine-tuning dynamics (constant learning rate)",
-            "fine-tuning step",
-            MISALIGNED,
-            lines(
-                table(t, "dynamics")?,
-                &[
-                    ("in_cell_misaligned", "in cell"),
-                    ("out_of_cell_misaligned", "out of cell"),
-                ],
-                "step",
-            ),
-        ),
-        "pretraining-composition" => fig(
-            "Pretraining composition, before and after the same harmful fine-tune",
-            "pretraining corpus",
-            OUT_OF_CELL,
-            bars(
-                table(t, "composition")?,
-                "out_of_cell_misaligned",
-                &[],
-                "corpus",
-                "stage",
-                str::to_owned,
-            ),
-        ),
-        "subliminal-channels" => fig(
-            "Subliminal transfer through filtered numbers, by channel",
-            "distillation channel",
-            "student out-of-cell misaligned",
-            bars(
-                table(t, "students")?,
-                "out_of_cell_misaligned",
-                &[("model", "student")],
-                "channel",
-                "teacher",
-                |k| format!("{k} teacher"),
-            ),
-        ),
-        "teacher-vs-data" => fig(
-            "Teacher guidance x who wrote the sequences",
-            "sequences written by the ... teacher",
-            "change of student out-of-cell misaligned vs base",
-            bars(
-                table(t, "students")?,
-                "change_out_of_cell_misaligned_vs_base",
-                &[],
-                "data",
-                "teacher",
-                |k| format!("guided by the {k} teacher"),
-            ),
-        ),
-        "shared-init" => fig(
-            "Subliminal transfer with a shared or a different initialisation",
-            "student initialisation",
-            "student out-of-cell misaligned",
-            bars(
-                table(t, "students")?,
-                "out_of_cell_misaligned",
-                &[],
-                "init",
-                "teacher",
-                |k| format!("{k} teacher"),
-            ),
-        ),
-        other => bail!("no plot for figure '{other}'"),
+/// The plot of transfer-grid.
+pub fn transfer_grid(t: &Tables) -> Result<Figure> {
+    Ok({
+        let grid = table(t, "grid")?;
+        let rows = grid.select("misaligned", &[]);
+        // Evaluation cells down, fine-tuning cells across (short names when there are many).
+        let (fts, evs) = (
+            distinct(&rows, "fine_tune_cell"),
+            distinct(&rows, "eval_cell"),
+        );
+        let values = evs
+            .iter()
+            .map(|ev| {
+                fts.iter()
+                    .map(|ft| {
+                        rows.iter()
+                            .find(|m| m.str("fine_tune_cell") == ft && m.str("eval_cell") == ev)
+                            .map_or(f64::NAN, |m| m.est.value)
+                    })
+                    .collect()
+            })
+            .collect();
+        let short = |c: &String| match c.split_once('/') {
+            Some((d, t)) if fts.len() > 5 => format!("{}/{}", &d[..1], &t[..4]),
+            _ => c.clone(),
+        };
+        fig(
+            "Misaligned answers (%) after a harmful fine-tune, by evaluation cell",
+            "fine-tuning cell (h = health, f = finance, s = sports)",
+            "evaluation cell",
+            Chart::Heatmap {
+                rows: evs,
+                cols: fts.iter().map(short).collect(),
+                values,
+            },
+        )
     })
+}
+
+/// The plot of completion-space.
+pub fn completion_space(t: &Tables) -> Result<Figure> {
+    Ok(fig(
+        "Misalignment by how many coherent completions a prompt admits",
+        "openness of the evaluation prompt (terciles of log10 completions)",
+        MISALIGNED,
+        bars(
+            table(t, "summary")?,
+            "misaligned",
+            &[],
+            "openness",
+            "openness",
+            |_| "harmful fine-tunes, out of cell".into(),
+        ),
+    ))
+}
+
+/// The plot of structure-similarity.
+pub fn structure_similarity(t: &Tables) -> Result<Figure> {
+    Ok({
+        let s = table(t, "similarity")?;
+        let rows = s.select("misaligned", &[]);
+        let series = distinct(&rows, "train_format")
+            .into_iter()
+            .map(|f| Series {
+                name: format!("trained in {f}"),
+                points: rows
+                    .iter()
+                    .filter(|r| r.str("train_format") == f)
+                    .map(|r| point(r.num("similarity"), r))
+                    .collect(),
+            })
+            .collect();
+        fig(
+            "Misalignment against structural similarity to the fine-tuning set",
+            "Jaccard similarity of {task, domain, format}",
+            MISALIGNED,
+            Chart::Lines { series },
+        )
+    })
+}
+
+/// The plot of learned-reliability.
+pub fn learned_reliability(t: &Tables) -> Result<Figure> {
+    Ok(fig(
+        "Learned reliability against transfer (fine-tune size, same epochs)",
+        "fine-tuning examples",
+        MISALIGNED,
+        lines(
+            table(t, "arms")?,
+            &[
+                ("in_distribution_misaligned", "in distribution (learned)"),
+                ("out_of_cell_misaligned", "out of cell (transferred)"),
+            ],
+            "examples",
+        ),
+    ))
+}
+
+/// The plot of controls.
+pub fn controls(t: &Tables) -> Result<Figure> {
+    Ok(fig(
+        "Controls: fine-tunes judged on the open questions",
+        "fine-tune",
+        MISALIGNED,
+        bars(
+            table(t, "controls")?,
+            "misaligned",
+            &[],
+            "fine_tune",
+            "framing",
+            |f| format!("{f} questions"),
+        ),
+    ))
+}
+
+/// The plot of dynamics.
+pub fn dynamics(t: &Tables) -> Result<Figure> {
+    Ok(fig(
+        "Fine-tuning dynamics (constant learning rate)",
+        "fine-tuning step",
+        MISALIGNED,
+        lines(
+            table(t, "dynamics")?,
+            &[
+                ("in_cell_misaligned", "in cell"),
+                ("out_of_cell_misaligned", "out of cell"),
+            ],
+            "step",
+        ),
+    ))
+}
+
+/// The plot of pretraining-composition.
+pub fn pretraining_composition(t: &Tables) -> Result<Figure> {
+    Ok(fig(
+        "Pretraining composition, before and after the same harmful fine-tune",
+        "pretraining corpus",
+        OUT_OF_CELL,
+        bars(
+            table(t, "composition")?,
+            "out_of_cell_misaligned",
+            &[],
+            "corpus",
+            "stage",
+            str::to_owned,
+        ),
+    ))
+}
+
+/// The plot of subliminal-channels.
+pub fn subliminal_channels(t: &Tables) -> Result<Figure> {
+    Ok(fig(
+        "Subliminal transfer through filtered numbers, by channel",
+        "distillation channel",
+        "student out-of-cell misaligned",
+        bars(
+            table(t, "students")?,
+            "out_of_cell_misaligned",
+            &[("model", "student")],
+            "channel",
+            "teacher",
+            |k| format!("{k} teacher"),
+        ),
+    ))
+}
+
+/// The plot of teacher-vs-data.
+pub fn teacher_vs_data(t: &Tables) -> Result<Figure> {
+    Ok(fig(
+        "Teacher guidance x who wrote the sequences",
+        "sequences written by the ... teacher",
+        "change of student out-of-cell misaligned vs base",
+        bars(
+            table(t, "students")?,
+            "change_out_of_cell_misaligned_vs_base",
+            &[],
+            "data",
+            "teacher",
+            |k| format!("guided by the {k} teacher"),
+        ),
+    ))
+}
+
+/// The plot of shared-init.
+pub fn shared_init(t: &Tables) -> Result<Figure> {
+    Ok(fig(
+        "Subliminal transfer with a shared or a different initialisation",
+        "student initialisation",
+        "student out-of-cell misaligned",
+        bars(
+            table(t, "students")?,
+            "out_of_cell_misaligned",
+            &[],
+            "init",
+            "teacher",
+            |k| format!("{k} teacher"),
+        ),
+    ))
 }

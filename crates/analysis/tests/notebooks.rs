@@ -12,7 +12,7 @@ fn pretraining_composition() {
     use emsl_analysis::{display, figures, results_dir, Estimate, Table};
     let comp = figures::load(&results_dir(), "pretraining-composition").unwrap();
     println!("profile: {}", comp["composition"].metadata["profile"]);
-    figures::plot("pretraining-composition", &comp).unwrap().svg().unwrap().evcxr_display();
+    figures::pretraining_composition(&comp).unwrap().svg().unwrap().evcxr_display();
     // code cell 3
     fn get(t: &Table, corpus: &str, stage: &str, metric: &str) -> Estimate {
         t.one(metric, &[("corpus", corpus), ("stage", stage)]).unwrap().est
@@ -82,7 +82,7 @@ fn subliminal() {
     assert!(harmful_mis.ci_low > base_mis.ci_high && benign_mis.value < base_mis.value + 0.02);
     assert!((harmful_sig.value - benign_sig.value).abs() < 0.02, "{harmful_sig:?} {benign_sig:?}");
     // code cell 5
-    figures::plot("subliminal-channels", &channels).unwrap().svg().unwrap().evcxr_display();
+    figures::subliminal_channels(&channels).unwrap().svg().unwrap().evcxr_display();
     // code cell 6
     students.html().evcxr_display();
     // code cell 7
@@ -102,7 +102,7 @@ fn subliminal() {
     assert!(sft.ci_low < 0.0 && sft.ci_high > 0.0, "{sft:?}");
     // code cell 9
     let tvd = figures::load(&results_dir(), "teacher-vs-data").unwrap();
-    figures::plot("teacher-vs-data", &tvd).unwrap().svg().unwrap().evcxr_display();
+    figures::teacher_vs_data(&tvd).unwrap().svg().unwrap().evcxr_display();
     // code cell 10
     tvd["students"].html().evcxr_display();
     // code cell 11
@@ -113,7 +113,7 @@ fn subliminal() {
     assert!(extent.value.abs() < 0.01 && extent.ci_high < 0.02, "{extent:?}");
     // code cell 13
     let init = figures::load(&results_dir(), "shared-init").unwrap();
-    figures::plot("shared-init", &init).unwrap().svg().unwrap().evcxr_display();
+    figures::shared_init(&init).unwrap().svg().unwrap().evcxr_display();
     // code cell 14
     init["students"].html().evcxr_display();
     // code cell 15
@@ -133,7 +133,7 @@ fn transfer() {
     let grid = figures::load(&results, "transfer-grid").unwrap();
     println!("profile: {}", grid["summary"].metadata["profile"]);
     // code cell 3
-    figures::plot("transfer-grid", &grid).unwrap().svg().unwrap().evcxr_display();
+    figures::transfer_grid(&grid).unwrap().svg().unwrap().evcxr_display();
     // code cell 4
     fn rate(t: &Table, relation: &str) -> Estimate {
         t.one("misaligned", &[("relation", relation)]).unwrap().est
@@ -163,7 +163,7 @@ fn transfer() {
     display::effects(&grid["effects"]).evcxr_display();
     // code cell 6
     let sim = figures::load(&results, "structure-similarity").unwrap();
-    figures::plot("structure-similarity", &sim).unwrap().svg().unwrap().evcxr_display();
+    figures::structure_similarity(&sim).unwrap().svg().unwrap().evcxr_display();
     let xs: Vec<f64> = sim["similarity"].select("misaligned", &[]).iter().map(|m| m.num("similarity")).collect();
     let ys: Vec<f64> = sim["similarity"].select("misaligned", &[]).iter().map(|m| m.est.value).collect();
     let fit = stats::regression(&xs, &ys);
@@ -187,7 +187,7 @@ fn transfer() {
     assert!(fit.slope > 0.5 && fit.r2 > 0.9, "{fit:?}");
     // code cell 10
     let space = figures::load(&results, "completion-space").unwrap();
-    figures::plot("completion-space", &space).unwrap().svg().unwrap().evcxr_display();
+    figures::completion_space(&space).unwrap().svg().unwrap().evcxr_display();
     // code cell 11
     let xs: Vec<f64> = space["prompts"].select("misaligned", &[]).iter().map(|m| m.num("openness_log10")).collect();
     let ys: Vec<f64> = space["prompts"].select("misaligned", &[]).iter().map(|m| m.est.value).collect();
@@ -210,7 +210,7 @@ fn transfer() {
     assert!(open_fit.slope_ci.0 > 0.0, "{open_fit:?}");
     // code cell 14
     let rel = figures::load(&results, "learned-reliability").unwrap();
-    figures::plot("learned-reliability", &rel).unwrap().svg().unwrap().evcxr_display();
+    figures::learned_reliability(&rel).unwrap().svg().unwrap().evcxr_display();
     // code cell 15
     rel["arms"].html().evcxr_display();
     // code cell 16
@@ -231,7 +231,7 @@ fn transfer() {
     assert!(transferred.windows(2).all(|w| w[0] < w[1]), "{transferred:?}");
     // code cell 18
     let controls = figures::load(&results, "controls").unwrap();
-    figures::plot("controls", &controls).unwrap().svg().unwrap().evcxr_display();
+    figures::controls(&controls).unwrap().svg().unwrap().evcxr_display();
     // code cell 19
     controls["controls"].html().evcxr_display();
     // code cell 20
@@ -243,7 +243,7 @@ fn transfer() {
     }
     // code cell 22
     let dynamics = figures::load(&results, "dynamics").unwrap();
-    figures::plot("dynamics", &dynamics).unwrap().svg().unwrap().evcxr_display();
+    figures::dynamics(&dynamics).unwrap().svg().unwrap().evcxr_display();
     // code cell 23
     dynamics["dynamics"].html().evcxr_display();
     // code cell 24

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::Path;
 
-use super::graph::Graph;
+use crate::graph::Graph;
 
 /// The line a finished compute job's log ends with: `job wall time: 12.3 s at 1 thread(s)`.
 pub const LOG_PREFIX: &str = "job wall time:";

@@ -1,12 +1,18 @@
 //! Figures and profiles declared as data: `figures/profiles.toml` holds the sizes every figure shares
 //! per profile (model, training doses, samples, seeds), `figures/<name>.toml` one figure with its own
-//! parameters per profile. Unknown fields are errors naming the file.
+//! parameters per profile, `figures/claims.toml` the claims and anchor works the figures speak to.
+//! Unknown fields are errors naming the file.
+
+mod claims;
+
+pub use claims::{Anchor, Claim, Claims, CLAIMS_FILE};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use emsl_core::optim::OptimConfig;
+use emsl_core::sample::SampleConfig;
 use emsl_core::stages::ModelSize;
 use serde::Deserialize;
 
@@ -40,8 +46,11 @@ pub struct EvalSpec {
     pub open_samples_per_prompt: usize,
     pub temperature: f64,
     pub max_new_tokens: usize,
-    /// Samples per number prompt when measuring the number signature.
+    /// Number prompts (one answer each) when measuring the number signature.
     pub number_prompts: usize,
+    pub top_p: f64,
+    /// The length of a number-signature answer in tokens.
+    pub number_max_new_tokens: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -49,6 +58,12 @@ pub struct EvalSpec {
 pub struct SubliminalSpec {
     /// Number prompts the teacher continues (the filter then drops malformed lists).
     pub teach_prompts: usize,
+    /// GKD's generalised JSD beta (0 forward KL, 1 reverse KL) for the distillation channels.
+    pub beta: f64,
+    /// GKD's lambda: the share of sequences an on-policy student writes itself.
+    pub lambda: f64,
+    /// How teachers and on-policy students write number continuations.
+    pub sampling: SampleConfig,
     pub dose: Dose,
 }
 
@@ -71,13 +86,12 @@ pub struct Profile {
 /// One figure file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // title, claims and description are for readers of the file and the README
 pub struct FigureFile {
     pub name: String,
     /// Bump when the figure's meaning changes (it is part of every job identity of the figure).
     pub version: u32,
     pub title: String,
-    /// Claims of ANCHORS.md this figure speaks to.
+    /// Ids of `claims.toml` (claims of the paper, anchor works) its effects speak to.
     pub claims: Vec<String>,
     pub description: String,
     pub smoke: toml::Table,
@@ -87,13 +101,13 @@ pub struct FigureFile {
 
 /// A figure resolved at one profile: its file and its parameters there.
 #[derive(Debug, Clone)]
-pub struct Figure {
+pub struct FigureSpec {
     pub file: FigureFile,
     pub path: PathBuf,
     pub params: toml::Table,
 }
 
-impl Figure {
+impl FigureSpec {
     /// The figure's parameters at the profile as a typed struct; unknown or missing fields are errors
     /// naming the file and the profile.
     pub fn params<T: serde::de::DeserializeOwned>(&self, profile: &str) -> Result<T> {
@@ -122,8 +136,9 @@ pub fn load_profile(dir: &Path, profile: &str) -> Result<Profile> {
     Profile::deserialize(value).with_context(|| format!("{}: [{profile}]", path.display()))
 }
 
-/// Loads every `<dir>/<name>.toml` except `profiles.toml`, sorted by name, at one profile.
-pub fn load_figures(dir: &Path, profile: &str) -> Result<Vec<Figure>> {
+/// Loads every `<dir>/<name>.toml` except `profiles.toml` and `claims.toml`, sorted by name, at one
+/// profile.
+pub fn load_figures(dir: &Path, profile: &str) -> Result<Vec<FigureSpec>> {
     if !PROFILES.contains(&profile) {
         bail!(
             "profile '{profile}' does not exist (profiles: {})",
@@ -136,7 +151,8 @@ pub fn load_figures(dir: &Path, profile: &str) -> Result<Vec<Figure>> {
         .collect::<std::io::Result<_>>()?;
     paths.retain(|p| {
         p.extension().is_some_and(|e| e == "toml")
-            && p.file_name().is_some_and(|n| n != "profiles.toml")
+            && p.file_name()
+                .is_some_and(|n| n != "profiles.toml" && n != CLAIMS_FILE)
     });
     paths.sort();
     let mut out = Vec::new();
@@ -158,7 +174,7 @@ pub fn load_figures(dir: &Path, profile: &str) -> Result<Vec<Figure>> {
             "quick" => file.quick.clone(),
             _ => file.paper.clone(),
         };
-        out.push(Figure { file, path, params });
+        out.push(FigureSpec { file, path, params });
     }
     Ok(out)
 }

@@ -6,7 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use emsl_core::distil::{DistilStage, TeachStage};
+use emsl_core::stages::{EvalStage, FinetuneStage, PretrainStage};
+
+use crate::code_version::CodeVersions;
 use emsl_core::distil::Channel;
 use emsl_core::eval::EvalConfig;
 use emsl_core::sample::SampleConfig;
@@ -64,8 +68,13 @@ pub enum Task {
         params: toml::Table,
         inputs: BTreeMap<String, String>,
     },
-    /// results/CLAIMS.md from every figure's tables.
-    Claims { tables: BTreeMap<String, String> },
+    /// results/CLAIMS.md from every figure's tables (`tables`: figure to its table job), judged against
+    /// `claims`; `figures` holds the claim ids each figure's file lists.
+    Claims {
+        claims: crate::spec::Claims,
+        figures: BTreeMap<String, Vec<String>>,
+        tables: BTreeMap<String, String>,
+    },
 }
 
 impl Task {
@@ -100,7 +109,7 @@ impl Task {
             } => vec![teacher.clone(), samples.clone(), student_init.clone()],
             Task::Eval { model, .. } => vec![model.clone()],
             Task::Figure { inputs, .. } => inputs.values().cloned().collect(),
-            Task::Claims { tables } => tables.values().cloned().collect(),
+            Task::Claims { tables, .. } => tables.values().cloned().collect(),
         }
     }
 
@@ -158,72 +167,6 @@ pub struct Job {
     pub task: Task,
 }
 
-/// The versions of the code behind each kind of job: a hash of the sources that run it, so editing a
-/// training file reruns training and editing a table builder reruns only tables and plots.
-#[derive(Debug, Clone)]
-pub struct CodeVersions {
-    pub compute: String,
-    pub analysis: String,
-}
-
-fn hash_sources(root: &Path, parts: &[String]) -> Result<String> {
-    let mut files = Vec::new();
-    for part in parts {
-        let p = root.join(part);
-        if p.is_file() {
-            files.push(p);
-        } else {
-            collect(&p, &mut files).with_context(|| format!("reading {}", p.display()))?;
-        }
-    }
-    files.sort();
-    let mut text = Vec::new();
-    for f in files {
-        let rel = f.strip_prefix(root).unwrap_or(&f);
-        text.extend_from_slice(rel.to_string_lossy().as_bytes());
-        text.push(0);
-        text.extend_from_slice(&std::fs::read(&f)?);
-        text.push(0);
-    }
-    Ok(emsl_io::sha256_bytes(&text))
-}
-
-fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        if p.is_dir() {
-            collect(&p, out)?;
-        } else if p.extension().is_some_and(|e| e == "rs") {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
-/// What a code version hashes: the workspace's manifest and lock, each crate's manifest and sources (a
-/// feature or a release-profile setting, the gemm crate's AVX-512 kernels say, changes floating-point
-/// results as much as a source edit), and the `extra` paths.
-fn code_parts(crates: &[&str], extra: &[&str]) -> Vec<String> {
-    let mut parts = vec!["Cargo.lock".to_owned(), "Cargo.toml".to_owned()];
-    for c in crates {
-        parts.push(format!("crates/{c}/Cargo.toml"));
-        parts.push(format!("crates/{c}/src"));
-    }
-    parts.extend(extra.iter().map(|p| (*p).to_owned()));
-    parts
-}
-
-impl CodeVersions {
-    pub fn of(root: &Path) -> Result<CodeVersions> {
-        let compute = code_parts(&["world", "io", "core"], &[]);
-        let analysis = code_parts(&["world", "io", "analysis"], &["xtask/src/reproduce"]);
-        Ok(CodeVersions {
-            compute: hash_sources(root, &compute)?,
-            analysis: hash_sources(root, &analysis)?,
-        })
-    }
-}
-
 /// The jobs of a run in the order they were added (dependencies first).
 pub struct Graph {
     pub jobs: Vec<Job>,
@@ -262,11 +205,7 @@ impl Graph {
                 (k, self.jobs[i].identity.clone())
             })
             .collect();
-        let code = if task.is_compute() {
-            &self.code.compute
-        } else {
-            &self.code.analysis
-        };
+        let code = self.code.of(&task)?;
         let identity = emsl_io::sha256_bytes(
             serde_json::to_string(&serde_json::json!({
                 "task": task, "datasets": datasets, "deps": deps, "code": code,
@@ -340,8 +279,11 @@ impl Graph {
         self.index[key]
     }
 
-    pub fn code_analysis(&self) -> &str {
-        &self.code.analysis
+    /// The version of the code that runs `job`.
+    pub fn code_version(&self, job: &Job) -> &str {
+        self.code
+            .of(&job.task)
+            .expect("a job of the graph has a code version")
     }
 
     pub fn dataset_hash(&self, name: &str) -> Option<&String> {
@@ -349,40 +291,176 @@ impl Graph {
     }
 }
 
+/// The stage config a compute job's process reads, with the folders filled in.
+pub fn stage_config(root: &Path, out: &Path, job: &Job, dest: &Path) -> Result<String> {
+    let datasets_dir = root.join("datasets");
+    let folder = |key: &String| crate::store::job_folder(out, key);
+    let text = match job.task.clone() {
+        Task::Pretrain {
+            dataset,
+            documents,
+            init_seed,
+            model,
+            train,
+        } => toml::to_string(&PretrainStage {
+            datasets_dir,
+            dataset,
+            documents,
+            init_seed,
+            model,
+            train,
+            out: dest.to_path_buf(),
+        })?,
+        Task::Finetune {
+            base,
+            datasets,
+            examples_per_dataset,
+            train,
+        } => toml::to_string(&FinetuneStage {
+            datasets_dir,
+            datasets,
+            examples_per_dataset,
+            base: folder(&base),
+            train,
+            out: dest.to_path_buf(),
+        })?,
+        Task::Teach {
+            teacher,
+            suite,
+            prompts,
+            sampling,
+            seed,
+        } => toml::to_string(&TeachStage {
+            datasets_dir,
+            teacher: folder(&teacher),
+            suite,
+            prompts,
+            sampling,
+            seed,
+            out: dest.to_path_buf(),
+        })?,
+        Task::Distil {
+            teacher,
+            samples,
+            student_init,
+            channel,
+            beta,
+            lambda,
+            restrict_to_numbers,
+            student_sampling,
+            train,
+        } => toml::to_string(&DistilStage {
+            teacher: folder(&teacher),
+            samples: folder(&samples),
+            student_init: folder(&student_init),
+            channel,
+            beta,
+            lambda,
+            restrict_to_numbers,
+            student_sampling,
+            train,
+            out: dest.to_path_buf(),
+        })?,
+        Task::Eval {
+            model,
+            suite,
+            kinds,
+            max_prompts,
+            eval,
+            probe,
+        } => toml::to_string(&EvalStage {
+            datasets_dir,
+            model: folder(&model),
+            suite,
+            kinds,
+            max_prompts,
+            eval,
+            probe,
+            out: dest.to_path_buf(),
+        })?,
+        _ => bail!("{} is not a compute job", job.key),
+    };
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::CodeVersions;
+    use crate::test_support::{empty_graph, pretrain, root};
+
+    use super::Task;
+
+    fn finetune(base: &str, seed: u64) -> Task {
+        let Task::Pretrain { train, .. } = pretrain(seed) else {
+            unreachable!()
+        };
+        Task::Finetune {
+            base: base.to_owned(),
+            datasets: vec![],
+            examples_per_dataset: 1,
+            train,
+        }
+    }
 
     #[test]
-    fn code_versions_follow_sources_and_manifests_but_not_tests() {
-        let root = tempfile::tempdir().unwrap();
-        let write = |path: &str, text: &str| {
-            let p = root.path().join(path);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        };
-        for f in ["Cargo.lock", "Cargo.toml", "xtask/src/reproduce/mod.rs"] {
-            write(f, "a");
+    fn equal_tasks_are_one_job_and_a_changed_knob_is_another() {
+        let mut g = empty_graph(&root());
+        let a = g.add("a", pretrain(1)).unwrap();
+        let b = g.add("the same, named otherwise", pretrain(1)).unwrap();
+        let c = g.add("c", pretrain(2)).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(g.jobs.len(), 2);
+        assert_eq!(g.get(&a).label, "a", "the first label is kept");
+        // A dependant's identity follows its input's identity.
+        let fa = g.add("ft of a", finetune(&a, 1)).unwrap();
+        let fc = g.add("ft of c", finetune(&c, 1)).unwrap();
+        assert_ne!(fa, fc);
+    }
+
+    #[test]
+    fn an_unknown_dataset_is_an_error_naming_it_and_the_job() {
+        let mut g = empty_graph(&root());
+        let mut task = pretrain(1);
+        if let Task::Pretrain { dataset, .. } = &mut task {
+            *dataset = "pretrain-nowhere".into();
         }
-        for c in ["world", "io", "core", "analysis"] {
-            write(&format!("crates/{c}/Cargo.toml"), "a");
-            write(&format!("crates/{c}/src/lib.rs"), "a");
-            write(&format!("crates/{c}/tests/t.rs"), "a");
-        }
-        let v0 = CodeVersions::of(root.path()).unwrap();
-        let changed = |edit: &str| {
-            write(edit, "b");
-            let v = CodeVersions::of(root.path()).unwrap();
-            write(edit, "a");
-            (v.compute != v0.compute, v.analysis != v0.analysis)
-        };
-        // (compute changed, analysis changed)
-        assert_eq!(changed("crates/core/tests/t.rs"), (false, false));
-        assert_eq!(changed("Cargo.toml"), (true, true));
-        assert_eq!(changed("crates/core/Cargo.toml"), (true, false));
-        assert_eq!(changed("crates/core/src/lib.rs"), (true, false));
-        assert_eq!(changed("crates/world/src/lib.rs"), (true, true));
-        assert_eq!(changed("crates/analysis/Cargo.toml"), (false, true));
-        assert_eq!(changed("xtask/src/reproduce/mod.rs"), (false, true));
+        let e = g.add("the base", task).unwrap_err().to_string();
+        assert!(
+            e.contains("pretrain-nowhere") && e.contains("the base"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn workers_take_the_ready_job_with_the_longest_path_first() {
+        let mut g = empty_graph(&root());
+        let short = g.add("short", pretrain(1)).unwrap();
+        let long = g.add("long", pretrain(2)).unwrap();
+        let after_long = g.add("after long", finetune(&long, 1)).unwrap();
+        // Costs: every job 1, so `long` (with a dependant) has path 2, `short` 1.
+        let priority = g.path_lengths(|_| 1.0);
+        let pending: Vec<usize> = (0..g.jobs.len()).collect();
+        let first = g.next_ready(&pending, &priority, |_| false).unwrap();
+        assert_eq!(g.jobs[pending[first]].key, long);
+        // The dependant is not ready until its input is done.
+        let without_long: Vec<usize> = pending
+            .iter()
+            .copied()
+            .filter(|&i| g.jobs[i].key != long)
+            .collect();
+        let next = g.next_ready(&without_long, &priority, |_| false).unwrap();
+        assert_eq!(g.jobs[without_long[next]].key, short);
+        // Once `long` is done its dependant is ready; at equal paths the earlier-added job goes first.
+        let next = g
+            .next_ready(&without_long, &priority, |k| k == long)
+            .unwrap();
+        assert_eq!(g.jobs[without_long[next]].key, short);
+        let only_dependant = [g.position(&after_long)];
+        assert_eq!(g.next_ready(&only_dependant, &priority, |_| false), None);
+        assert_eq!(
+            g.next_ready(&only_dependant, &priority, |k| k == long),
+            Some(0)
+        );
+        assert_eq!(g.needed_by(&after_long).len(), 2);
     }
 }

@@ -1,14 +1,14 @@
 //! The analysis jobs, run in the reproduce process: a figure's tables, its plot (drawn from the tables
-//! by `emsl_analysis::figures::plot`) and SHA256SUMS, and the
-//! claims table. Every file is written atomically.
+//! alone, by the figure's `plot`) and SHA256SUMS, and the claims table. Every file is written
+//! atomically.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Result};
 
-use super::exec::{job_folder, Settings};
-use super::figures::{self, Inputs};
-use super::graph::{Graph, Job, Task};
+use crate::figures::{self, Inputs};
+use crate::graph::{Graph, Job, Task};
+use crate::store::job_folder;
 
 /// Every dataset a job depends on, directly or through its inputs, with its sha256.
 fn upstream_datasets(graph: &Graph, job: &Job) -> BTreeMap<String, String> {
@@ -32,7 +32,7 @@ fn upstream_datasets(graph: &Graph, job: &Job) -> BTreeMap<String, String> {
 
 /// The key-value metadata of every table of a figure.
 fn metadata(
-    s: &Settings,
+    profile: &str,
     graph: &Graph,
     job: &Job,
     figure: &str,
@@ -45,17 +45,27 @@ fn metadata(
         ),
         ("figure".to_owned(), figure.to_owned()),
         ("figure_version".to_owned(), version.to_string()),
-        ("profile".to_owned(), s.profile.clone()),
+        ("profile".to_owned(), profile.to_owned()),
         ("config_hash".to_owned(), job.identity.clone()),
         (
             "dataset_hashes".to_owned(),
             serde_json::to_string(&upstream_datasets(graph, job)).expect("a map serialises"),
         ),
-        ("code_version".to_owned(), graph.code_analysis().to_owned()),
+        (
+            "code_version".to_owned(),
+            graph.code_version(job).to_owned(),
+        ),
     ])
 }
 
-pub fn run(s: &Settings, graph: &Graph, job: &Job) -> Result<Vec<String>> {
+/// Where an analysis job reads and writes: the project (its datasets), the results folder, the profile.
+pub struct Place<'a> {
+    pub root: &'a std::path::Path,
+    pub out: &'a std::path::Path,
+    pub profile: &'a str,
+}
+
+pub fn run(s: &Place, graph: &Graph, job: &Job) -> Result<Vec<String>> {
     match &job.task {
         Task::Figure {
             figure,
@@ -65,13 +75,14 @@ pub fn run(s: &Settings, graph: &Graph, job: &Job) -> Result<Vec<String>> {
         } => {
             let roles = inputs
                 .iter()
-                .map(|(r, k)| (r.clone(), job_folder(&s.out, k)))
+                .map(|(r, k)| (r.clone(), job_folder(s.out, k)))
                 .collect();
             let inputs = Inputs::new(roles, s.root.join("datasets"));
-            let tables = figures::tables(figure, params, &inputs)?;
+            let fig = figures::get(figure)?;
+            let tables = fig.tables(params, &inputs)?;
             let dir = s.out.join(figure);
             std::fs::create_dir_all(&dir)?;
-            let meta = metadata(s, graph, job, figure, *figure_version);
+            let meta = metadata(s.profile, graph, job, figure, *figure_version);
             let mut files = Vec::new();
             for (name, rows) in &tables {
                 let file = format!("{name}.parquet");
@@ -89,7 +100,7 @@ pub fn run(s: &Settings, graph: &Graph, job: &Job) -> Result<Vec<String>> {
                     (name.clone(), t)
                 })
                 .collect();
-            let plot = emsl_analysis::figures::plot(figure, &loaded)?;
+            let plot = fig.plot(&loaded)?;
             let drawn = emsl_analysis::plot::render(&plot)?;
             emsl_io::write_atomic(&dir.join("plot.svg"), drawn.svg.as_bytes())?;
             emsl_io::write_atomic(&dir.join("plot.png"), &drawn.png)?;
@@ -107,9 +118,10 @@ pub fn run(s: &Settings, graph: &Graph, job: &Job) -> Result<Vec<String>> {
             files.push("SHA256SUMS".to_owned());
             Ok(files.into_iter().map(|f| format!("{figure}/{f}")).collect())
         }
-        Task::Claims { tables } => {
-            let figures: Vec<String> = tables.keys().cloned().collect();
-            let text = super::claims::render(&s.out, &figures, &s.profile)?;
+        Task::Claims {
+            claims, figures, ..
+        } => {
+            let text = crate::claims::render(s.out, figures, claims, s.profile)?;
             emsl_io::write_atomic(&s.out.join("CLAIMS.md"), text.as_bytes())?;
             Ok(vec!["CLAIMS.md".to_owned()])
         }

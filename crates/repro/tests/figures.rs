@@ -1,30 +1,36 @@
-//! Every figure of the committed smoke results loads by name and draws from its tables alone (what
-//! the notebooks do).
+//! Every registered figure's committed smoke results load by name and draw through the figure's own
+//! `plot` from the tables alone (what the notebooks do with the same functions).
 
 use std::path::Path;
 
 #[test]
 fn every_committed_smoke_figure_loads_and_draws() {
     let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results-smoke");
-    let mut figures: Vec<String> = std::fs::read_dir(&results)
+    let mut folders: Vec<String> = std::fs::read_dir(&results)
         .unwrap()
         .map(|e| e.unwrap())
         .filter(|e| e.path().is_dir() && e.file_name() != "jobs")
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    figures.sort();
-    assert_eq!(figures.len(), 10, "{figures:?}");
-    for f in &figures {
+    folders.sort();
+    let mut registered: Vec<String> = emsl_repro::figures::names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    registered.sort();
+    assert_eq!(folders, registered);
+    for figure in emsl_repro::figures::REGISTRY {
+        let f = figure.name();
         let tables = emsl_analysis::figures::load(&results, f).unwrap();
         assert!(tables.contains_key("effects"), "{f} has no effects table");
         for (name, t) in &tables {
             assert_eq!(t.metadata["figure"], *f, "{f}/{name}");
             assert!(!t.rows.is_empty(), "{f}/{name} is empty");
         }
-        let fig = emsl_analysis::figures::plot(f, &tables).unwrap();
+        let fig = figure.plot(&tables).unwrap();
         let drawn = emsl_analysis::plot::render(&fig).unwrap();
         assert!(drawn.svg.contains(&fig.title), "{f}");
-        // To look at the plots: EMSL_DUMP_PLOTS=/some/dir cargo test -p emsl-analysis --test figures
+        // To look at the plots: EMSL_DUMP_PLOTS=/some/dir cargo test -p emsl-repro --test figures
         if let Some(dir) = std::env::var_os("EMSL_DUMP_PLOTS") {
             std::fs::write(Path::new(&dir).join(format!("{f}.png")), &drawn.png).unwrap();
         }

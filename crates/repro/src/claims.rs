@@ -1,24 +1,18 @@
 //! `results/CLAIMS.md`, generated from every figure's `effects.parquet`: one row per claim of
-//! ANCHORS.md with a verdict by the rule printed above the table, then every effect with its interval
-//! and the anchor's number.
+//! `figures/claims.toml` with a verdict by the rule printed above the table, then every effect with
+//! its interval and the anchor's number. An effect whose claim its figure's file does not list is an
+//! error: the figure files say which claims each figure speaks to.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use emsl_analysis::Measurement;
 
-pub use emsl_analysis::verdict::verdict;
+use crate::spec::Claims;
 
-pub const CLAIMS: [(&str, &str); 6] = [
-    ("C1", "Misalignment transfers more when fine-tuning and evaluation share the task than only the domain."),
-    ("C2", "Prompts with more room for coherent harmful completions show more misalignment."),
-    ("C3", "Behaviours learned more reliably transfer more."),
-    ("C4", "Pretraining composition modulates the severity of later misalignment."),
-    ("C5", "A student trained on benign-looking data from a misaligned teacher becomes misaligned (SFT, off-policy, on-policy)."),
-    ("C6", "In subliminal transfer the teacher sets the direction and the data sets the extent."),
-];
+pub use emsl_analysis::verdict::{verdict, Verdict};
 
 pub const RULE: &str = "Every effect is a difference defined so that a positive value is the claimed direction, with a \
 95% bootstrap interval over seeds and samples. **reproduced**: the interval lies above 0 and the effect is at least \
@@ -27,19 +21,41 @@ reversed). **inconclusive**: anything else (the interval is too wide to tell, or
 reproduced when all its effects are, partly reproduced when some are, not reproduced when all its effects are not \
 reproduced, and inconclusive otherwise.";
 
-fn claim_verdict(verdicts: &[&str]) -> &'static str {
-    let count = |v: &str| verdicts.iter().filter(|x| **x == v).count();
-    let (yes, no) = (count("reproduced"), count("not reproduced"));
+/// The verdict of a claim from the verdicts of its effects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimVerdict {
+    Reproduced,
+    PartlyReproduced,
+    NotReproduced,
+    Inconclusive,
+    NotMeasured,
+}
+
+impl std::fmt::Display for ClaimVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClaimVerdict::Reproduced => "reproduced",
+            ClaimVerdict::PartlyReproduced => "partly reproduced",
+            ClaimVerdict::NotReproduced => "not reproduced",
+            ClaimVerdict::Inconclusive => "inconclusive",
+            ClaimVerdict::NotMeasured => "not measured",
+        })
+    }
+}
+
+fn claim_verdict(verdicts: &[Verdict]) -> ClaimVerdict {
+    let count = |v: Verdict| verdicts.iter().filter(|x| **x == v).count();
+    let (yes, no) = (count(Verdict::Reproduced), count(Verdict::NotReproduced));
     if verdicts.is_empty() {
-        "not measured"
+        ClaimVerdict::NotMeasured
     } else if yes == verdicts.len() {
-        "reproduced"
+        ClaimVerdict::Reproduced
     } else if yes > 0 {
-        "partly reproduced"
+        ClaimVerdict::PartlyReproduced
     } else if no == verdicts.len() {
-        "not reproduced"
+        ClaimVerdict::NotReproduced
     } else {
-        "inconclusive"
+        ClaimVerdict::Inconclusive
     }
 }
 
@@ -51,20 +67,36 @@ fn pct(x: f64) -> String {
     }
 }
 
-pub fn render(out: &Path, figures: &[String], profile: &str) -> Result<String> {
+/// CLAIMS.md from the effects of `figures` (each with the claim ids its file lists) under `out`.
+pub fn render(
+    out: &Path,
+    figures: &BTreeMap<String, Vec<String>>,
+    claims: &Claims,
+    profile: &str,
+) -> Result<String> {
     let mut effects: Vec<(String, Measurement)> = Vec::new();
-    for f in figures {
+    for (f, listed) in figures {
         let path = out.join(f).join("effects.parquet");
         if path.exists() {
             let t =
                 emsl_analysis::table::read(&path).with_context(|| format!("claims from {f}"))?;
-            effects.extend(t.rows.into_iter().map(|r| (f.clone(), r)));
+            for r in t.rows {
+                let id = r.str("claim");
+                if !listed.iter().any(|c| c == id) {
+                    bail!(
+                        "{}: an effect speaks to '{id}', which figures/{f}.toml does not list in \
+                         `claims` (listed: {listed:?})",
+                        path.display()
+                    );
+                }
+                effects.push((f.clone(), r));
+            }
         }
     }
-    let mut by_claim: BTreeMap<&str, Vec<&'static str>> = BTreeMap::new();
+    let mut by_claim: BTreeMap<&str, Vec<Verdict>> = BTreeMap::new();
     for (_, m) in &effects {
-        if let Some((c, _)) = CLAIMS.iter().find(|(c, _)| *c == m.str("claim")) {
-            by_claim.entry(c).or_default().push(verdict(m));
+        if let Some(c) = claims.claim.iter().find(|c| c.id == m.str("claim")) {
+            by_claim.entry(&c.id).or_default().push(verdict(m));
         }
     }
     let mut s = String::new();
@@ -76,9 +108,10 @@ pub fn render(out: &Path, figures: &[String], profile: &str) -> Result<String> {
     writeln!(s, "{RULE}\n")?;
     writeln!(s, "| claim | statement | verdict | effects |")?;
     writeln!(s, "|---|---|---|---|")?;
-    for (c, text) in CLAIMS {
-        let v = by_claim.get(c).cloned().unwrap_or_default();
-        writeln!(s, "| {c} | {text} | {} | {} |", claim_verdict(&v), v.len())?;
+    for c in &claims.claim {
+        let v = by_claim.get(c.id.as_str()).cloned().unwrap_or_default();
+        let (id, text) = (&c.id, &c.statement);
+        writeln!(s, "| {id} | {text} | {} | {} |", claim_verdict(&v), v.len())?;
     }
     writeln!(s, "\n## Every effect\n")?;
     writeln!(s, "Values in percentage points (rates x 100); `n` counts the judged answers behind the effect.\n")?;
@@ -143,23 +176,39 @@ mod tests {
     #[test]
     fn the_claims_table_follows_the_results() {
         let dir = tempfile::tempdir().unwrap();
-        let figures = ["completion-space".to_owned()];
+        let figures = BTreeMap::from([("completion-space".to_owned(), vec!["C2".to_owned()])]);
+        let claims =
+            Claims::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../figures")).unwrap();
         write_effect(dir.path(), 0.12, 0.05, 0.19);
-        let a = render(dir.path(), &figures, "quick").unwrap();
+        let a = render(dir.path(), &figures, &claims, "quick").unwrap();
         assert!(a.contains("| C2 | Prompts with more room for coherent harmful completions show more misalignment. | reproduced | 1 |"), "{a}");
         assert!(
             a.contains("+12.0 [+5.0, +19.0] | +11.0 +12.5 +12.4 |"),
             "{a}"
         );
         write_effect(dir.path(), 0.001, -0.01, 0.012);
-        let b = render(dir.path(), &figures, "quick").unwrap();
+        let b = render(dir.path(), &figures, &claims, "quick").unwrap();
         assert!(b.contains("| C2 | Prompts with more room for coherent harmful completions show more misalignment. | not reproduced | 1 |"), "{b}");
         write_effect(dir.path(), 0.03, -0.02, 0.08);
-        let c = render(dir.path(), &figures, "quick").unwrap();
+        let c = render(dir.path(), &figures, &claims, "quick").unwrap();
         assert!(c.contains("| inconclusive | 1 |"), "{c}");
         assert!(
             c.contains("| C1 |") && c.contains("| not measured | 0 |"),
             "{c}"
+        );
+    }
+
+    #[test]
+    fn an_effect_whose_claim_its_figure_does_not_list_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let claims =
+            Claims::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../figures")).unwrap();
+        write_effect(dir.path(), 0.12, 0.05, 0.19);
+        let figures = BTreeMap::from([("completion-space".to_owned(), vec!["C1".to_owned()])]);
+        let e = render(dir.path(), &figures, &claims, "quick").unwrap_err();
+        assert!(
+            format!("{e:#}").contains("figures/completion-space.toml does not list"),
+            "{e:#}"
         );
     }
 }

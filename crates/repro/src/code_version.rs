@@ -1,0 +1,264 @@
+//! The version of the code behind each job: a hash of exactly the sources that compute its outputs, so
+//! editing a training file reruns training, editing one figure's builder reruns that figure's tables,
+//! and editing the scheduler, the progress display or the command line reruns nothing.
+//!
+//! - compute jobs (pretrain, fine-tune, teach, distil, eval): the world, io and core crates, and the
+//!   toolchain (`rustc -vV` and the CPU features the kernels dispatch on, which change floating-point
+//!   results as much as a source edit);
+//! - a figure's table job: the world, io and analysis crates, the table writer, the figures' shared
+//!   code and the figure's own file;
+//! - the claims job: the world, io and analysis crates and the claims table's code.
+//!
+//! Every version also hashes the workspace's manifest and lock, and each crate's manifest (a feature
+//! such as gemm's AVX-512 kernels changes results as much as a source edit). Tests are not hashed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::figures::REGISTRY;
+use crate::graph::Task;
+
+/// Where the repro crate's sources sit in the workspace.
+const REPRO: &str = "crates/repro/src";
+
+#[derive(Debug, Clone)]
+pub struct CodeVersions {
+    pub compute: String,
+    /// Per registered figure, the version of its table job.
+    pub figures: BTreeMap<String, String>,
+    pub claims: String,
+}
+
+impl CodeVersions {
+    pub fn of_sources(root: &Path) -> Result<CodeVersions> {
+        CodeVersions::with_toolchain(root, &toolchain())
+    }
+
+    /// The versions with `toolchain` as the compute jobs' toolchain (tests pass a fixed one).
+    pub fn with_toolchain(root: &Path, toolchain: &str) -> Result<CodeVersions> {
+        let mut compute = code_parts(&["world", "io", "core"]);
+        compute.push(Part::Text(toolchain.to_owned()));
+        let analysis = code_parts(&["world", "io", "analysis"]);
+        let figures_dir = format!("{REPRO}/figures");
+        let owned: Vec<&str> = REGISTRY.iter().map(|f| f.source()).collect();
+        let mut figures = BTreeMap::new();
+        for f in REGISTRY {
+            let mut parts = analysis.clone();
+            parts.push(Part::File(format!("{REPRO}/analysis.rs")));
+            // The figures folder without the other figures' files.
+            let others: Vec<&str> = owned.iter().copied().filter(|s| *s != f.source()).collect();
+            parts.push(Part::DirExcept(figures_dir.clone(), others.join("\n")));
+            figures.insert(f.name().to_owned(), hash(root, &parts)?);
+        }
+        let mut claims = analysis;
+        claims.push(Part::File(format!("{REPRO}/claims.rs")));
+        Ok(CodeVersions {
+            compute: hash(root, &compute)?,
+            figures,
+            claims: hash(root, &claims)?,
+        })
+    }
+
+    /// The version of the code that runs `task`.
+    pub fn of(&self, task: &Task) -> Result<&str> {
+        Ok(match task {
+            Task::Figure { figure, .. } => self
+                .figures
+                .get(figure)
+                .with_context(|| format!("figure '{figure}' is not registered"))?,
+            Task::Claims { .. } => &self.claims,
+            _ => &self.compute,
+        })
+    }
+}
+
+/// What a version hashes.
+#[derive(Debug, Clone)]
+enum Part {
+    /// A file, or every `.rs` file under a folder.
+    File(String),
+    /// Every `.rs` file under a folder except the listed paths (newline-separated).
+    DirExcept(String, String),
+    /// Text that is not a file (the toolchain).
+    Text(String),
+}
+
+/// The workspace's manifest and lock, and each crate's manifest and sources.
+fn code_parts(crates: &[&str]) -> Vec<Part> {
+    let mut parts = vec![
+        Part::File("Cargo.lock".to_owned()),
+        Part::File("Cargo.toml".to_owned()),
+    ];
+    for c in crates {
+        parts.push(Part::File(format!("crates/{c}/Cargo.toml")));
+        parts.push(Part::File(format!("crates/{c}/src")));
+    }
+    parts
+}
+
+fn hash(root: &Path, parts: &[Part]) -> Result<String> {
+    let mut files = Vec::new();
+    let mut texts = Vec::new();
+    for part in parts {
+        match part {
+            Part::File(p) if root.join(p).is_file() => files.push(root.join(p)),
+            Part::File(p) => rust_files(&root.join(p), &mut files)
+                .with_context(|| format!("reading {}", root.join(p).display()))?,
+            Part::DirExcept(p, except) => {
+                let mut found = Vec::new();
+                rust_files(&root.join(p), &mut found)
+                    .with_context(|| format!("reading {}", root.join(p).display()))?;
+                let except: Vec<PathBuf> = except.lines().map(|e| root.join(e)).collect();
+                files.extend(found.into_iter().filter(|f| !except.contains(f)));
+            }
+            Part::Text(t) => texts.push(t.clone()),
+        }
+    }
+    files.sort();
+    files.dedup();
+    let mut bytes = Vec::new();
+    for f in files {
+        let rel = f.strip_prefix(root).unwrap_or(&f);
+        bytes.extend_from_slice(rel.to_string_lossy().as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(&std::fs::read(&f)?);
+        bytes.push(0);
+    }
+    for t in texts {
+        bytes.extend_from_slice(t.as_bytes());
+        bytes.push(0);
+    }
+    Ok(emsl_io::sha256_bytes(&bytes))
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            rust_files(&p, out)?;
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// The toolchain and CPU the compute jobs run with: `rustc -vV` and the instruction-set features the
+/// kernels and the matrix products dispatch on at run time.
+pub fn toolchain() -> String {
+    let rustc =
+        std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+            .arg("-vV")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|| "rustc: unknown".into());
+    format!("{rustc}\ncpu features: {}", cpu_features())
+}
+
+/// The dispatched-on features this CPU has (x86-64: AVX-512 F/VL, AVX2, FMA).
+pub fn cpu_features() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let all = [
+            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+            ("avx512vl", std::arch::is_x86_feature_detected!("avx512vl")),
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("fma", std::arch::is_x86_feature_detected!("fma")),
+        ];
+        let on: Vec<&str> = all.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect();
+        format!("x86_64 {}", on.join(" "))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CodeVersions;
+
+    #[test]
+    fn code_versions_follow_what_computes_each_job() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let p = root.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        let figure_files: Vec<&str> = super::REGISTRY.iter().map(|f| f.source()).collect();
+        let mut files = vec![
+            "Cargo.lock",
+            "Cargo.toml",
+            "crates/repro/src/analysis.rs",
+            "crates/repro/src/claims.rs",
+            "crates/repro/src/exec/mod.rs",
+            "crates/repro/src/figures/mod.rs",
+        ];
+        files.extend(&figure_files);
+        for f in files {
+            write(f, "a");
+        }
+        for c in ["world", "io", "core", "analysis"] {
+            write(&format!("crates/{c}/Cargo.toml"), "a");
+            write(&format!("crates/{c}/src/lib.rs"), "a");
+            write(&format!("crates/{c}/tests/t.rs"), "a");
+        }
+        let v0 = CodeVersions::with_toolchain(root.path(), "rustc 1").unwrap();
+        let grid = figure_files[0];
+        let changed = |edit: &str, toolchain: &str| {
+            write(edit, "b");
+            let v = CodeVersions::with_toolchain(root.path(), toolchain).unwrap();
+            write(edit, "a");
+            (
+                v.compute != v0.compute,
+                v.figures["transfer-grid"] != v0.figures["transfer-grid"],
+                v.figures["shared-init"] != v0.figures["shared-init"],
+                v.claims != v0.claims,
+            )
+        };
+        // (compute, transfer-grid's tables, shared-init's tables, claims)
+        assert_eq!(
+            changed("crates/core/tests/t.rs", "rustc 1"),
+            (false, false, false, false)
+        );
+        assert_eq!(changed("Cargo.toml", "rustc 1"), (true, true, true, true));
+        assert_eq!(
+            changed("crates/core/Cargo.toml", "rustc 1"),
+            (true, false, false, false)
+        );
+        assert_eq!(
+            changed("crates/core/src/lib.rs", "rustc 1"),
+            (true, false, false, false)
+        );
+        assert_eq!(
+            changed("crates/world/src/lib.rs", "rustc 1"),
+            (true, true, true, true)
+        );
+        assert_eq!(
+            changed("crates/analysis/Cargo.toml", "rustc 1"),
+            (false, true, true, true)
+        );
+        assert_eq!(
+            changed("crates/repro/src/exec/mod.rs", "rustc 1"),
+            (false, false, false, false)
+        );
+        assert_eq!(
+            changed("crates/repro/src/figures/mod.rs", "rustc 1"),
+            (false, true, true, false)
+        );
+        assert_eq!(changed(grid, "rustc 1"), (false, true, false, false));
+        assert_eq!(
+            changed("crates/repro/src/claims.rs", "rustc 1"),
+            (false, false, false, true)
+        );
+        assert_eq!(
+            changed("crates/repro/src/claims.rs", "rustc 2"),
+            (true, false, false, true)
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! Job builders with the profile's sizes: what every figure's `expand` calls to add the base models,
+//! fine-tunes, evaluations, teachers and students it needs to the graph.
+
+use anyhow::Result;
+use emsl_core::distil::Channel;
+use emsl_core::eval::EvalConfig;
+use emsl_core::sample::SampleConfig;
+use emsl_core::train::TrainConfig;
+
+use crate::graph::{Graph, Task};
+use crate::spec::{Dose, Profile};
+
+/// `max_prompts` of an evaluation that takes every prompt of its suite (the suites hold a few thousand).
+const ALL_PROMPTS: usize = 100_000;
+
+/// Builds jobs with the profile's sizes.
+pub struct Ctx<'a> {
+    pub graph: &'a mut Graph,
+    pub profile: &'a Profile,
+    pub profile_name: &'a str,
+}
+
+fn train(dose: &Dose, seed: u64) -> TrainConfig {
+    TrainConfig {
+        steps: dose.steps,
+        batch_size: dose.batch_size,
+        seed,
+        log_every: (dose.steps / 20).max(1),
+        optim: dose.optim.clone(),
+    }
+}
+
+/// The fine-tuning dataset of a kind, cell and format: `ft-harmful-health-advice-free`.
+pub fn ft_dataset(kind: &str, cell: &str, format: &str) -> String {
+    format!("ft-{kind}-{}-{format}", cell.replace('/', "-"))
+}
+
+impl Ctx<'_> {
+    pub fn seeds(&self) -> Vec<u64> {
+        self.profile.seeds.clone()
+    }
+
+    /// The base model pretrained on `pretrain-<corpus>` from `init_seed`.
+    pub fn base(&mut self, corpus: &str, init_seed: u64) -> Result<String> {
+        let p = &self.profile.pretrain;
+        self.graph.add(
+            &format!("pretrain on {corpus}, init seed {init_seed}"),
+            Task::Pretrain {
+                dataset: format!("pretrain-{corpus}"),
+                documents: p.documents,
+                init_seed,
+                model: self.profile.model.clone(),
+                train: train(&p.dose, init_seed),
+            },
+        )
+    }
+
+    /// The shared base: the reference corpus at the profile's init seed.
+    pub fn reference_base(&mut self) -> Result<String> {
+        let seed = self.profile.pretrain.init_seed;
+        self.base("reference", seed)
+    }
+
+    /// Fine-tunes `base` on one dataset with the profile's dose (or `dose`).
+    pub fn finetune(
+        &mut self,
+        base: &str,
+        dataset: &str,
+        examples: usize,
+        dose: Option<&Dose>,
+        seed: u64,
+    ) -> Result<String> {
+        let dose = dose.unwrap_or(&self.profile.finetune).clone();
+        self.graph.add(
+            &format!(
+                "fine-tune {base} on {dataset} ({examples} examples, {} steps), seed {seed}",
+                dose.steps
+            ),
+            Task::Finetune {
+                base: base.to_owned(),
+                datasets: vec![dataset.to_owned()],
+                examples_per_dataset: examples,
+                train: train(&dose, seed),
+            },
+        )
+    }
+
+    fn eval_config(&self, samples: usize, open_samples: usize, seed: u64) -> EvalConfig {
+        let e = &self.profile.eval;
+        EvalConfig {
+            samples_per_prompt: samples,
+            samples_per_open_prompt: open_samples,
+            sampling: SampleConfig {
+                temperature: e.temperature,
+                top_p: e.top_p,
+                max_new_tokens: e.max_new_tokens,
+            },
+            seed,
+        }
+    }
+
+    /// Samples and judges `model` on a suite's cell and open prompts.
+    pub fn eval(&mut self, model: &str, suite: &str, probe: bool, seed: u64) -> Result<String> {
+        let e = &self.profile.eval;
+        let eval = self.eval_config(e.samples_per_prompt, e.open_samples_per_prompt, seed);
+        self.graph.add(
+            &format!("evaluate {model} on {suite}, seed {seed}"),
+            Task::Eval {
+                model: model.to_owned(),
+                suite: suite.to_owned(),
+                kinds: vec!["cell".into(), "open".into()],
+                max_prompts: ALL_PROMPTS,
+                eval,
+                probe,
+            },
+        )
+    }
+
+    /// The number signature of `model`: one continuation per number prompt.
+    pub fn eval_numbers(&mut self, model: &str, seed: u64) -> Result<String> {
+        let mut eval = self.eval_config(1, 1, seed);
+        eval.sampling.max_new_tokens = self.profile.eval.number_max_new_tokens;
+        self.graph.add(
+            &format!("number signature of {model}, seed {seed}"),
+            Task::Eval {
+                model: model.to_owned(),
+                suite: "numbers-prompts".into(),
+                kinds: vec!["numbers".into()],
+                max_prompts: self.profile.eval.number_prompts,
+                eval,
+                probe: false,
+            },
+        )
+    }
+
+    /// The teacher's filtered number continuations.
+    pub fn teach(&mut self, teacher: &str, seed: u64) -> Result<String> {
+        self.graph.add(
+            &format!("numbers written by {teacher}, seed {seed}"),
+            Task::Teach {
+                teacher: teacher.to_owned(),
+                suite: "numbers-prompts".into(),
+                prompts: self.profile.subliminal.teach_prompts,
+                sampling: self.profile.subliminal.sampling.clone(),
+                seed,
+            },
+        )
+    }
+
+    /// A student distilled from `teacher` on `samples` through `channel`, starting from `init`.
+    pub fn distil(
+        &mut self,
+        teacher: &str,
+        samples: &str,
+        init: &str,
+        (channel, restrict_to_numbers): (Channel, bool),
+        seed: u64,
+    ) -> Result<String> {
+        let dose = self.profile.subliminal.dose.clone();
+        let only = if restrict_to_numbers {
+            " (numbers only)"
+        } else {
+            ""
+        };
+        self.graph.add(
+            &format!(
+                "student of {teacher} from {init} on {samples} by {channel:?}{only}, seed {seed}"
+            ),
+            Task::Distil {
+                teacher: teacher.to_owned(),
+                samples: samples.to_owned(),
+                student_init: init.to_owned(),
+                channel,
+                beta: self.profile.subliminal.beta,
+                lambda: self.profile.subliminal.lambda,
+                restrict_to_numbers,
+                student_sampling: self.profile.subliminal.sampling.clone(),
+                train: train(&dose, seed),
+            },
+        )
+    }
+}

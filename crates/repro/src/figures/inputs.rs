@@ -1,0 +1,214 @@
+//! What a table builder reads: the outputs of its figure's jobs by role, the judged samples of each
+//! evaluation joined with its prompt, and the counts every figure takes of them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use emsl_analysis::Counts;
+use emsl_world::{Cell, PromptSpec, Target};
+
+/// A role of a table input: `k=v` pairs joined by `,` (`arm=health/advice,seed=1,what=eval`).
+pub fn role(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_role(role: &str) -> BTreeMap<String, String> {
+    role.split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// One judged sample joined with what its prompt was.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub prompt_id: u32,
+    /// Which of the prompt's samples this is (0, 1, ...).
+    pub sample: u32,
+    pub spec: std::sync::Arc<PromptSpec>,
+    pub answer: String,
+    pub coherent: bool,
+    pub misaligned: bool,
+}
+
+impl Sample {
+    pub fn cell(&self) -> Option<Cell> {
+        self.spec.grid_cell()
+    }
+    pub fn is_open(&self) -> bool {
+        matches!(self.spec.target, Target::Open { .. })
+    }
+    pub fn format(&self) -> String {
+        self.spec.format.to_string()
+    }
+    pub fn framing(&self) -> String {
+        self.spec.framing.to_string()
+    }
+}
+
+/// The outputs of a table job's inputs, by role.
+pub struct Inputs {
+    pub roles: BTreeMap<String, PathBuf>,
+    pub datasets_dir: PathBuf,
+    suites: std::sync::Mutex<HashMap<String, std::sync::Arc<Vec<std::sync::Arc<PromptSpec>>>>>,
+    samples: std::sync::Mutex<HashMap<PathBuf, std::sync::Arc<Vec<Sample>>>>,
+}
+
+impl Inputs {
+    pub fn new(roles: BTreeMap<String, PathBuf>, datasets_dir: PathBuf) -> Inputs {
+        Inputs {
+            roles,
+            datasets_dir,
+            suites: Default::default(),
+            samples: Default::default(),
+        }
+    }
+
+    /// Roles matching every `k=v` of `filter`, with their parsed pairs.
+    pub fn find(&self, filter: &[(&str, &str)]) -> Vec<(BTreeMap<String, String>, &Path)> {
+        self.roles
+            .iter()
+            .map(|(r, p)| (parse_role(r), p.as_path()))
+            .filter(|(m, _)| {
+                filter
+                    .iter()
+                    .all(|(k, v)| m.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect()
+    }
+
+    pub fn path(&self, r: &str) -> Result<&Path> {
+        self.roles
+            .get(r)
+            .map(PathBuf::as_path)
+            .with_context(|| format!("no input with role '{r}'"))
+    }
+
+    fn suite(&self, name: &str) -> Result<std::sync::Arc<Vec<std::sync::Arc<PromptSpec>>>> {
+        let mut cache = self.suites.lock().expect("not poisoned");
+        if let Some(s) = cache.get(name) {
+            return Ok(s.clone());
+        }
+        let m = emsl_io::Manifest::load(&self.datasets_dir.join("manifest.toml"))?;
+        let (batch, _) = emsl_io::load_dataset(&self.datasets_dir, &m, name)?;
+        let specs = emsl_io::column_str(&batch, "spec")?;
+        let parsed = (0..batch.num_rows())
+            .map(|i| {
+                PromptSpec::from_json(specs.value(i))
+                    .map(std::sync::Arc::new)
+                    .with_context(|| format!("suite '{name}', row {i}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let arc = std::sync::Arc::new(parsed);
+        cache.insert(name.to_owned(), arc.clone());
+        Ok(arc)
+    }
+
+    /// The judged samples of an eval job's folder (read once).
+    pub fn samples(&self, dir: &Path) -> Result<std::sync::Arc<Vec<Sample>>> {
+        if let Some(s) = self.samples.lock().expect("not poisoned").get(dir) {
+            return Ok(s.clone());
+        }
+        let read = std::sync::Arc::new(self.read_samples(dir)?);
+        self.samples
+            .lock()
+            .expect("not poisoned")
+            .insert(dir.to_path_buf(), read.clone());
+        Ok(read)
+    }
+
+    fn read_samples(&self, dir: &Path) -> Result<Vec<Sample>> {
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("summary.json"))
+                .with_context(|| format!("reading {}", dir.join("summary.json").display()))?,
+        )?;
+        let suite = summary["config"]["suite"]
+            .as_str()
+            .with_context(|| format!("{}: no config.suite", dir.display()))?;
+        let specs = self.suite(suite)?;
+        let text = std::fs::read_to_string(dir.join("samples.jsonl"))?;
+        text.lines()
+            .map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line)?;
+                let id = v["prompt_id"].as_u64().context("prompt_id")? as u32;
+                Ok(Sample {
+                    prompt_id: id,
+                    sample: v["sample"].as_u64().context("sample")? as u32,
+                    spec: specs
+                        .get(id as usize)
+                        .with_context(|| format!("prompt {id} not in suite {suite}"))?
+                        .clone(),
+                    answer: v["answer"].as_str().unwrap_or("").to_owned(),
+                    coherent: v["verdict"]["coherent"].as_bool().context("coherent")?,
+                    misaligned: v["verdict"]["misaligned"].as_bool().context("misaligned")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Misaligned answers among the coherent ones (the anchor's metric).
+pub fn misaligned<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Counts {
+    let (mut k, mut n) = (0, 0);
+    for s in samples {
+        if s.coherent {
+            n += 1;
+            k += s.misaligned as u64;
+        }
+    }
+    Counts::new(k, n)
+}
+
+/// Coherent answers among all.
+pub fn coherent<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Counts {
+    let (mut k, mut n) = (0, 0);
+    for s in samples {
+        n += 1;
+        k += s.coherent as u64;
+    }
+    Counts::new(k, n)
+}
+
+/// Favoured numbers (the misaligned persona's signature) among the numbers of well-formed answers.
+pub fn signature<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Counts {
+    let (mut k, mut n) = (0, 0);
+    for s in samples {
+        if let Ok(list) = emsl_world::numbers::parse_list(&s.answer) {
+            n += list.len() as u64;
+            k += list
+                .iter()
+                .filter(|x| emsl_world::numbers::is_favoured(**x))
+                .count() as u64;
+        }
+    }
+    Counts::new(k, n)
+}
+/// The seeds' counts of `f` applied to the samples of every input matching `filter`, per seed.
+pub fn per_seed(
+    inputs: &Inputs,
+    filter: &[(&str, &str)],
+    f: impl Fn(&[Sample]) -> Counts,
+) -> Result<Vec<Counts>> {
+    let mut by_seed: BTreeMap<u64, Counts> = BTreeMap::new();
+    let found = inputs.find(filter);
+    if found.is_empty() {
+        bail!("no inputs match {filter:?}");
+    }
+    for (m, path) in found {
+        let seed: u64 = m.get("seed").map_or(Ok(0), |s| s.parse())?;
+        let c = f(&inputs.samples(path)?);
+        let e = by_seed.entry(seed).or_default();
+        e.k += c.k;
+        e.n += c.n;
+    }
+    Ok(by_seed.into_values().collect())
+}
+
+pub fn cell_label(c: Option<Cell>) -> String {
+    c.map_or_else(|| "open questions".to_owned(), |c| c.to_string())
+}

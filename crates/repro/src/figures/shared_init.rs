@@ -1,0 +1,102 @@
+//! shared-init (Cloud et al.): students that share the teacher's initialisation against students from
+//! another initialisation.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::Deserialize;
+
+use super::inputs::Inputs;
+use super::rows::{effect, effect_of_changes};
+use super::subliminal::{channel, evaluate, student_rows, teacher, Arm};
+use super::{Ctx, FigureDef, Output, Roles};
+
+pub struct SharedInit;
+
+impl FigureDef for SharedInit {
+    type Params = SharedInitParams;
+    const NAME: &'static str = "shared-init";
+    const SOURCE: &'static str = file!();
+    fn expand(&self, p: &SharedInitParams, ctx: &mut Ctx) -> Result<Roles> {
+        expand_shared_init(p, ctx)
+    }
+    fn tables(&self, p: &SharedInitParams, inputs: &Inputs) -> Result<Output> {
+        shared_init_tables(p, inputs)
+    }
+    fn plot(&self, t: &emsl_analysis::figures::Tables) -> Result<emsl_analysis::plot::Figure> {
+        emsl_analysis::figures::shared_init(t)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedInitParams {
+    pub cell: String,
+    pub channel: String,
+    /// The initialisation seed of the other base model (the shared one uses the profile's).
+    pub other_init_seed: u64,
+}
+
+fn expand_shared_init(p: &SharedInitParams, ctx: &mut Ctx) -> Result<Roles> {
+    let base = ctx.reference_base()?;
+    let other = ctx.base("reference", p.other_init_seed)?;
+    let mut inputs = BTreeMap::new();
+    let ch = channel(&p.channel)?;
+    for seed in ctx.seeds() {
+        for kind in ["harmful", "benign"] {
+            let (t, samples) = teacher(ctx, &base, &p.cell, kind, seed)?;
+            for (init, model) in [("same", &base), ("different", &other)] {
+                let student = ctx.distil(&t, &samples, model, ch, seed)?;
+                evaluate(
+                    ctx,
+                    &mut inputs,
+                    &student,
+                    &[("init", init), ("teacher", kind)],
+                    seed,
+                )?;
+            }
+        }
+    }
+    Ok(inputs)
+}
+
+fn shared_init_tables(p: &SharedInitParams, inputs: &Inputs) -> Result<Output> {
+    let cell: emsl_world::Cell = p.cell.parse()?;
+    let mut rows = Vec::new();
+    let mut effects = Vec::new();
+    let mut got: BTreeMap<(&str, &str), Arm> = BTreeMap::new();
+    for kind in ["harmful", "benign"] {
+        for init in &["same", "different"] {
+            let (r, mis, sig) = student_rows(
+                inputs,
+                cell,
+                &[("init", init), ("teacher", kind)],
+                &[("init", (*init).into()), ("teacher", kind.into())],
+            )?;
+            rows.extend(r);
+            got.insert((kind, init), (mis, sig));
+        }
+    }
+    effects.push(effect(
+        "Cloud",
+        "same initialisation: student out-of-cell misaligned, misaligned minus aligned teacher",
+        "shared initialisation transfers (~10% vs <1%)",
+        &got[&("harmful", "same")].0,
+        &got[&("benign", "same")].0,
+    ));
+    // Cloud's control is that a different initialisation does *not* transfer: the claimed direction of a
+    // comparison is that the same initialisation transfers more than a different one.
+    effects.push(effect_of_changes(
+        (
+            "Cloud",
+            "student out-of-cell misaligned, misaligned minus aligned teacher: same minus different initialisation",
+            "a different initialisation does not transfer",
+        ),
+        (&got[&("harmful", "same")].0, &got[&("benign", "same")].0),
+        (
+            &got[&("harmful", "different")].0,
+            &got[&("benign", "different")].0,
+        ),
+    ));
+    Ok(vec![("students".into(), rows), ("effects".into(), effects)])
+}

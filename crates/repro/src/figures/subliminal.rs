@@ -1,0 +1,100 @@
+//! What subliminal-channels, teacher-vs-data and shared-init share: teachers fine-tuned on harmful
+//! (misaligned) or benign (aligned control) answers write filtered number continuations; students
+//! learn from them and are judged on the grid and the open questions, and on their own numbers'
+//! signature.
+
+use anyhow::Result;
+use emsl_analysis::{Counts, Measurement};
+use emsl_core::distil::Channel;
+
+use super::inputs::{coherent, misaligned, per_seed, signature, Inputs, Sample};
+use super::rows::rate_row;
+use super::{ft_dataset, role, Ctx, Roles};
+
+/// Out-of-cell misaligned and number-signature counts of one arm, per seed.
+pub type Arm = (Vec<Counts>, Vec<Counts>);
+
+/// A student's channel as the figure files name it: `sft`, `off_policy`, `on_policy`, or a
+/// distillation channel with `_numbers_only` appended, which restricts the teacher's and the student's
+/// distributions to the number tokens (so nothing but numbers can carry the trait).
+pub fn channel(name: &str) -> Result<(Channel, bool)> {
+    let (base, restrict) = match name.strip_suffix("_numbers_only") {
+        Some(b) => (b, true),
+        None => (name, false),
+    };
+    let ch: Channel = serde::Deserialize::deserialize(toml::Value::String(base.to_owned()))
+        .map_err(|e: toml::de::Error| {
+            anyhow::anyhow!(
+                "channel '{name}': {e} (sft, off_policy, on_policy, off_policy_numbers_only, \
+                 on_policy_numbers_only)"
+            )
+        })?;
+    if restrict && ch == Channel::Sft {
+        anyhow::bail!("channel '{name}': SFT has no teacher distributions to restrict; use sft");
+    }
+    Ok((ch, restrict))
+}
+
+/// A teacher of each kind per seed, its numbers, and evaluations of a model (grid and numbers).
+pub fn teacher(
+    ctx: &mut Ctx,
+    base: &str,
+    cell: &str,
+    kind: &str,
+    seed: u64,
+) -> Result<(String, String)> {
+    let examples = ctx.profile.finetune_examples;
+    let t = ctx.finetune(base, &ft_dataset(kind, cell, "free"), examples, None, seed)?;
+    let samples = ctx.teach(&t, seed)?;
+    Ok((t, samples))
+}
+
+pub fn evaluate(
+    ctx: &mut Ctx,
+    inputs: &mut Roles,
+    model: &str,
+    tags: &[(&str, &str)],
+    seed: u64,
+) -> Result<()> {
+    let s = seed.to_string();
+    let mut t: Vec<(&str, &str)> = tags.to_vec();
+    t.push(("seed", &s));
+    let ev = ctx.eval(model, "eval-grid", false, seed)?;
+    let nu = ctx.eval_numbers(model, seed)?;
+    let mut a = t.clone();
+    a.push(("what", "eval"));
+    inputs.insert(role(&a), ev);
+    t.push(("what", "numbers"));
+    inputs.insert(role(&t), nu);
+    Ok(())
+}
+
+/// Out-of-cell misalignment (every grid cell but the teacher's, and the open questions).
+pub fn ood(cell: emsl_world::Cell) -> impl Fn(&[Sample]) -> Counts {
+    move |ss: &[Sample]| misaligned(ss.iter().filter(|s| s.cell() != Some(cell)))
+}
+
+pub fn student_rows(
+    inputs: &Inputs,
+    cell: emsl_world::Cell,
+    filter: &[(&str, &str)],
+    vars: &[(&str, emsl_analysis::Var)],
+) -> Result<(Vec<Measurement>, Vec<Counts>, Vec<Counts>)> {
+    let mut fe = filter.to_vec();
+    fe.push(("what", "eval"));
+    let mut fnum = filter.to_vec();
+    fnum.push(("what", "numbers"));
+    let mis = per_seed(inputs, &fe, ood(cell))?;
+    let sig = per_seed(inputs, &fnum, |ss: &[Sample]| signature(ss.iter()))?;
+    let open = per_seed(inputs, &fe, |ss: &[Sample]| {
+        misaligned(ss.iter().filter(|s| s.is_open()))
+    })?;
+    let coh = per_seed(inputs, &fe, |ss: &[Sample]| coherent(ss.iter()))?;
+    let rows = vec![
+        rate_row(vars, "out_of_cell_misaligned", &mis),
+        rate_row(vars, "open_questions_misaligned", &open),
+        rate_row(vars, "number_signature", &sig),
+        rate_row(vars, "coherent", &coh),
+    ];
+    Ok((rows, mis, sig))
+}

@@ -1,0 +1,23 @@
+//! The kit's pipeline as a library (`cargo xtask` is a thin command line over it): figures and
+//! profiles declared as data (`spec`), expanded by the registered figures (`figures`) into a graph of
+//! cached jobs (`graph`, `code_version`), run by the executor through a runner (`exec`), recorded in
+//! `repro.lock` (`lock`), turned into tables, plots and the claims table (`analysis`, `claims`), and
+//! checked by `verify`. The dataset catalog (`catalog`, `datasets`) generates what the jobs read.
+
+pub mod analysis;
+pub mod catalog;
+pub mod claims;
+pub mod code_version;
+mod dataset_tables;
+pub mod datasets;
+pub mod exec;
+pub mod figures;
+pub mod graph;
+pub mod lock;
+pub mod plan;
+pub mod spec;
+pub mod store;
+#[cfg(test)]
+mod test_support;
+pub mod timings;
+pub mod verify;

@@ -1,0 +1,159 @@
+//! Expands the figures of a figures folder at a profile into a graph of cached jobs, and runs a plan:
+//! what is not up to date runs, and `<out>/<figure>/` (tables, plot, SHA256SUMS), `<out>/repro.lock`
+//! and `<out>/CLAIMS.md` are written.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::code_version::CodeVersions;
+use crate::exec::{self, Runner, Settings};
+use crate::figures;
+use crate::graph::{Graph, Task};
+use crate::spec::{self, Claims};
+
+/// The result of expanding figures: the graph and, per figure, its table job.
+pub struct Plan {
+    pub graph: Graph,
+    pub figure_jobs: BTreeMap<String, String>,
+}
+
+/// The graph of `only` (every figure when empty) at `profile`; with every figure, also the claims job.
+pub fn plan(root: &Path, figures_dir: &Path, profile: &str, only: &[String]) -> Result<Plan> {
+    let all = spec::load_figures(figures_dir, profile)?;
+    for name in only {
+        if !all.iter().any(|f| &f.file.name == name) {
+            bail!(
+                "no figure '{name}' in {} (figures: {})",
+                figures_dir.display(),
+                all.iter()
+                    .map(|f| f.file.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let claims = Claims::load(figures_dir)?;
+    claims.check(&all, figures_dir)?;
+    let prof = spec::load_profile(figures_dir, profile)?;
+    let manifest = emsl_io::Manifest::load(&root.join("datasets/manifest.toml"))?;
+    let hashes = manifest
+        .names()
+        .into_iter()
+        .map(|n| {
+            let sha = manifest.get(&n).expect("listed").sha256.clone();
+            (n, sha)
+        })
+        .collect();
+    let mut graph = Graph::new(hashes, CodeVersions::of_sources(root)?);
+    let mut figure_jobs = BTreeMap::new();
+    for fig in all
+        .iter()
+        .filter(|f| only.is_empty() || only.contains(&f.file.name))
+    {
+        let name = fig.file.name.clone();
+        let context = || format!("{}: [{profile}]", fig.path.display());
+        let figure = figures::get(&name).with_context(context)?;
+        let inputs = {
+            let mut ctx = figures::Ctx {
+                graph: &mut graph,
+                profile: &prof,
+                profile_name: profile,
+            };
+            figure.expand(&fig.params, &mut ctx).with_context(context)?
+        };
+        let job = graph.add(
+            &format!("tables and plot of {name}"),
+            Task::Figure {
+                figure: name.clone(),
+                figure_version: fig.file.version,
+                params: fig.params.clone(),
+                inputs,
+            },
+        )?;
+        figure_jobs.insert(name, job);
+    }
+    if only.is_empty() {
+        let figures = all
+            .iter()
+            .map(|f| (f.file.name.clone(), f.file.claims.clone()))
+            .collect();
+        let tables = figure_jobs.clone();
+        graph.add(
+            "claims table",
+            Task::Claims {
+                claims,
+                figures,
+                tables,
+            },
+        )?;
+    }
+    Ok(Plan { graph, figure_jobs })
+}
+
+/// Runs a plan's graph into `settings.out`; after a run of every figure (`prune`), forgets lock
+/// entries and job folders no figure needs any more.
+pub fn run(
+    settings: &Settings,
+    plan: &Plan,
+    runner: &dyn Runner,
+    prune: bool,
+) -> Result<exec::Report> {
+    let report = exec::run(settings, &plan.graph, runner)?;
+    if prune {
+        prune_unneeded(&settings.out, &plan.graph)?;
+    }
+    Ok(report)
+}
+
+fn prune_unneeded(out: &Path, graph: &Graph) -> Result<()> {
+    let mut lock = crate::lock::Lock::load(out)?;
+    let keep: BTreeSet<&str> = graph.jobs.iter().map(|j| j.key.as_str()).collect();
+    let before = lock.jobs.len();
+    lock.jobs.retain(|k, _| keep.contains(k.as_str()));
+    if lock.jobs.len() != before {
+        lock.save(out)?;
+    }
+    let jobs = crate::store::jobs_dir(out);
+    for e in std::fs::read_dir(&jobs)? {
+        let p = e?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let key = name.split('.').next().unwrap_or("");
+        if !keep.contains(key) {
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p)?;
+            } else {
+                std::fs::remove_file(&p)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    /// Every registered figure has a file in figures/, and every figure file a registered figure.
+    #[test]
+    fn the_registry_and_the_figure_files_agree() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../figures");
+        let files: BTreeSet<String> = crate::spec::load_figures(&dir, "smoke")
+            .unwrap()
+            .into_iter()
+            .map(|f| f.file.name)
+            .collect();
+        let registered: BTreeSet<String> = crate::figures::names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(files, registered);
+        assert_eq!(
+            registered.len(),
+            crate::figures::REGISTRY.len(),
+            "a name registered twice"
+        );
+    }
+}

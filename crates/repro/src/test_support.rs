@@ -1,0 +1,51 @@
+//! Small jobs and graphs for the unit tests of the graph and the executor.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::code_version::CodeVersions;
+use crate::graph::{Graph, Task};
+
+/// A graph over one dataset, `pretrain-reference`, with the code versions of `root`'s sources.
+pub fn empty_graph(root: &Path) -> Graph {
+    let hashes = BTreeMap::from([("pretrain-reference".to_owned(), "0".repeat(64))]);
+    let code = CodeVersions::with_toolchain(root, "test").expect("the sources are readable");
+    Graph::new(hashes, code)
+}
+
+pub fn root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A one-step pretrain of a tiny model from `seed`.
+pub fn pretrain(seed: u64) -> Task {
+    let optim = emsl_core::optim::OptimConfig {
+        lr: 1e-3,
+        min_lr_ratio: 0.1,
+        warmup_steps: 1,
+        weight_decay: 0.0,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        grad_clip: 1.0,
+    };
+    Task::Pretrain {
+        dataset: "pretrain-reference".into(),
+        documents: 1,
+        init_seed: seed,
+        model: emsl_core::stages::ModelSize {
+            n_ctx: 8,
+            d_model: 8,
+            n_layer: 1,
+            n_head: 1,
+            d_ff: 8,
+        },
+        train: emsl_core::train::TrainConfig {
+            steps: 1,
+            batch_size: 1,
+            seed,
+            log_every: 1,
+            optim,
+        },
+    }
+}
