@@ -68,6 +68,7 @@ pub fn project_root() -> PathBuf {
 }
 
 fn main() -> std::process::ExitCode {
+    emsl_core::kernels::tune_runtime();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

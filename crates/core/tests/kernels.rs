@@ -1,6 +1,8 @@
 //! The fused kernels against the composed candle ops they replace: values and gradients on random
 //! inputs, and bit-identical training at a fixed thread count (and across 1 and 2 threads).
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var, D};
 use emsl_core::kernels;
 use emsl_core::model::softmax_last;
@@ -343,15 +345,7 @@ fn kernels_at_large_shapes_match_candle_at_one_and_two_threads() {
 
 #[test]
 fn model_loss_equals_the_loss_of_the_logits() {
-    let cfg = emsl_core::GptConfig {
-        vocab_size: 50,
-        n_ctx: 16,
-        d_model: 16,
-        n_layer: 2,
-        n_head: 2,
-        d_ff: 32,
-    };
-    let model = emsl_core::Gpt::new(&cfg, 3, &Device::Cpu).unwrap();
+    let model = emsl_core::Gpt::new(&common::tiny(), 3, &Device::Cpu).unwrap();
     let mut rng = Rng::new(15, "ids");
     let ids: Vec<u32> = (0..4 * 12).map(|_| rng.below(50) as u32).collect();
     let x = Tensor::from_vec(ids.clone(), (4, 12), &Device::Cpu).unwrap();
