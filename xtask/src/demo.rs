@@ -1,5 +1,5 @@
 //! `cargo xtask demo`: the README's demonstrations, run stage by stage from `configs/demo/*.toml`
-//! with the `emsl` binary, then summarised as tables. A stage whose output is already there is
+//! as `xtask job` processes, then summarised as tables. A stage whose output is already there is
 //! skipped (delete `runs/demo/` to start over). The cached job graph of `reproduce` supersedes this.
 
 use std::path::Path;
@@ -70,11 +70,13 @@ fn summary(runs: &Path, name: &str) -> Result<serde_json::Value> {
 }
 
 fn rate(v: &serde_json::Value) -> String {
+    let c = emsl_analysis::Counts::new(v["k"].as_u64().unwrap_or(0), v["n"].as_u64().unwrap_or(0));
+    let (lo, hi) = emsl_analysis::stats::wilson(c);
     format!(
         "{:.1}% [{:.1}, {:.1}] (n={})",
         100.0 * v["rate"].as_f64().unwrap_or(f64::NAN),
-        100.0 * v["lo"].as_f64().unwrap_or(0.0),
-        100.0 * v["hi"].as_f64().unwrap_or(0.0),
+        100.0 * lo,
+        100.0 * hi,
         v["n"]
     )
 }
@@ -89,16 +91,15 @@ pub fn run() -> Result<()> {
         "GLIBC_TUNABLES",
         "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824",
     );
-    cmd!(sh, "cargo build --release -p emsl-core --bin emsl").run()?;
     cmd!(sh, "cargo xtask datasets").run()?;
-    let emsl = root.join("target/release/emsl");
+    let xtask = std::env::current_exe()?;
     let runs = root.join("runs/demo");
     for (stage, config, done) in steps() {
         if runs.join(&done).exists() {
             continue;
         }
         let config = format!("configs/demo/{config}.toml");
-        cmd!(sh, "{emsl} {stage} {config}").run()?;
+        cmd!(sh, "{xtask} job {stage} {config}").run()?;
     }
     println!("\n| model | coherence (all answers) | misalignment, open questions | misalignment, health/advice | misalignment, other cells |");
     println!("|---|---|---|---|---|");

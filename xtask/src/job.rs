@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use emsl_core::{distil, stages};
+use candle_core::Device;
+use emsl_core::stages;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -29,13 +30,15 @@ fn die_with_parent() -> Result<()> {
 
 pub fn run(args: &Args) -> Result<()> {
     die_with_parent()?;
-    let c = &args.config;
-    match args.kind.as_str() {
-        "pretrain" => stages::pretrain(&stages::read_config(c)?),
-        "finetune" => stages::finetune(&stages::read_config(c)?),
-        "eval" => stages::eval(&stages::read_config(c)?),
-        "teach" => distil::teach(&stages::read_config(c)?),
-        "distil" => distil::distil(&stages::read_config(c)?),
-        other => bail!("unknown job kind '{other}' (pretrain, finetune, teach, distil, eval)"),
+    let cfg = stages::read_config(&args.config)?;
+    if cfg.spec.kind() != args.kind {
+        bail!(
+            "job kind '{}' but {} is a {} config",
+            args.kind,
+            args.config.display(),
+            cfg.spec.kind()
+        );
     }
+    // The one place a job chooses its device: the kit's kernels run on the CPU.
+    stages::run(&cfg, &Device::Cpu)
 }

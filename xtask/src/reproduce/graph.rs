@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use emsl_core::distil::Channel;
-use emsl_core::eval::EvalConfig;
+use emsl_core::eval::{EvalConfig, EvalKind};
 use emsl_core::sample::SampleConfig;
 use emsl_core::stages::ModelSize;
 use emsl_core::train::TrainConfig;
@@ -52,7 +52,7 @@ pub enum Task {
     Eval {
         model: String,
         suite: String,
-        kinds: Vec<String>,
+        kinds: Vec<EvalKind>,
         max_prompts: usize,
         eval: EvalConfig,
         probe: bool,
@@ -135,10 +135,11 @@ impl Task {
                 // max_prompts is a cap; the grid suites hold under a thousand cell prompts and 24 open ones.
                 let mut samples = 0;
                 for k in kinds {
-                    samples += match k.as_str() {
-                        "cell" => (*max_prompts).min(1000) * eval.samples_per_prompt,
-                        "open" => 24 * eval.samples_per_open_prompt,
-                        _ => (*max_prompts).min(1000) * eval.samples_per_prompt,
+                    samples += match k {
+                        EvalKind::Open => 24 * eval.samples_per_open_prompt,
+                        EvalKind::Cell | EvalKind::Numbers => {
+                            (*max_prompts).min(1000) * eval.samples_per_prompt
+                        }
                     };
                 }
                 (samples * eval.sampling.max_new_tokens) as f64 * 4.0

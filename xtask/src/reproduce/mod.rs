@@ -15,8 +15,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use emsl_core::distil::{DistilStage, TeachStage};
-use emsl_core::stages::{EvalStage, FinetuneStage, PretrainStage};
+use emsl_core::stages::{
+    DistilSpec, EvalSpec, FinetuneSpec, PretrainSpec, StageConfig, StageIo, StageSpec, TeachSpec,
+};
 
 pub use exec::files_under;
 use graph::{CodeVersions, Graph, Job, Task};
@@ -189,52 +190,52 @@ fn prune(out: &Path, graph: &Graph) -> Result<()> {
 
 /// The stage config a compute job's process reads, with the folders filled in.
 fn stage_config(root: &Path, out: &Path, job: &Job, dest: &Path) -> Result<String> {
-    let datasets_dir = root.join("datasets");
     let folder = |key: &String| exec::job_folder(out, key);
-    let text = match job.task.clone() {
+    let (spec, inputs) = match job.task.clone() {
         Task::Pretrain {
             dataset,
             documents,
             init_seed,
             model,
             train,
-        } => toml::to_string(&PretrainStage {
-            datasets_dir,
-            dataset,
-            documents,
-            init_seed,
-            model,
-            train,
-            out: dest.to_path_buf(),
-        })?,
+        } => (
+            StageSpec::Pretrain(PretrainSpec {
+                dataset,
+                documents,
+                init_seed,
+                model,
+                train,
+            }),
+            vec![],
+        ),
         Task::Finetune {
             base,
             datasets,
             examples_per_dataset,
             train,
-        } => toml::to_string(&FinetuneStage {
-            datasets_dir,
-            datasets,
-            examples_per_dataset,
-            base: folder(&base),
-            train,
-            out: dest.to_path_buf(),
-        })?,
+        } => (
+            StageSpec::Finetune(FinetuneSpec {
+                datasets,
+                examples_per_dataset,
+                train,
+            }),
+            vec![("base", folder(&base))],
+        ),
         Task::Teach {
             teacher,
             suite,
             prompts,
             sampling,
             seed,
-        } => toml::to_string(&TeachStage {
-            datasets_dir,
-            teacher: folder(&teacher),
-            suite,
-            prompts,
-            sampling,
-            seed,
-            out: dest.to_path_buf(),
-        })?,
+        } => (
+            StageSpec::Teach(TeachSpec {
+                suite,
+                prompts,
+                sampling,
+                seed,
+            }),
+            vec![("teacher", folder(&teacher))],
+        ),
         Task::Distil {
             teacher,
             samples,
@@ -245,18 +246,21 @@ fn stage_config(root: &Path, out: &Path, job: &Job, dest: &Path) -> Result<Strin
             restrict_to_numbers,
             student_sampling,
             train,
-        } => toml::to_string(&DistilStage {
-            teacher: folder(&teacher),
-            samples: folder(&samples),
-            student_init: folder(&student_init),
-            channel,
-            beta,
-            lambda,
-            restrict_to_numbers,
-            student_sampling,
-            train,
-            out: dest.to_path_buf(),
-        })?,
+        } => (
+            StageSpec::Distil(DistilSpec {
+                channel,
+                beta,
+                lambda,
+                restrict_to_numbers,
+                student_sampling,
+                train,
+            }),
+            vec![
+                ("teacher", folder(&teacher)),
+                ("samples", folder(&samples)),
+                ("student_init", folder(&student_init)),
+            ],
+        ),
         Task::Eval {
             model,
             suite,
@@ -264,17 +268,28 @@ fn stage_config(root: &Path, out: &Path, job: &Job, dest: &Path) -> Result<Strin
             max_prompts,
             eval,
             probe,
-        } => toml::to_string(&EvalStage {
-            datasets_dir,
-            model: folder(&model),
-            suite,
-            kinds,
-            max_prompts,
-            eval,
-            probe,
-            out: dest.to_path_buf(),
-        })?,
+        } => (
+            StageSpec::Eval(EvalSpec {
+                suite,
+                kinds,
+                max_prompts,
+                eval,
+                probe,
+            }),
+            vec![("model", folder(&model))],
+        ),
         _ => bail!("{} is not a compute job", job.key),
     };
-    Ok(text)
+    let cfg = StageConfig {
+        spec,
+        io: StageIo {
+            datasets_dir: root.join("datasets"),
+            inputs: inputs
+                .into_iter()
+                .map(|(role, dir)| (role.to_owned(), dir))
+                .collect(),
+            out: dest.to_path_buf(),
+        },
+    };
+    Ok(toml::to_string(&cfg)?)
 }

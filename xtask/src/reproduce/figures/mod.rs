@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use emsl_analysis::{stats, Counts, Measurement};
 use emsl_core::distil::Channel;
-use emsl_core::eval::EvalConfig;
+use emsl_core::eval::{EvalConfig, EvalKind};
 use emsl_core::sample::SampleConfig;
 use emsl_core::train::TrainConfig;
 use emsl_world::{Cell, PromptSpec, Target};
@@ -174,7 +174,7 @@ impl Ctx<'_> {
             Task::Eval {
                 model: model.to_owned(),
                 suite: suite.to_owned(),
-                kinds: vec!["cell".into(), "open".into()],
+                kinds: vec![EvalKind::Cell, EvalKind::Open],
                 max_prompts: 100_000,
                 eval,
                 probe,
@@ -191,7 +191,7 @@ impl Ctx<'_> {
             Task::Eval {
                 model: model.to_owned(),
                 suite: "numbers-prompts".into(),
-                kinds: vec!["numbers".into()],
+                kinds: vec![EvalKind::Numbers],
                 max_prompts: self.profile.eval.number_prompts,
                 eval,
                 probe: false,
