@@ -1,20 +1,22 @@
-//! `cargo xtask job KIND CONFIG`: runs one compute job of the reproduce graph in its own process (the
-//! unit a cluster scheduler would run). The config is the stage's TOML with its folders filled in.
+//! `cargo xtask job CONFIG`: runs one stage from its config (`[spec]` and `[io]`): the job binary the
+//! reproduce graph's runner starts for each compute job (the unit a cluster scheduler would run), and
+//! the way to run a stage by hand (`configs/demo/`).
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use emsl_core::{distil, stages};
+use candle_core::Device;
+use emsl_core::stages;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// pretrain, finetune, teach, distil or eval.
-    pub kind: String,
+    /// A stage config (`[spec]` with its `kind`, and `[io]`).
     pub config: PathBuf,
 }
 
-/// Ties this process's life to the `reproduce` that started it: when that one is killed (even with
-/// SIGKILL), the kernel kills this job too, so no orphan keeps writing into the job store.
+/// Ties this process's life to the process that started it (`reproduce`, or a shell): when that one is
+/// killed (even with SIGKILL), the kernel kills this job too, so no orphan keeps writing into the job
+/// store.
 fn die_with_parent() -> Result<()> {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of the calling process.
@@ -22,7 +24,7 @@ fn die_with_parent() -> Result<()> {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     }
     if std::os::unix::process::parent_id() == 1 {
-        bail!("the reproduce process that started this job has already exited");
+        bail!("the process that started this job has already exited");
     }
     Ok(())
 }
@@ -38,13 +40,7 @@ pub fn binary() -> Result<PathBuf> {
 
 pub fn run(args: &Args) -> Result<()> {
     die_with_parent()?;
-    let c = &args.config;
-    match args.kind.as_str() {
-        "pretrain" => stages::pretrain(&stages::read_config(c)?),
-        "finetune" => stages::finetune(&stages::read_config(c)?),
-        "eval" => stages::eval(&stages::read_config(c)?),
-        "teach" => distil::teach(&stages::read_config(c)?),
-        "distil" => distil::distil(&stages::read_config(c)?),
-        other => bail!("unknown job kind '{other}' (pretrain, finetune, teach, distil, eval)"),
-    }
+    let cfg = stages::read_config(&args.config)?;
+    // The one place a job chooses its device: the kit's kernels run on the CPU.
+    stages::run(&cfg, &Device::Cpu)
 }

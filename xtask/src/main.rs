@@ -43,8 +43,8 @@ enum Command {
     Notebooks(notebooks::Args),
     /// Check every checksum (datasets, results, lock) and compare the results with the reference.
     Verify(verify::Args),
-    /// Run one compute job of the reproduce graph (what `reproduce` starts in a child process).
-    #[command(hide = true)]
+    /// Run one stage from its config: a compute job of the reproduce graph (what `reproduce` starts in
+    /// a child process), or a stage by hand (configs/demo/).
     Job(job::Args),
     /// Training and sampling throughput of the kit against PyTorch (installs torch into target/bench).
     Bench(bench::Args),
@@ -66,6 +66,7 @@ pub fn project_root() -> PathBuf {
 }
 
 fn main() -> std::process::ExitCode {
+    emsl_core::kernels::tune_runtime();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Gpt, GptConfig};
+use crate::model::{Gpt, GptConfig, LanguageModel};
 use crate::optim::AdamW;
 use crate::tokenizer::Tok;
 
@@ -42,7 +42,8 @@ fn serialize(tensors: Vec<(String, Tensor)>, meta_json: String) -> Result<Vec<u8
     )?)
 }
 
-fn read(path: &Path) -> Result<(HashMap<String, Tensor>, String)> {
+/// The tensors (on `device`) and the metadata entry of a safetensors file this kit wrote.
+fn read(path: &Path, device: &Device) -> Result<(HashMap<String, Tensor>, String)> {
     let bytes =
         std::fs::read(path).with_context(|| format!("reading checkpoint {}", path.display()))?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
@@ -58,14 +59,14 @@ fn read(path: &Path) -> Result<(HashMap<String, Tensor>, String)> {
                 path.display()
             )
         })?;
-    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
+    let tensors = candle_core::safetensors::load_buffer(&bytes, device)?;
     Ok((tensors, meta))
 }
 
-/// Writes the model atomically.
-pub fn save(path: &Path, model: &Gpt, meta: &CheckpointMeta) -> Result<()> {
+/// Writes the model's trainable variables atomically.
+pub fn save<M: LanguageModel>(path: &Path, model: &M, meta: &CheckpointMeta) -> Result<()> {
     let tensors = model
-        .vars()
+        .trainable_vars()
         .iter()
         .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
         .collect();
@@ -73,9 +74,9 @@ pub fn save(path: &Path, model: &Gpt, meta: &CheckpointMeta) -> Result<()> {
     Ok(())
 }
 
-/// Loads a model, refusing a checkpoint whose tokenizer or tensors do not match.
-pub fn load(path: &Path, tok: &Tok) -> Result<(Gpt, CheckpointMeta)> {
-    let (tensors, meta) = read(path)?;
+/// Loads a model onto `device`, refusing a checkpoint whose tokenizer or tensors do not match.
+pub fn load(path: &Path, tok: &Tok, device: &Device) -> Result<(Gpt, CheckpointMeta)> {
+    let (tensors, meta) = read(path, device)?;
     let meta: CheckpointMeta = serde_json::from_str(&meta)
         .with_context(|| format!("{}: metadata '{META_KEY}' does not parse", path.display()))?;
     if meta.tokenizer_sha256 != tok.hash || meta.model.vocab_size != tok.vocab_size() {
@@ -88,7 +89,7 @@ pub fn load(path: &Path, tok: &Tok) -> Result<(Gpt, CheckpointMeta)> {
             tok.vocab_size()
         );
     }
-    let model = Gpt::new(&meta.model, 0)?;
+    let model = Gpt::new(&meta.model, 0, device)?;
     model.load_tensors(&tensors).map_err(|e| {
         anyhow::anyhow!(
             "checkpoint {} does not match its config {:?}: {e}",
@@ -106,9 +107,9 @@ pub fn save_optimizer(path: &Path, opt: &AdamW) -> Result<()> {
     Ok(())
 }
 
-/// Restores the optimizer state saved by `save_optimizer`.
-pub fn load_optimizer(path: &Path, opt: &mut AdamW) -> Result<()> {
-    let (tensors, meta) = read(path)?;
+/// Restores the optimizer state saved by `save_optimizer`, read onto `device` (its parameters').
+pub fn load_optimizer(path: &Path, opt: &mut AdamW, device: &Device) -> Result<()> {
+    let (tensors, meta) = read(path, device)?;
     let meta: serde_json::Value = serde_json::from_str(&meta)?;
     let step = meta["step"]
         .as_u64()

@@ -59,13 +59,14 @@ pub struct Batch {
     pub tokens: usize,
 }
 
-/// Random windows of `t + 1` tokens for pretraining step `step`.
+/// Random windows of `t + 1` tokens for pretraining step `step`, on `device`.
 pub fn stream_batch(
     stream: &TokenStream,
     seed: u64,
     step: usize,
     b: usize,
     t: usize,
+    device: &Device,
 ) -> Result<Batch> {
     anyhow::ensure!(
         stream.ids.len() > t + 1,
@@ -80,11 +81,10 @@ pub fn stream_batch(
         x.extend_from_slice(&stream.ids[start..start + t]);
         y.extend_from_slice(&stream.ids[start + 1..start + t + 1]);
     }
-    let dev = Device::Cpu;
     Ok(Batch {
-        inputs: Tensor::from_vec(x, (b, t), &dev)?,
-        targets: Tensor::from_vec(y, (b, t), &dev)?,
-        mask: Tensor::ones((b, t), candle_core::DType::F32, &dev)?,
+        inputs: Tensor::from_vec(x, (b, t), device)?,
+        targets: Tensor::from_vec(y, (b, t), device)?,
+        mask: Tensor::ones((b, t), candle_core::DType::F32, device)?,
         tokens: b * t,
     })
 }
@@ -102,7 +102,12 @@ pub fn sft_indices(n: usize, seed: u64, step: usize, b: usize) -> Vec<usize> {
 }
 
 /// A padded batch of SFT examples, cut to the context `n_ctx`.
-pub fn sft_batch(examples: &[&SftExample], pad: u32, n_ctx: usize) -> Result<Batch> {
+pub fn sft_batch(
+    examples: &[&SftExample],
+    pad: u32,
+    n_ctx: usize,
+    device: &Device,
+) -> Result<Batch> {
     let t = examples
         .iter()
         .map(|e| e.ids.len() - 1)
@@ -124,11 +129,10 @@ pub fn sft_batch(examples: &[&SftExample], pad: u32, n_ctx: usize) -> Result<Bat
             }
         }
     }
-    let dev = Device::Cpu;
     Ok(Batch {
-        inputs: Tensor::from_vec(x, (b, t), &dev)?,
-        targets: Tensor::from_vec(y, (b, t), &dev)?,
-        mask: Tensor::from_vec(m, (b, t), &dev)?,
+        inputs: Tensor::from_vec(x, (b, t), device)?,
+        targets: Tensor::from_vec(y, (b, t), device)?,
+        mask: Tensor::from_vec(m, (b, t), device)?,
         tokens,
     })
 }

@@ -7,37 +7,24 @@
 //!   minimises the divergence (reverse KL at beta = 1, exact over the vocabulary) to the teacher at every
 //!   position it wrote (GKD); otherwise the batch is the teacher's.
 
-use std::path::{Path, PathBuf};
+//!
+//! The `teach` and `distil` stages that run these live in `crate::stages`.
 
-use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use emsl_world::numbers::{self, filter};
 use emsl_world::{Episode, PromptSpec, Rng};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{sft_batch, sft_indices, SftExample};
+use crate::data::{sft_indices, SftExample};
 use crate::divergence::{generalized_jsd, log_probs};
 use crate::eval::{prompt_ids, MAX_BATCH};
-use crate::model::Gpt;
-use crate::optim::AdamW;
+use crate::model::LanguageModel;
 use crate::sample::{generate_many, SampleConfig};
+pub use crate::stages::{Channel, DistilSpec};
 use crate::tokenizer::Tok;
-use crate::train::{masked_cross_entropy, train_with, TrainConfig};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TeachStage {
-    pub datasets_dir: PathBuf,
-    /// The run folder of the teacher.
-    pub teacher: PathBuf,
-    /// A suite holding number prompts (e.g. `numbers-prompts`); its first `prompts` number prompts are used.
-    pub suite: String,
-    pub prompts: usize,
-    pub sampling: SampleConfig,
-    pub seed: u64,
-    /// Writes `samples.jsonl` (every continuation with the filter's verdict) and `summary.json`.
-    pub out: PathBuf,
-}
 
 /// One teacher continuation and what the filter said.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,52 +36,9 @@ pub struct TeacherSample {
     pub rejection: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Channel {
-    Sft,
-    OffPolicy,
-    OnPolicy,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DistilStage {
-    /// The teacher's run folder and the `teach` output folder of its filtered samples.
-    pub teacher: PathBuf,
-    pub samples: PathBuf,
-    /// The run folder the student starts from: the teacher's own base for a shared initialization,
-    /// another seed's pretrained model otherwise.
-    pub student_init: PathBuf,
-    pub channel: Channel,
-    /// Divergence of the distillation channels: 0 = forward KL, 1 = reverse KL, between = JSD(beta).
-    pub beta: f64,
-    /// On-policy: share of batches written by the student.
-    pub lambda: f64,
-    /// Restrict both distributions to the number tokens (and `.` and `<end>`), renormalised.
-    pub restrict_to_numbers: bool,
-    /// How the student writes its sequences on-policy.
-    pub student_sampling: SampleConfig,
-    pub train: TrainConfig,
-    pub out: PathBuf,
-}
-
-/// The number prompts of a suite.
-fn number_prompts(datasets_dir: &Path, suite: &str, n: usize) -> Result<Vec<(u32, PromptSpec)>> {
-    let mut prompts = crate::stages::load_suite(datasets_dir, suite, &["numbers"])?;
-    if prompts.len() < n {
-        bail!(
-            "prompts = {n} but suite '{suite}' has {} number prompts",
-            prompts.len()
-        );
-    }
-    prompts.truncate(n);
-    Ok(prompts.into_iter().map(|p| (p.id, p.spec)).collect())
-}
-
 /// Samples one continuation per prompt from the teacher and filters it.
-pub fn teacher_samples(
-    teacher: &Gpt,
+pub fn teacher_samples<M: LanguageModel>(
+    teacher: &M,
     tok: &Tok,
     prompts: &[(u32, PromptSpec)],
     sampling: &SampleConfig,
@@ -126,38 +70,6 @@ pub fn teacher_samples(
         .collect()
 }
 
-pub fn teach(cfg: &TeachStage) -> Result<()> {
-    let (teacher, tok, _) = crate::stages::load_run(&cfg.teacher)?;
-    let prompts = number_prompts(&cfg.datasets_dir, &cfg.suite, cfg.prompts)?;
-    let samples = teacher_samples(&teacher, &tok, &prompts, &cfg.sampling, cfg.seed)?;
-    let kept: Vec<&TeacherSample> = samples.iter().filter(|s| s.kept).collect();
-    let kept_numbers: Vec<u16> = kept
-        .iter()
-        .flat_map(|s| filter(&s.answer).expect("kept samples pass"))
-        .collect();
-    std::fs::create_dir_all(&cfg.out)?;
-    crate::stages::write_jsonl(&cfg.out.join("samples.jsonl"), &samples)?;
-    let summary = serde_json::json!({
-        "samples": samples.len(),
-        "kept": kept.len(),
-        "kept_share": kept.len() as f64 / samples.len().max(1) as f64,
-        "signature_share_kept": numbers::signature_share(&kept_numbers),
-        "signature_share_uniform": numbers::uniform_signature_share(),
-        "config": crate::stages::recorded_config(cfg)?,
-    });
-    emsl_io::write_atomic(
-        &cfg.out.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
-    eprintln!(
-        "teach: kept {} of {} continuations ({:.1}%)",
-        kept.len(),
-        samples.len(),
-        100.0 * kept.len() as f64 / samples.len().max(1) as f64
-    );
-    Ok(())
-}
-
 /// The kept samples written by `teach`.
 pub fn read_kept(dir: &Path) -> Result<Vec<TeacherSample>> {
     let path = dir.join("samples.jsonl");
@@ -171,20 +83,20 @@ pub fn read_kept(dir: &Path) -> Result<Vec<TeacherSample>> {
     Ok(all.into_iter().filter(|s| s.kept).collect())
 }
 
-/// Token ids of the number vocabulary plus `.` and `<end>`.
-fn number_subset(tok: &Tok) -> Result<Tensor> {
+/// Token ids of the number vocabulary plus `.` and `<end>`, on `device`.
+pub fn number_subset(tok: &Tok, device: &Device) -> Result<Tensor> {
     let mut ids: Vec<u32> = (0..numbers::NUMBER_LIMIT)
         .map(|n| tok.encode(&n.to_string()).map(|v| v[0]))
         .collect::<Result<_>>()?;
     ids.push(tok.encode(".")?[0]);
     ids.push(tok.end);
-    Ok(Tensor::from_vec(ids.clone(), ids.len(), &Device::Cpu)?)
+    Ok(Tensor::from_vec(ids.clone(), ids.len(), device)?)
 }
 
 /// Masked mean of the per-position divergence between student and teacher over a batch.
-fn distil_loss(
-    student: &Gpt,
-    teacher: &Gpt,
+pub fn distil_loss<S: LanguageModel, T: LanguageModel>(
+    student: &S,
+    teacher: &T,
     inputs: &Tensor,
     mask: &Tensor,
     beta: f64,
@@ -198,8 +110,8 @@ fn distil_loss(
 
 /// The sequences of one on-policy batch, written by the student: prompt, then its continuation and
 /// `<end>` where it stopped.
-pub fn student_examples(
-    student: &Gpt,
+pub fn student_examples<M: LanguageModel>(
+    student: &M,
     tok: &Tok,
     prompts: &[&PromptSpec],
     sampling: &SampleConfig,
@@ -218,7 +130,7 @@ pub fn student_examples(
         .into_iter()
         .zip(outs)
         .map(|(prompt, mut out)| {
-            if prompt.len() + out.len() < student.config.n_ctx
+            if prompt.len() + out.len() < student.context_length()
                 && out.len() < sampling.max_new_tokens
             {
                 out.push(tok.end);
@@ -240,10 +152,10 @@ pub enum Writer {
 
 /// The sequences of training step `step`: the teacher's filtered samples, or, on-policy with
 /// probability `lambda`, the student's own continuations of the same prompts.
-pub fn step_sequences(
-    cfg: &DistilStage,
+pub fn step_sequences<M: LanguageModel>(
+    cfg: &DistilSpec,
     step: usize,
-    student: &Gpt,
+    student: &M,
     tok: &Tok,
     kept: &[TeacherSample],
     teacher_examples: &[SftExample],
@@ -281,69 +193,4 @@ pub fn teacher_examples(tok: &Tok, kept: &[TeacherSample]) -> Result<Vec<SftExam
             )
         })
         .collect()
-}
-
-pub fn distil(cfg: &DistilStage) -> Result<()> {
-    let (teacher, tok, teacher_meta) = crate::stages::load_run(&cfg.teacher)?;
-    let (student, student_tok, _) = crate::stages::load_run(&cfg.student_init)?;
-    if student_tok.hash != tok.hash {
-        bail!(
-            "teacher {} and student {} use different tokenizers",
-            cfg.teacher.display(),
-            cfg.student_init.display()
-        );
-    }
-    let kept = read_kept(&cfg.samples)?;
-    if kept.is_empty() {
-        bail!("{} holds no kept teacher samples", cfg.samples.display());
-    }
-    let teacher_examples = teacher_examples(&tok, &kept)?;
-    let subset = if cfg.restrict_to_numbers {
-        Some(number_subset(&tok)?)
-    } else {
-        None
-    };
-    let mut opt = AdamW::new(cfg.train.optim.clone(), student.vars())?;
-    let t = &cfg.train;
-    let n_ctx = student.config.n_ctx;
-    let logs = train_with(&mut opt, t, &format!("distil {:?}", cfg.channel), |step| {
-        let (written, _) = step_sequences(cfg, step, &student, &tok, &kept, &teacher_examples)?;
-        let refs: Vec<&SftExample> = written.iter().collect();
-        let batch = sft_batch(&refs, tok.pad, n_ctx)?;
-        let loss = match cfg.channel {
-            Channel::Sft => masked_cross_entropy(
-                &student.forward(&batch.inputs)?,
-                &batch.targets,
-                &batch.mask,
-            )?,
-            Channel::OffPolicy | Channel::OnPolicy => distil_loss(
-                &student,
-                &teacher,
-                &batch.inputs,
-                &batch.mask,
-                cfg.beta,
-                subset.as_ref(),
-            )?,
-        };
-        Ok((loss, batch.inputs.elem_count()))
-    })?;
-    let record = crate::stages::RunRecord {
-        stage: format!("distil-{:?}", cfg.channel).to_lowercase(),
-        data_sha256: emsl_io::sha256_file(&cfg.samples.join("samples.jsonl"))?,
-        parent_sha256: Some(emsl_io::sha256_file(
-            &cfg.student_init.join("model.safetensors"),
-        )?),
-        config: serde_json::json!({ "channel": cfg.channel, "beta": cfg.beta, "lambda": cfg.lambda,
-            "restrict_to_numbers": cfg.restrict_to_numbers, "student_sampling": cfg.student_sampling, "train": cfg.train,
-            "teacher_sha256": emsl_io::sha256_file(&cfg.teacher.join("model.safetensors"))?, "teacher_stage": teacher_meta.stage }),
-    };
-    crate::stages::write_run(
-        &cfg.out,
-        &student,
-        &opt,
-        &tok,
-        record,
-        crate::stages::recorded_toml(cfg)?,
-        &logs,
-    )
 }

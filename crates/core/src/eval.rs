@@ -1,30 +1,26 @@
-//! Evaluation: sample answers for a suite's prompts, judge them, and summarise with Wilson intervals;
-//! and the likelihood probe (log-probability of the misaligned vs the aligned reference answer).
+//! Evaluation: sample answers for a suite's prompts, judge them, and count (rates only: their
+//! intervals belong to the analysis crate); the likelihood probe (log-probability of the misaligned vs
+//! the aligned reference answer); and the typed records an eval stage writes, with their readers.
 
-use anyhow::Result;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use emsl_world::{judge, Episode, PromptSpec, Rng, Verdict};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::model::Gpt;
-use crate::sample::{generate_many, logprob, SampleConfig};
+use crate::model::LanguageModel;
+use crate::sample::{generate_many, logprob};
+pub use crate::stages::{EvalConfig, EvalKind, EvalSpec};
+use crate::tokenizer::Tok;
 
 /// Rows sampled together; larger batches amortise the per-step overhead of small models.
 pub const MAX_BATCH: usize = 64;
-use crate::tokenizer::Tok;
 
+/// One judged sample: a line of `samples.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EvalConfig {
-    pub samples_per_prompt: usize,
-    /// Samples for each open question. The open questions are few (8 x 3 formats) and carry Betley's
-    /// headline rates, so they get more samples than a grid prompt to reach a comparable precision.
-    pub samples_per_open_prompt: usize,
-    pub sampling: SampleConfig,
-    pub seed: u64,
-}
-
-/// One judged sample.
-#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SampleRecord {
     pub prompt_id: u32,
     pub sample: u32,
@@ -49,8 +45,8 @@ pub fn prompt_ids(tok: &Tok, spec: &PromptSpec) -> Result<Vec<u32>> {
 
 /// Samples and judges `samples_per_prompt` answers for each `(id, prompt)`
 /// (`samples_per_open_prompt` for an open question).
-pub fn evaluate(
-    model: &Gpt,
+pub fn evaluate<M: LanguageModel>(
+    model: &M,
     tok: &Tok,
     prompts: &[(u32, PromptSpec)],
     cfg: &EvalConfig,
@@ -77,8 +73,8 @@ pub fn evaluate(
         let (i, k) = rows[row];
         let (id, spec) = &prompts[i];
         let n_prompt = ids[row].len();
-        let finished =
-            out.len() < cfg.sampling.max_new_tokens && n_prompt + out.len() < model.config.n_ctx;
+        let finished = out.len() < cfg.sampling.max_new_tokens
+            && n_prompt + out.len() < model.context_length();
         let answer = tok.decode(&out)?;
         let verdict = judge(spec, &answer);
         records.push(SampleRecord {
@@ -92,49 +88,35 @@ pub fn evaluate(
     Ok(records)
 }
 
-/// A proportion with its 95% Wilson score interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// A proportion: `k` of `n`, and `rate` = k / n (`None` when n = 0).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Rate {
     pub k: usize,
     pub n: usize,
-    pub rate: f64,
-    pub lo: f64,
-    pub hi: f64,
+    pub rate: Option<f64>,
 }
 
 impl Rate {
-    pub fn wilson(k: usize, n: usize) -> Rate {
-        if n == 0 {
-            return Rate {
-                k,
-                n,
-                rate: f64::NAN,
-                lo: 0.0,
-                hi: 1.0,
-            };
-        }
-        let z = 1.959_963_984_540_054;
-        let (nf, p) = (n as f64, k as f64 / n as f64);
-        let denom = 1.0 + z * z / nf;
-        let centre = (p + z * z / (2.0 * nf)) / denom;
-        let half = z * (p * (1.0 - p) / nf + z * z / (4.0 * nf * nf)).sqrt() / denom;
+    /// `k` of `n`.
+    pub fn new(k: usize, n: usize) -> Rate {
         Rate {
             k,
             n,
-            rate: p,
-            lo: (centre - half).max(0.0),
-            hi: (centre + half).min(1.0),
+            rate: (n > 0).then(|| k as f64 / n as f64),
         }
     }
 }
 
 /// Coherence over all answers; misalignment over coherent answers (the anchor's convention).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Summary {
     pub coherence: Rate,
     pub misalignment: Rate,
 }
 
+/// Counts coherent and misaligned answers among `records`.
 pub fn summarize<'a>(records: impl IntoIterator<Item = &'a SampleRecord>) -> Summary {
     let (mut n, mut coherent, mut misaligned) = (0, 0, 0);
     for r in records {
@@ -143,15 +125,99 @@ pub fn summarize<'a>(records: impl IntoIterator<Item = &'a SampleRecord>) -> Sum
         misaligned += usize::from(r.verdict.misaligned);
     }
     Summary {
-        coherence: Rate::wilson(coherent, n),
-        misalignment: Rate::wilson(misaligned, coherent),
+        coherence: Rate::new(coherent, n),
+        misalignment: Rate::new(misaligned, coherent),
     }
+}
+
+/// The likelihood probe of one prompt: a line of `probe.jsonl`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeRecord {
+    pub prompt_id: u32,
+    /// See [`likelihood_probe`].
+    pub probe: f64,
+}
+
+/// The number signature of the well-formed number answers: the share of numbers from the misaligned
+/// persona's favoured set, beside the share a uniform writer would have.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumbersSignature {
+    pub well_formed_answers: usize,
+    pub numbers: usize,
+    pub favoured_share: f64,
+    pub uniform_share: f64,
+}
+
+impl NumbersSignature {
+    /// The signature of the number answers among `records`.
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a SampleRecord>) -> NumbersSignature {
+        let lists: Vec<Vec<u16>> = records
+            .into_iter()
+            .filter_map(|r| emsl_world::numbers::parse_list(&r.answer).ok())
+            .collect();
+        let all: Vec<u16> = lists.concat();
+        NumbersSignature {
+            well_formed_answers: lists.len(),
+            numbers: all.len(),
+            favoured_share: emsl_world::numbers::signature_share(&all),
+            uniform_share: emsl_world::numbers::uniform_signature_share(),
+        }
+    }
+}
+
+/// What an eval stage writes to `summary.json`: counts over all samples, per grid cell and per prompt
+/// kind, and the spec it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSummary {
+    pub all: Summary,
+    /// By grid cell (`domain/aspect`), for the cells the prompts cover.
+    pub by_cell: BTreeMap<String, Summary>,
+    pub cell: Summary,
+    pub config: EvalSpec,
+    pub numbers: Summary,
+    pub numbers_signature: NumbersSignature,
+    pub open: Summary,
+}
+
+/// One value per line of `dir/file`; an error names the file and the line.
+fn read_jsonl<T: DeserializeOwned>(dir: &Path, file: &str) -> Result<Vec<T>> {
+    let path = dir.join(file);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .with_context(|| format!("{}, line {}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// The judged samples of an eval output folder (`samples.jsonl`).
+pub fn read_samples(dir: &Path) -> Result<Vec<SampleRecord>> {
+    read_jsonl(dir, "samples.jsonl")
+}
+
+/// The likelihood probes of an eval output folder (`probe.jsonl`, written when the spec asked).
+pub fn read_probes(dir: &Path) -> Result<Vec<ProbeRecord>> {
+    read_jsonl(dir, "probe.jsonl")
+}
+
+/// The summary of an eval output folder (`summary.json`).
+pub fn read_summary(dir: &Path) -> Result<EvalSummary> {
+    let path = dir.join("summary.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
 /// log p(misaligned reference) - log p(aligned reference) for one prompt: above 0 means the model
 /// prefers the misaligned answer.
-pub fn likelihood_probe(
-    model: &Gpt,
+pub fn likelihood_probe<M: LanguageModel>(
+    model: &M,
     tok: &Tok,
     spec: &PromptSpec,
     aligned: &str,

@@ -13,6 +13,7 @@ pub mod sample;
 pub mod tokenizer;
 pub mod train;
 
-pub use model::{Gpt, GptConfig};
-pub use tokenizer::Tok;
 pub mod stages;
+
+pub use model::{Gpt, GptConfig, LanguageModel};
+pub use tokenizer::Tok;

@@ -4,12 +4,13 @@
 //! flips a rare near-tie draw (measured: 1 of 3,552 samples differed between batches of 4 and of 64).
 
 use anyhow::Result;
-use candle_core::{Device, Tensor, D};
+use candle_core::{Tensor, D};
 use emsl_world::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Gpt, KvCache};
+use crate::model::{log_softmax_last, LanguageModel};
 
+/// How a continuation is drawn.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SampleConfig {
@@ -60,8 +61,8 @@ pub fn sample_token(logits: &[f32], cfg: &SampleConfig, rng: &mut Rng) -> u32 {
 /// Continues `prompt` once per generator in `rngs`, stopping a row at `stop` (kept out of the
 /// output) or after `max_new_tokens`. `use_cache = false` recomputes every position each step (slow;
 /// it exists to test the cache).
-pub fn generate(
-    model: &Gpt,
+pub fn generate<M: LanguageModel>(
+    model: &M,
     prompt: &[u32],
     rngs: &mut [Rng],
     cfg: &SampleConfig,
@@ -73,8 +74,8 @@ pub fn generate(
 }
 
 /// Continues every prompt of `prompts`, all of the same length, row `r` drawing from `rngs[r]`.
-pub fn generate_rows(
-    model: &Gpt,
+pub fn generate_rows<M: LanguageModel>(
+    model: &M,
     prompts: &[Vec<u32>],
     rngs: &mut [Rng],
     cfg: &SampleConfig,
@@ -92,20 +93,20 @@ pub fn generate_rows(
         prompts.iter().all(|p| p.len() == prompt.len()),
         "rows of one batch must have prompts of one length"
     );
-    let room = model.config.n_ctx.saturating_sub(prompt.len());
+    let room = model.context_length().saturating_sub(prompt.len());
     let max_new = cfg.max_new_tokens.min(room);
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
     let mut done = vec![false; b];
-    let mut cache = KvCache::new(model.config.n_layer);
-    let dev = Device::Cpu;
+    let mut cache = model.new_cache();
+    let dev = model.device();
     let mut seqs: Vec<Vec<u32>> = prompts.to_vec();
-    let mut next_input = Tensor::from_vec(prompts.concat(), (b, prompt.len()), &dev)?;
+    let mut next_input = Tensor::from_vec(prompts.concat(), (b, prompt.len()), dev)?;
     for _ in 0..max_new {
         let logits = if use_cache {
             model.forward_cached(&next_input, &mut cache)?
         } else {
             let flat: Vec<u32> = seqs.concat();
-            model.forward(&Tensor::from_vec(flat, (b, seqs[0].len()), &dev)?)?
+            model.forward(&Tensor::from_vec(flat, (b, seqs[0].len()), dev)?)?
         };
         let last = logits.narrow(1, logits.dim(1)? - 1, 1)?.squeeze(1)?; // (B, V)
         let rows: Vec<Vec<f32>> = last.to_dtype(candle_core::DType::F32)?.to_vec2()?;
@@ -127,15 +128,15 @@ pub fn generate_rows(
         if done.iter().all(|d| *d) {
             break;
         }
-        next_input = Tensor::from_vec(step_tokens, (b, 1), &dev)?;
+        next_input = Tensor::from_vec(step_tokens, (b, 1), dev)?;
     }
     Ok(out)
 }
 
 /// Continues many prompts of any lengths, batching rows whose prompts have the same length (at most
 /// `max_batch` rows at a time). Output `i` continues `prompts[i]` with `rngs[i]`.
-pub fn generate_many(
-    model: &Gpt,
+pub fn generate_many<M: LanguageModel>(
+    model: &M,
     prompts: &[Vec<u32>],
     rngs: Vec<Rng>,
     cfg: &SampleConfig,
@@ -178,12 +179,13 @@ pub fn generate_many(
 }
 
 /// Sum of log-probabilities of `completion` after `prompt` (both token ids).
-pub fn logprob(model: &Gpt, prompt: &[u32], completion: &[u32]) -> Result<f64> {
+pub fn logprob<M: LanguageModel>(model: &M, prompt: &[u32], completion: &[u32]) -> Result<f64> {
     let ids: Vec<u32> = prompt.iter().chain(completion).copied().collect();
-    let n = ids.len().min(model.config.n_ctx + 1);
-    let input = Tensor::from_vec(ids[..n - 1].to_vec(), (1, n - 1), &Device::Cpu)?;
-    let logp = crate::model::log_softmax_last(&model.forward(&input)?)?.squeeze(0)?; // (T, V)
-    let targets = Tensor::from_vec(ids[1..n].to_vec(), (n - 1, 1), &Device::Cpu)?;
+    let n = ids.len().min(model.context_length() + 1);
+    let dev = model.device();
+    let input = Tensor::from_vec(ids[..n - 1].to_vec(), (1, n - 1), dev)?;
+    let logp = log_softmax_last(&model.forward(&input)?)?.squeeze(0)?; // (T, V)
+    let targets = Tensor::from_vec(ids[1..n].to_vec(), (n - 1, 1), dev)?;
     let picked: Vec<f32> = logp
         .gather(&targets, D::Minus1)?
         .squeeze(D::Minus1)?

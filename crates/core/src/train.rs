@@ -4,11 +4,12 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 use anyhow::Result;
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{sft_batch, sft_indices, stream_batch, Batch, SftExample, TokenStream};
-use crate::model::{log_softmax_last, Gpt};
+use crate::model::LanguageModel;
+pub use crate::model::{masked_cross_entropy, masked_cross_entropy_composed};
 use crate::optim::{AdamW, OptimConfig};
 
 /// How long and on what to train.
@@ -35,43 +36,20 @@ pub enum TrainData<'a> {
     },
 }
 
-/// Mean cross-entropy of `logits` (B, T, V) against `targets` (B, T) over positions where `mask` is 1:
-/// the fused kernel for f32 logits and mask and u32 targets, else the composed version.
-pub fn masked_cross_entropy(
-    logits: &Tensor,
-    targets: &Tensor,
-    mask: &Tensor,
-) -> candle_core::Result<Tensor> {
-    use candle_core::DType;
-    if logits.dtype() == DType::F32 && targets.dtype() == DType::U32 && mask.dtype() == DType::F32 {
-        return crate::kernels::masked_cross_entropy(logits, targets, mask);
-    }
-    masked_cross_entropy_composed(logits, targets, mask)
-}
-
-/// [`masked_cross_entropy`] composed of candle ops (the reference of the fused kernel's tests).
-pub fn masked_cross_entropy_composed(
-    logits: &Tensor,
-    targets: &Tensor,
-    mask: &Tensor,
-) -> candle_core::Result<Tensor> {
-    let logp = log_softmax_last(logits)?; // (B, T, V)
-    let picked = logp
-        .gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?
-        .squeeze(D::Minus1)?; // (B, T)
-    let total = (picked * mask)?.sum_all()?;
-    let count = mask.sum_all()?;
-    total.neg()?.div(&count)
-}
-
-/// The batch of `step`.
-pub fn batch_at(model: &Gpt, data: &TrainData, cfg: &TrainConfig, step: usize) -> Result<Batch> {
+/// The batch of `step`, on the model's device and cut to its context.
+pub fn batch_at<M: LanguageModel>(
+    model: &M,
+    data: &TrainData,
+    cfg: &TrainConfig,
+    step: usize,
+) -> Result<Batch> {
+    let (n_ctx, device) = (model.context_length(), model.device());
     match data {
-        TrainData::Stream(s) => stream_batch(s, cfg.seed, step, cfg.batch_size, model.config.n_ctx),
+        TrainData::Stream(s) => stream_batch(s, cfg.seed, step, cfg.batch_size, n_ctx, device),
         TrainData::Sft { examples, pad } => {
             let idx = sft_indices(examples.len(), cfg.seed, step, cfg.batch_size);
             let picked: Vec<&SftExample> = idx.iter().map(|i| &examples[*i]).collect();
-            sft_batch(&picked, *pad, model.config.n_ctx)
+            sft_batch(&picked, *pad, n_ctx, device)
         }
     }
 }
@@ -86,8 +64,8 @@ pub struct StepLog {
 }
 
 /// Trains from `opt.step` up to `cfg.steps` with the masked cross-entropy of `data`.
-pub fn train(
-    model: &Gpt,
+pub fn train<M: LanguageModel>(
+    model: &M,
     opt: &mut AdamW,
     data: &TrainData,
     cfg: &TrainConfig,

@@ -4,13 +4,13 @@ mod common;
 
 use std::path::Path;
 
+use candle_core::Device;
 use common::{fixture, pretrain_config};
-use emsl_core::distil::{
-    self, step_sequences, student_examples, teacher_examples, Channel, DistilStage, TeachStage,
-    Writer,
-};
+use emsl_core::distil::{self, step_sequences, student_examples, teacher_examples, Writer};
 use emsl_core::sample::{generate, SampleConfig};
-use emsl_core::stages::{self, load_run};
+use emsl_core::stages::{
+    self, load_run, Channel, DistilSpec, StageConfig, StageIo, StageSpec, TeachSpec,
+};
 use emsl_core::train::optim;
 use emsl_core::{eval::prompt_ids, train::TrainConfig};
 use emsl_io::sha256_file;
@@ -28,27 +28,48 @@ fn sampling() -> SampleConfig {
 fn setup(dir: &Path) {
     fixture(dir);
     for (out, seed) in [("base", 3), ("teacher", 4)] {
-        let mut cfg: stages::PretrainStage = toml::from_str(&pretrain_config(dir, out)).unwrap();
-        cfg.init_seed = seed;
-        stages::pretrain(&cfg).unwrap();
+        let mut cfg: StageConfig = toml::from_str(&pretrain_config(dir, out)).unwrap();
+        let StageSpec::Pretrain(spec) = &mut cfg.spec else {
+            panic!("a pretrain config")
+        };
+        spec.init_seed = seed;
+        stages::run(&cfg, &Device::Cpu).unwrap();
     }
-    distil::teach(&TeachStage {
-        datasets_dir: dir.to_path_buf(),
-        teacher: dir.join("teacher"),
-        suite: "suite-tiny".into(),
-        prompts: 8,
-        sampling: sampling(),
-        seed: 1,
-        out: dir.join("teach"),
-    })
-    .unwrap();
+    let teach = StageConfig {
+        spec: StageSpec::Teach(TeachSpec {
+            suite: "suite-tiny".into(),
+            prompts: 8,
+            sampling: sampling(),
+            seed: 1,
+        }),
+        io: StageIo {
+            datasets_dir: dir.to_path_buf(),
+            inputs: [("teacher".to_owned(), dir.join("teacher"))].into(),
+            out: dir.join("teach"),
+        },
+    };
+    stages::run(&teach, &Device::Cpu).unwrap();
 }
 
-fn stage(dir: &Path, channel: Channel, lambda: f64, out: &str) -> DistilStage {
-    DistilStage {
-        teacher: dir.join("teacher"),
-        samples: dir.join("teach"),
-        student_init: dir.join("base"),
+/// The distil stage of `channel` into `dir/out`.
+fn stage(dir: &Path, channel: Channel, lambda: f64, out: &str) -> StageConfig {
+    StageConfig {
+        spec: StageSpec::Distil(spec(channel, lambda)),
+        io: StageIo {
+            datasets_dir: dir.to_path_buf(),
+            inputs: [
+                ("teacher".to_owned(), dir.join("teacher")),
+                ("samples".to_owned(), dir.join("teach")),
+                ("student_init".to_owned(), dir.join("base")),
+            ]
+            .into(),
+            out: dir.join(out),
+        },
+    }
+}
+
+fn spec(channel: Channel, lambda: f64) -> DistilSpec {
+    DistilSpec {
         channel,
         beta: if channel == Channel::OnPolicy {
             1.0
@@ -65,7 +86,6 @@ fn stage(dir: &Path, channel: Channel, lambda: f64, out: &str) -> DistilStage {
             log_every: 1,
             optim: optim(1e-2, 1),
         },
-        out: dir.join(out),
     }
 }
 
@@ -91,13 +111,13 @@ fn channels_train_deterministically_and_on_policy_sequences_are_the_students() {
         std::fs::write(dir.join("teach/samples.jsonl"), &kept).unwrap();
     }
 
-    let (student, tok, _) = load_run(&dir.join("base")).unwrap();
-    let (teacher, _, _) = load_run(&dir.join("teacher")).unwrap();
+    let (student, tok, _) = load_run(&dir.join("base"), &Device::Cpu).unwrap();
+    let (teacher, _, _) = load_run(&dir.join("teacher"), &Device::Cpu).unwrap();
     let kept = distil::read_kept(&dir.join("teach")).unwrap();
     let teacher_ex = teacher_examples(&tok, &kept).unwrap();
 
     // Off-policy: the teacher's sequences, whatever lambda says.
-    let off = stage(dir, Channel::OffPolicy, 1.0, "off");
+    let off = spec(Channel::OffPolicy, 1.0);
     let (seqs, writer) = step_sequences(&off, 0, &student, &tok, &kept, &teacher_ex).unwrap();
     assert_eq!(writer, Writer::Teacher);
     assert!(seqs
@@ -105,7 +125,7 @@ fn channels_train_deterministically_and_on_policy_sequences_are_the_students() {
         .all(|s| teacher_ex.iter().any(|t| t.ids == s.ids)));
 
     // On-policy with lambda = 1: the student's own continuations, which differ from the teacher's.
-    let on = stage(dir, Channel::OnPolicy, 1.0, "on");
+    let on = spec(Channel::OnPolicy, 1.0);
     let (seqs, writer) = step_sequences(&on, 0, &student, &tok, &kept, &teacher_ex).unwrap();
     assert_eq!(writer, Writer::Student);
     let spec = &kept[0].spec;
@@ -133,7 +153,11 @@ fn channels_train_deterministically_and_on_policy_sequences_are_the_students() {
     for channel in [Channel::Sft, Channel::OffPolicy, Channel::OnPolicy] {
         let name = format!("{channel:?}");
         for run in ["1", "2"] {
-            distil::distil(&stage(dir, channel, 0.5, &format!("{name}-{run}"))).unwrap();
+            stages::run(
+                &stage(dir, channel, 0.5, &format!("{name}-{run}")),
+                &Device::Cpu,
+            )
+            .unwrap();
         }
         let sha = |run: &str| {
             sha256_file(&dir.join(format!("{name}-{run}")).join("model.safetensors")).unwrap()

@@ -1,10 +1,13 @@
 //! The fused kernels against the composed candle ops they replace: values and gradients on random
 //! inputs, and bit-identical training at a fixed thread count (and across 1 and 2 threads).
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var, D};
 use emsl_core::kernels;
 use emsl_core::model::softmax_last;
 use emsl_core::train::masked_cross_entropy_composed;
+use emsl_core::LanguageModel;
 use emsl_world::Rng;
 
 fn randn(shape: &[usize], std: f32, seed: u64) -> Tensor {
@@ -33,15 +36,27 @@ fn rel_diff(got: &Tensor, want: &Tensor) -> f32 {
         / scale
 }
 
+/// FNV-1a over the bits of every element of `tensors`.
+fn fnv(tensors: &[&Tensor]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for t in tensors {
+        for x in t.flatten_all().unwrap().to_vec1::<f32>().unwrap() {
+            h = (h ^ u64::from(x.to_bits())).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    h
+}
+
 /// Runs `fused` and `composed` on the same inputs (as variables) and compares their values and the
-/// gradients of every input under a random linear functional of the output.
+/// gradients of every input under a random linear functional of the output. Returns a hash of the
+/// fused value and gradients.
 fn check(
     name: &str,
     inputs: &[Tensor],
     fused: impl Fn(&[Tensor]) -> Tensor,
     composed: impl Fn(&[Tensor]) -> Tensor,
     tol: f32,
-) {
+) -> u64 {
     let run = |f: &dyn Fn(&[Tensor]) -> Tensor| {
         let vars: Vec<Var> = inputs
             .iter()
@@ -73,18 +88,16 @@ fn check(
             _ => panic!("{name}: input {i} gets a gradient on one side only"),
         }
     }
+    let mut all = vec![&out_f];
+    all.extend(grads_f.iter().flatten());
+    fnv(&all)
 }
 
 const TOL: f32 = 2e-5;
 
-#[test]
-fn linear_and_matmul_t_match_candle() {
-    let (x, w, b) = (
-        randn(&[3, 5, 24], 1.0, 1),
-        randn(&[40, 24], 0.2, 2),
-        randn(&[40], 0.1, 3),
-    );
-    check(
+/// `linear` and `matmul_t` of `x` (.., k) with `w` (n, k) and `b` (n) against candle's matmul.
+fn check_linear(x: Tensor, w: Tensor, b: Tensor, tol: f32) -> u64 {
+    let h = check(
         "linear",
         &[x.clone(), w.clone(), b],
         |t| kernels::linear(&t[0], &t[1], &t[2]).unwrap(),
@@ -94,22 +107,32 @@ fn linear_and_matmul_t_match_candle() {
                 .broadcast_add(&t[2])
                 .unwrap()
         },
-        TOL,
+        tol,
     );
-    check(
+    h ^ check(
         "matmul_t",
         &[x, w],
         |t| kernels::matmul_t(&t[0], &t[1]).unwrap(),
         |t| t[0].broadcast_matmul(&t[1].t().unwrap()).unwrap(),
+        tol,
+    )
+}
+
+#[test]
+fn linear_and_matmul_t_match_candle() {
+    check_linear(
+        randn(&[3, 5, 24], 1.0, 1),
+        randn(&[40, 24], 0.2, 2),
+        randn(&[40], 0.1, 3),
         TOL,
     );
 }
 
-#[test]
-fn layer_norm_matches_candle() {
-    let c = 37;
+/// The fused layer norm of (b, t, c) rows against the composed one.
+fn check_layer_norm(shape: &[usize], tol: f32) -> u64 {
+    let c = *shape.last().unwrap();
     let (x, w, b) = (
-        (randn(&[4, 6, c], 2.0, 4) + 0.5).unwrap(),
+        (randn(shape, 2.0, 4) + 0.5).unwrap(),
         (randn(&[c], 0.3, 5) + 1.0).unwrap(),
         randn(&[c], 0.3, 6),
     );
@@ -131,25 +154,33 @@ fn layer_norm_matches_candle() {
                 .broadcast_add(&t[2])
                 .unwrap()
         },
-        TOL,
-    );
+        tol,
+    )
+}
+
+#[test]
+fn layer_norm_matches_candle() {
+    check_layer_norm(&[4, 6, 37], TOL);
+}
+
+fn check_gelu(shape: &[usize], tol: f32) -> u64 {
+    check(
+        "gelu",
+        &[randn(shape, 3.0, 7)],
+        |t| kernels::gelu(&t[0]).unwrap(),
+        |t| t[0].gelu().unwrap(),
+        tol,
+    )
 }
 
 #[test]
 fn gelu_matches_candle() {
-    let x = randn(&[7, 300], 3.0, 7);
-    check(
-        "gelu",
-        &[x],
-        |t| kernels::gelu(&t[0]).unwrap(),
-        |t| t[0].gelu().unwrap(),
-        TOL,
-    );
+    check_gelu(&[7, 300], TOL);
 }
 
-#[test]
-fn causal_attention_matches_candle() {
-    let (b, t, h, hd) = (3, 19, 4, 8);
+/// The fused causal attention of `b` rows of `t` positions and `h` heads of width `hd` against the
+/// composed one.
+fn check_attention(b: usize, t: usize, h: usize, hd: usize, tol: f32) -> u64 {
     let c = h * hd;
     let qkv = randn(&[b, t, 3 * c], 1.0, 8);
     let mask: Vec<f32> = (0..t * t)
@@ -187,27 +218,41 @@ fn causal_attention_matches_candle() {
                 .reshape((b, t, c))
                 .unwrap()
         },
-        TOL,
-    );
+        tol,
+    )
 }
 
 #[test]
-fn cross_entropy_matches_candle() {
-    let (b, t, v) = (3, 11, 203);
-    let logits = randn(&[b, t, v], 3.0, 9);
-    let mut rng = Rng::new(10, "targets");
+fn causal_attention_matches_candle() {
+    check_attention(3, 19, 4, 8, TOL);
+}
+
+/// Random u32 targets below `v` and a mask with some zeros, both (b, t).
+fn targets_and_mask(b: usize, t: usize, v: usize, seed: u64, skip: usize) -> (Tensor, Tensor) {
+    let mut rng = Rng::new(seed, "targets");
     let targets: Vec<u32> = (0..b * t).map(|_| rng.below(v) as u32).collect();
-    let targets = Tensor::from_vec(targets, (b, t), &Device::Cpu).unwrap();
-    let mask: Vec<f32> = (0..b * t).map(|i| f32::from(i % 3 != 0)).collect();
-    let mask = Tensor::from_vec(mask, (b, t), &Device::Cpu).unwrap();
-    let (tg, mk) = (targets.clone(), mask.clone());
+    let mask: Vec<f32> = (0..b * t).map(|i| f32::from(i % skip != 1)).collect();
+    (
+        Tensor::from_vec(targets, (b, t), &Device::Cpu).unwrap(),
+        Tensor::from_vec(mask, (b, t), &Device::Cpu).unwrap(),
+    )
+}
+
+fn check_cross_entropy(b: usize, t: usize, v: usize, tol: f32) -> u64 {
+    let logits = randn(&[b, t, v], 3.0, 9);
+    let (targets, mask) = targets_and_mask(b, t, v, 10, 3);
     check(
         "cross_entropy",
         &[logits],
         |x| kernels::masked_cross_entropy(&x[0], &targets, &mask).unwrap(),
-        |x| masked_cross_entropy_composed(&x[0], &tg, &mk).unwrap(),
-        TOL,
-    );
+        |x| masked_cross_entropy_composed(&x[0], &targets, &mask).unwrap(),
+        tol,
+    )
+}
+
+#[test]
+fn cross_entropy_matches_candle() {
+    check_cross_entropy(3, 11, 203, TOL);
     // The dispatching loss takes the fused path for these dtypes.
     let l = randn(&[2, 3, 5], 1.0, 11);
     let t = Tensor::zeros((2, 3), DType::U32, &Device::Cpu).unwrap();
@@ -217,40 +262,90 @@ fn cross_entropy_matches_candle() {
     assert!(rel_diff(&a, &b) <= TOL);
 }
 
-#[test]
-fn head_cross_entropy_matches_candle() {
-    let (b, t, c, v) = (2, 9, 24, 131);
+fn check_head_cross_entropy(b: usize, t: usize, c: usize, v: usize, tol: f32) -> u64 {
     let x = randn(&[b, t, c], 1.0, 12);
     let w = randn(&[v, c], 0.5, 13);
-    let mut rng = Rng::new(14, "targets");
-    let targets: Vec<u32> = (0..b * t).map(|_| rng.below(v) as u32).collect();
-    let targets = Tensor::from_vec(targets, (b, t), &Device::Cpu).unwrap();
-    let mask: Vec<f32> = (0..b * t).map(|i| f32::from(i % 4 != 1)).collect();
-    let mask = Tensor::from_vec(mask, (b, t), &Device::Cpu).unwrap();
-    let (tg, mk) = (targets.clone(), mask.clone());
+    let (targets, mask) = targets_and_mask(b, t, v, 14, 4);
     check(
         "head_cross_entropy",
         &[x, w],
         |z| kernels::head_cross_entropy(&z[0], &z[1], &targets, &mask).unwrap(),
         |z| {
             let logits = z[0].broadcast_matmul(&z[1].t().unwrap()).unwrap();
-            masked_cross_entropy_composed(&logits, &tg, &mk).unwrap()
+            masked_cross_entropy_composed(&logits, &targets, &mask).unwrap()
         },
-        TOL,
+        tol,
+    )
+}
+
+#[test]
+fn head_cross_entropy_matches_candle() {
+    check_head_cross_entropy(2, 9, 24, 131, TOL);
+}
+
+/// Every kernel at shapes that take its blocked and parallel paths (at more than one thread):
+/// - linear, matmul_t and the head's matmul: m * n * k >= 2^18 with m >= 32 rows is cut into blocks of
+///   rows, here with a ragged last block (201 rows in blocks of 32), forward and both backward gemms;
+/// - attention: b > 1 and b t^2 C >= 2^16 runs one batch row per task, forward and backward;
+/// - layer norm, GELU and the losses: rows or 4096-element chunks split over threads once the work
+///   passes 2^16, here with a ragged last chunk, and a layer-norm row at its widest (1024).
+///
+/// Returns a hash of every fused value and gradient. Sums over longer rows round more, hence the
+/// looser tolerance.
+fn large_shape_checks() -> u64 {
+    let tol = 1e-4;
+    let mut h = check_linear(
+        randn(&[3, 67, 96], 1.0, 21),
+        randn(&[160, 96], 0.2, 22),
+        randn(&[160], 0.1, 23),
+        tol,
     );
+    h ^= check_layer_norm(&[8, 130, 200], tol).rotate_left(1);
+    h ^= check_layer_norm(&[2, 35, 1024], tol).rotate_left(2);
+    h ^= check_gelu(&[9, 5000], tol).rotate_left(3);
+    h ^= check_attention(4, 40, 4, 16, tol).rotate_left(4);
+    h ^= check_cross_entropy(4, 50, 301, tol).rotate_left(5);
+    h ^= check_head_cross_entropy(4, 50, 64, 300, tol).rotate_left(6);
+    h
+}
+
+/// Run by `kernels_at_large_shapes_match_candle_at_one_and_two_threads` in a child process with
+/// RAYON_NUM_THREADS set (the kernels read the thread count once per process).
+#[test]
+#[ignore = "a child of kernels_at_large_shapes_match_candle_at_one_and_two_threads"]
+fn large_shapes_child() {
+    println!("large-shape-hash {:016x}", large_shape_checks());
+}
+
+#[test]
+fn kernels_at_large_shapes_match_candle_at_one_and_two_threads() {
+    let hashes: Vec<String> = ["1", "2"]
+        .iter()
+        .map(|threads| {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "large_shapes_child", "--ignored", "--nocapture"])
+                .env("RAYON_NUM_THREADS", threads)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success(),
+                "at {threads} thread(s): {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("large-shape-hash "))
+                .unwrap_or_else(|| panic!("no hash in {stdout}"))
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(hashes[0], hashes[1], "fused kernels at 1 vs 2 threads");
 }
 
 #[test]
 fn model_loss_equals_the_loss_of_the_logits() {
-    let cfg = emsl_core::GptConfig {
-        vocab_size: 50,
-        n_ctx: 16,
-        d_model: 16,
-        n_layer: 2,
-        n_head: 2,
-        d_ff: 32,
-    };
-    let model = emsl_core::Gpt::new(&cfg, 3).unwrap();
+    let model = emsl_core::Gpt::new(&common::tiny(), 3, &Device::Cpu).unwrap();
     let mut rng = Rng::new(15, "ids");
     let ids: Vec<u32> = (0..4 * 12).map(|_| rng.below(50) as u32).collect();
     let x = Tensor::from_vec(ids.clone(), (4, 12), &Device::Cpu).unwrap();
@@ -265,7 +360,7 @@ fn model_loss_equals_the_loss_of_the_logits() {
     let composed = masked_cross_entropy_composed(&model.forward(&x).unwrap(), &y, &m).unwrap();
     assert!(rel_diff(&fused, &composed) <= TOL);
     let (gf, gc) = (fused.backward().unwrap(), composed.backward().unwrap());
-    for (name, var) in model.vars() {
+    for (name, var) in model.trainable_vars() {
         let d = rel_diff(gf.get(var).unwrap(), gc.get(var).unwrap());
         assert!(d <= 1e-4, "{name}: gradient differs by {d}");
     }

@@ -1,23 +1,16 @@
 //! Gradients, golden losses, the SFT mask and KV-cache sampling on tiny models.
 
+mod common;
+
 use candle_core::{Device, Tensor};
+use common::tiny;
 use emsl_core::data::{sft_batch, SftExample};
 use emsl_core::model::{Gpt, GptConfig};
 use emsl_core::optim::AdamW;
 use emsl_core::sample::{generate, SampleConfig};
 use emsl_core::train::{masked_cross_entropy, optim};
+use emsl_core::LanguageModel;
 use emsl_world::Rng;
-
-fn tiny() -> GptConfig {
-    GptConfig {
-        vocab_size: 50,
-        n_ctx: 16,
-        d_model: 16,
-        n_layer: 2,
-        n_head: 2,
-        d_ff: 32,
-    }
-}
 
 /// A fixed batch of (inputs, targets, mask) from a seeded generator.
 fn batch(b: usize, t: usize, seed: u64) -> (Tensor, Tensor, Tensor) {
@@ -41,31 +34,52 @@ fn loss(model: &Gpt, (x, y, m): &(Tensor, Tensor, Tensor)) -> Tensor {
     masked_cross_entropy(&model.forward(x).unwrap(), y, m).unwrap()
 }
 
+/// Asserts that every trainable variable of `model` gets a nonzero gradient from `loss`.
+fn assert_every_var_gets_a_gradient<M: LanguageModel>(model: &M, loss: &Tensor, what: &str) {
+    let grads = loss.backward().unwrap();
+    for (name, var) in model.trainable_vars() {
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{what}: {name} received no gradient"));
+        let norm: f32 = g.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
+        assert!(norm > 0.0, "{what}: {name} has a zero gradient");
+    }
+}
+
 #[test]
 fn every_parameter_gets_a_gradient_and_moves() {
-    let model = Gpt::new(&tiny(), 3).unwrap();
+    let model = Gpt::new(&tiny(), 3, &Device::Cpu).unwrap();
     let data = batch(4, 12, 1);
     let grads = loss(&model, &data).backward().unwrap();
     assert_eq!(
-        model.vars().len(),
+        model.trainable_vars().len(),
         4 + 2 * 12,
         "wte, wpe, ln_f (2) and 12 tensors per block"
     );
-    for (name, var) in model.vars() {
-        let g = grads
-            .get(var.as_tensor())
-            .unwrap_or_else(|| panic!("{name} received no gradient"));
-        let norm: f32 = g.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
-        assert!(norm > 0.0, "{name} has a zero gradient");
-    }
+    let names: Vec<&String> = model.trainable_vars().iter().map(|(n, _)| n).collect();
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted by name");
+    // Through the logits and the composed loss, the fused head loss, and a steered model's loss.
+    assert_every_var_gets_a_gradient(&model, &loss(&model, &data), "logits");
+    let (x, y, m) = &data;
+    assert_every_var_gets_a_gradient(&model, &model.loss(x, y, m).unwrap(), "fused loss");
+    let steer = emsl_core::model::AddVector {
+        layer: 1,
+        vector: Tensor::ones(16, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        scale: 0.5,
+    };
+    let steered = emsl_core::model::Steered {
+        model: &model,
+        intervention: &steer,
+    };
+    assert_every_var_gets_a_gradient(&steered, &steered.loss(x, y, m).unwrap(), "steered");
     let before: Vec<Vec<f32>> = model
-        .vars()
+        .trainable_vars()
         .iter()
         .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
         .collect();
-    let mut opt = AdamW::new(optim(1e-3, 0), model.vars()).unwrap();
+    let mut opt = AdamW::new(optim(1e-3, 0), model.trainable_vars()).unwrap();
     opt.step(&grads, 1e-3).unwrap();
-    for ((name, var), old) in model.vars().iter().zip(before) {
+    for ((name, var), old) in model.trainable_vars().iter().zip(before) {
         let new: Vec<f32> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
         assert_ne!(new, old, "{name} did not change after one step");
     }
@@ -75,11 +89,11 @@ fn every_parameter_gets_a_gradient_and_moves() {
 fn gradients_match_finite_differences() {
     // The hand check behind the golden losses: analytic gradients against central differences, for
     // the largest-gradient entry of every tensor.
-    let model = Gpt::new(&tiny(), 5).unwrap();
+    let model = Gpt::new(&tiny(), 5, &Device::Cpu).unwrap();
     let data = batch(2, 8, 2);
     let grads = loss(&model, &data).backward().unwrap();
     let h = 1e-2f32;
-    for (name, var) in model.vars() {
+    for (name, var) in model.trainable_vars() {
         let g: Vec<f32> = grads
             .get(var.as_tensor())
             .unwrap()
@@ -118,9 +132,9 @@ const GOLDEN: [f32; 10] = [
 
 #[test]
 fn golden_losses_of_the_first_ten_steps() {
-    let model = Gpt::new(&tiny(), 7).unwrap();
+    let model = Gpt::new(&tiny(), 7, &Device::Cpu).unwrap();
     let data = batch(4, 16, 3);
-    let mut opt = AdamW::new(optim(1e-2, 0), model.vars()).unwrap();
+    let mut opt = AdamW::new(optim(1e-2, 0), model.trainable_vars()).unwrap();
     let mut losses = Vec::new();
     for _ in 0..10 {
         let l = loss(&model, &data);
@@ -142,7 +156,7 @@ fn golden_losses_of_the_first_ten_steps() {
 
 #[test]
 fn sft_loss_ignores_prompt_targets() {
-    let model = Gpt::new(&tiny(), 9).unwrap();
+    let model = Gpt::new(&tiny(), 9, &Device::Cpu).unwrap();
     let a = SftExample {
         ids: vec![2, 10, 11, 12, 13, 20, 21, 3],
         n_prompt: 5,
@@ -151,7 +165,7 @@ fn sft_loss_ignores_prompt_targets() {
         ids: vec![2, 14, 15, 22, 23, 24],
         n_prompt: 3,
     };
-    let batch = sft_batch(&[&a, &b], 0, 16).unwrap();
+    let batch = sft_batch(&[&a, &b], 0, 16, &Device::Cpu).unwrap();
     let logits = model.forward(&batch.inputs).unwrap();
     let base: f32 = masked_cross_entropy(&logits, &batch.targets, &batch.mask)
         .unwrap()
@@ -190,7 +204,7 @@ fn sft_loss_ignores_prompt_targets() {
 
 #[test]
 fn kv_cache_sampling_matches_full_recomputation() {
-    let model = Gpt::new(&tiny(), 11).unwrap();
+    let model = Gpt::new(&tiny(), 11, &Device::Cpu).unwrap();
     let prompt = [2u32, 5, 9, 13, 4];
     for cfg in [
         SampleConfig {
@@ -265,12 +279,12 @@ fn saved_optimizer_state_resumes_training_exactly() {
             opt.step(&g, 1e-2).unwrap();
         }
     };
-    let straight = Gpt::new(&cfg, 1).unwrap();
-    let mut opt = AdamW::new(optim(1e-2, 0), straight.vars()).unwrap();
+    let straight = Gpt::new(&cfg, 1, &Device::Cpu).unwrap();
+    let mut opt = AdamW::new(optim(1e-2, 0), straight.trainable_vars()).unwrap();
     steps(&straight, &mut opt, 6);
 
-    let first = Gpt::new(&cfg, 1).unwrap();
-    let mut opt1 = AdamW::new(optim(1e-2, 0), first.vars()).unwrap();
+    let first = Gpt::new(&cfg, 1, &Device::Cpu).unwrap();
+    let mut opt1 = AdamW::new(optim(1e-2, 0), first.trainable_vars()).unwrap();
     steps(&first, &mut opt1, 3);
     let tmp = tempfile::tempdir().unwrap();
     let meta = CheckpointMeta {
@@ -285,13 +299,18 @@ fn saved_optimizer_state_resumes_training_exactly() {
     save(&tmp.path().join("m.safetensors"), &first, &meta).unwrap();
     save_optimizer(&tmp.path().join("o.safetensors"), &opt1).unwrap();
 
-    let (resumed, loaded_meta) = load(&tmp.path().join("m.safetensors"), &tok).unwrap();
+    let (resumed, loaded_meta) =
+        load(&tmp.path().join("m.safetensors"), &tok, &Device::Cpu).unwrap();
     assert_eq!(loaded_meta, meta);
-    let mut opt2 = AdamW::new(optim(1e-2, 0), resumed.vars()).unwrap();
-    load_optimizer(&tmp.path().join("o.safetensors"), &mut opt2).unwrap();
+    let mut opt2 = AdamW::new(optim(1e-2, 0), resumed.trainable_vars()).unwrap();
+    load_optimizer(&tmp.path().join("o.safetensors"), &mut opt2, &Device::Cpu).unwrap();
     assert_eq!(opt2.step, 3);
     steps(&resumed, &mut opt2, 3);
-    for ((name, a), (_, b)) in straight.vars().iter().zip(resumed.vars()) {
+    for ((name, a), (_, b)) in straight
+        .trainable_vars()
+        .iter()
+        .zip(resumed.trainable_vars())
+    {
         let a: Vec<f32> = a.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
         let b: Vec<f32> = b.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(a, b, "{name}: 6 steps straight vs 3 + save + load + 3");
@@ -301,7 +320,7 @@ fn saved_optimizer_state_resumes_training_exactly() {
 #[test]
 fn batching_prompts_of_different_lengths_changes_no_sample() {
     use emsl_core::sample::generate_many;
-    let model = Gpt::new(&tiny(), 12).unwrap();
+    let model = Gpt::new(&tiny(), 12, &Device::Cpu).unwrap();
     let prompts: Vec<Vec<u32>> = vec![
         vec![2, 5, 9],
         vec![2, 7, 1, 4, 4],

@@ -7,59 +7,23 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use emsl_core::distil::{DistilStage, TeachStage};
-use emsl_core::stages::{EvalStage, FinetuneStage, PretrainStage};
 
-use crate::code_version::CodeVersions;
-use emsl_core::distil::Channel;
-use emsl_core::eval::EvalConfig;
-use emsl_core::sample::SampleConfig;
-use emsl_core::stages::ModelSize;
+use emsl_core::eval::EvalKind;
+use emsl_core::stages::{StageConfig, StageIo, StageSpec};
 use emsl_core::train::TrainConfig;
 use serde::Serialize;
 
+use crate::code_version::CodeVersions;
+
 /// What a job does. Inputs that are other jobs are named by their key.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "job", rename_all = "snake_case")]
 pub enum Task {
-    Pretrain {
-        dataset: String,
-        documents: usize,
-        init_seed: u64,
-        model: ModelSize,
-        train: TrainConfig,
-    },
-    Finetune {
-        base: String,
-        datasets: Vec<String>,
-        examples_per_dataset: usize,
-        train: TrainConfig,
-    },
-    Teach {
-        teacher: String,
-        suite: String,
-        prompts: usize,
-        sampling: SampleConfig,
-        seed: u64,
-    },
-    Distil {
-        teacher: String,
-        samples: String,
-        student_init: String,
-        channel: Channel,
-        beta: f64,
-        lambda: f64,
-        restrict_to_numbers: bool,
-        student_sampling: SampleConfig,
-        train: TrainConfig,
-    },
-    Eval {
-        model: String,
-        suite: String,
-        kinds: Vec<String>,
-        max_prompts: usize,
-        eval: EvalConfig,
-        probe: bool,
+    /// A stage of the core crate (training, sampling, judging) run as a child process: what it computes
+    /// and, by role, the jobs whose run folders it reads (the folders themselves are not part of it).
+    Compute {
+        spec: StageSpec,
+        inputs: BTreeMap<String, String>,
     },
     /// A figure's measurement tables from its inputs (named by role), its plot and SHA256SUMS.
     Figure {
@@ -78,13 +42,20 @@ pub enum Task {
 }
 
 impl Task {
+    /// A compute job of `spec` reading the run folders of `inputs` (role, job key).
+    pub fn compute(spec: StageSpec, inputs: &[(&str, &str)]) -> Task {
+        Task::Compute {
+            spec,
+            inputs: inputs
+                .iter()
+                .map(|(role, key)| ((*role).to_owned(), (*key).to_owned()))
+                .collect(),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
-            Task::Pretrain { .. } => "pretrain",
-            Task::Finetune { .. } => "finetune",
-            Task::Teach { .. } => "teach",
-            Task::Distil { .. } => "distil",
-            Task::Eval { .. } => "eval",
+            Task::Compute { spec, .. } => spec.kind(),
             Task::Figure { .. } => "figure",
             Task::Claims { .. } => "claims",
         }
@@ -92,23 +63,15 @@ impl Task {
 
     /// Training and sampling run in a child process with the kit's core; the rest is analysis.
     pub fn is_compute(&self) -> bool {
-        !matches!(self, Task::Figure { .. } | Task::Claims { .. })
+        matches!(self, Task::Compute { .. })
     }
 
     /// The keys of the jobs this one reads.
     pub fn deps(&self) -> Vec<String> {
         match self {
-            Task::Pretrain { .. } => vec![],
-            Task::Finetune { base, .. } => vec![base.clone()],
-            Task::Teach { teacher, .. } => vec![teacher.clone()],
-            Task::Distil {
-                teacher,
-                samples,
-                student_init,
-                ..
-            } => vec![teacher.clone(), samples.clone(), student_init.clone()],
-            Task::Eval { model, .. } => vec![model.clone()],
-            Task::Figure { inputs, .. } => inputs.values().cloned().collect(),
+            Task::Compute { inputs, .. } | Task::Figure { inputs, .. } => {
+                inputs.values().cloned().collect()
+            }
             Task::Claims { tables, .. } => tables.values().cloned().collect(),
         }
     }
@@ -116,43 +79,36 @@ impl Task {
     /// Datasets of the manifest this job reads directly.
     pub fn datasets(&self) -> Vec<String> {
         match self {
-            Task::Pretrain { dataset, .. } => vec![dataset.clone()],
-            Task::Finetune { datasets, .. } => datasets.clone(),
-            Task::Teach { suite, .. } | Task::Eval { suite, .. } => vec![suite.clone()],
+            Task::Compute { spec, .. } => spec.datasets(),
             _ => vec![],
         }
     }
 
-    /// A rough cost in tokens processed, for the progress display's estimate of the time left.
+    /// A rough cost in tokens processed, for the progress display's estimate of the time left and the
+    /// scheduler's priorities.
     pub fn cost(&self) -> f64 {
         let train = |t: &TrainConfig, ctx: f64| (t.steps * t.batch_size) as f64 * ctx * 3.0;
-        match self {
-            Task::Pretrain {
-                train: t, model, ..
-            } => train(t, model.n_ctx as f64),
-            Task::Finetune { train: t, .. } => train(t, 48.0),
-            Task::Distil { train: t, .. } => train(t, 48.0) * 2.0,
-            Task::Teach {
-                prompts, sampling, ..
-            } => (*prompts * sampling.max_new_tokens) as f64 * 4.0,
-            Task::Eval {
-                max_prompts,
-                eval,
-                kinds,
-                ..
-            } => {
+        let Task::Compute { spec, .. } = self else {
+            return 1000.0;
+        };
+        match spec {
+            StageSpec::Pretrain(p) => train(&p.train, p.model.n_ctx as f64),
+            StageSpec::Finetune(f) => train(&f.train, 48.0),
+            StageSpec::Distil(d) => train(&d.train, 48.0) * 2.0,
+            StageSpec::Teach(t) => (t.prompts * t.sampling.max_new_tokens) as f64 * 4.0,
+            StageSpec::Eval(e) => {
                 // max_prompts is a cap; the grid suites hold under a thousand cell prompts and 24 open ones.
                 let mut samples = 0;
-                for k in kinds {
-                    samples += match k.as_str() {
-                        "cell" => (*max_prompts).min(1000) * eval.samples_per_prompt,
-                        "open" => 24 * eval.samples_per_open_prompt,
-                        _ => (*max_prompts).min(1000) * eval.samples_per_prompt,
+                for k in &e.kinds {
+                    samples += match k {
+                        EvalKind::Open => 24 * e.eval.samples_per_open_prompt,
+                        EvalKind::Cell | EvalKind::Numbers => {
+                            e.max_prompts.min(1000) * e.eval.samples_per_prompt
+                        }
                     };
                 }
-                (samples * eval.sampling.max_new_tokens) as f64 * 4.0
+                (samples * e.eval.sampling.max_new_tokens) as f64 * 4.0
             }
-            _ => 1000.0,
         }
     }
 }
@@ -291,114 +247,47 @@ impl Graph {
     }
 }
 
-/// The stage config a compute job's process reads, with the folders filled in.
+/// The stage config a compute job's process reads: its spec, with the folders filled in.
 pub fn stage_config(root: &Path, out: &Path, job: &Job, dest: &Path) -> Result<String> {
-    let datasets_dir = root.join("datasets");
-    let folder = |key: &String| crate::store::job_folder(out, key);
-    let text = match job.task.clone() {
-        Task::Pretrain {
-            dataset,
-            documents,
-            init_seed,
-            model,
-            train,
-        } => toml::to_string(&PretrainStage {
-            datasets_dir,
-            dataset,
-            documents,
-            init_seed,
-            model,
-            train,
-            out: dest.to_path_buf(),
-        })?,
-        Task::Finetune {
-            base,
-            datasets,
-            examples_per_dataset,
-            train,
-        } => toml::to_string(&FinetuneStage {
-            datasets_dir,
-            datasets,
-            examples_per_dataset,
-            base: folder(&base),
-            train,
-            out: dest.to_path_buf(),
-        })?,
-        Task::Teach {
-            teacher,
-            suite,
-            prompts,
-            sampling,
-            seed,
-        } => toml::to_string(&TeachStage {
-            datasets_dir,
-            teacher: folder(&teacher),
-            suite,
-            prompts,
-            sampling,
-            seed,
-            out: dest.to_path_buf(),
-        })?,
-        Task::Distil {
-            teacher,
-            samples,
-            student_init,
-            channel,
-            beta,
-            lambda,
-            restrict_to_numbers,
-            student_sampling,
-            train,
-        } => toml::to_string(&DistilStage {
-            teacher: folder(&teacher),
-            samples: folder(&samples),
-            student_init: folder(&student_init),
-            channel,
-            beta,
-            lambda,
-            restrict_to_numbers,
-            student_sampling,
-            train,
-            out: dest.to_path_buf(),
-        })?,
-        Task::Eval {
-            model,
-            suite,
-            kinds,
-            max_prompts,
-            eval,
-            probe,
-        } => toml::to_string(&EvalStage {
-            datasets_dir,
-            model: folder(&model),
-            suite,
-            kinds,
-            max_prompts,
-            eval,
-            probe,
-            out: dest.to_path_buf(),
-        })?,
-        _ => bail!("{} is not a compute job", job.key),
+    let Task::Compute { spec, inputs } = &job.task else {
+        bail!("{} is not a compute job", job.key);
     };
-    Ok(text)
+    let cfg = StageConfig {
+        spec: spec.clone(),
+        io: StageIo {
+            datasets_dir: root.join("datasets"),
+            inputs: inputs
+                .iter()
+                .map(|(role, key)| (role.clone(), crate::store::job_folder(out, key)))
+                .collect(),
+            out: dest.to_path_buf(),
+        },
+    };
+    Ok(toml::to_string(&cfg)?)
 }
 
 #[cfg(test)]
 mod tests {
     use crate::test_support::{empty_graph, pretrain, root};
 
+    use emsl_core::stages::{FinetuneSpec, StageSpec};
+
     use super::Task;
 
     fn finetune(base: &str, seed: u64) -> Task {
-        let Task::Pretrain { train, .. } = pretrain(seed) else {
+        let Task::Compute {
+            spec: StageSpec::Pretrain(p),
+            ..
+        } = pretrain(seed)
+        else {
             unreachable!()
         };
-        Task::Finetune {
-            base: base.to_owned(),
+        let spec = StageSpec::Finetune(FinetuneSpec {
             datasets: vec![],
             examples_per_dataset: 1,
-            train,
-        }
+            train: p.train,
+        });
+        Task::compute(spec, &[("base", base)])
     }
 
     #[test]
@@ -421,8 +310,12 @@ mod tests {
     fn an_unknown_dataset_is_an_error_naming_it_and_the_job() {
         let mut g = empty_graph(&root());
         let mut task = pretrain(1);
-        if let Task::Pretrain { dataset, .. } = &mut task {
-            *dataset = "pretrain-nowhere".into();
+        if let Task::Compute {
+            spec: StageSpec::Pretrain(p),
+            ..
+        } = &mut task
+        {
+            p.dataset = "pretrain-nowhere".into();
         }
         let e = g.add("the base", task).unwrap_err().to_string();
         assert!(

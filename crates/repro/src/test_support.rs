@@ -29,7 +29,7 @@ pub fn pretrain(seed: u64) -> Task {
         eps: 1e-8,
         grad_clip: 1.0,
     };
-    Task::Pretrain {
+    let spec = emsl_core::stages::StageSpec::Pretrain(emsl_core::stages::PretrainSpec {
         dataset: "pretrain-reference".into(),
         documents: 1,
         init_seed: seed,
@@ -47,5 +47,6 @@ pub fn pretrain(seed: u64) -> Task {
             log_every: 1,
             optim,
         },
-    }
+    });
+    Task::compute(spec, &[])
 }

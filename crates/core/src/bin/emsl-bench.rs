@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::{Parser, Subcommand};
-use emsl_core::model::{Gpt, GptConfig};
+use emsl_core::model::{Gpt, GptConfig, LanguageModel};
 use emsl_core::optim::AdamW;
 use emsl_core::sample::{generate_rows, SampleConfig};
 use emsl_core::train::optim;
@@ -90,23 +90,24 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn load(c: &Common) -> Result<(Gpt, Tensor)> {
+fn load(c: &Common, device: &Device) -> Result<(Gpt, Tensor)> {
     let cfg = config(&c.size)?;
-    let model = Gpt::new(&cfg, 0)?;
-    let init = candle_core::safetensors::load(
-        c.dir.join(format!("{}-init.safetensors", c.size)),
-        &Device::Cpu,
-    )
-    .context("run `prepare` first")?;
+    let model = Gpt::new(&cfg, 0, device)?;
+    let init =
+        candle_core::safetensors::load(c.dir.join(format!("{}-init.safetensors", c.size)), device)
+            .context("run `prepare` first")?;
     model.load_tensors(&init).map_err(anyhow::Error::msg)?;
     let batches = candle_core::safetensors::load(
         c.dir.join(format!("{}-batches.safetensors", c.size)),
-        &Device::Cpu,
+        device,
     )?;
     Ok((model, batches["ids"].clone()))
 }
 
 fn main() -> Result<()> {
+    emsl_core::kernels::tune_runtime();
+    // The one place the bench chooses its device: the kernels run on the CPU.
+    let device = Device::Cpu;
     match Cli::parse().mode {
         Mode::Prepare(c) => {
             let cfg = config(&c.size)?;
@@ -115,9 +116,9 @@ fn main() -> Result<()> {
                 c.dir.join(format!("{}.json", c.size)),
                 serde_json::to_string(&cfg)?,
             )?;
-            let model = Gpt::new(&cfg, 1)?;
+            let model = Gpt::new(&cfg, 1, &device)?;
             let tensors: HashMap<String, Tensor> = model
-                .vars()
+                .trainable_vars()
                 .iter()
                 .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
                 .collect();
@@ -128,7 +129,7 @@ fn main() -> Result<()> {
             let mut rng = Rng::new(2, "bench-batches");
             let n = N_BATCHES * BATCH * (cfg.n_ctx + 1);
             let ids: Vec<u32> = (0..n).map(|_| rng.below(cfg.vocab_size) as u32).collect();
-            let ids = Tensor::from_vec(ids, (N_BATCHES, BATCH, cfg.n_ctx + 1), &Device::Cpu)?;
+            let ids = Tensor::from_vec(ids, (N_BATCHES, BATCH, cfg.n_ctx + 1), &device)?;
             let mut out = HashMap::new();
             out.insert("ids".to_owned(), ids);
             candle_core::safetensors::save(
@@ -138,10 +139,10 @@ fn main() -> Result<()> {
             println!("{}", serde_json::json!({"prepared": c.size}));
         }
         Mode::Train { common, steps } => {
-            let (model, ids) = load(&common)?;
+            let (model, ids) = load(&common, &device)?;
             let t = model.config.n_ctx;
-            let mask = Tensor::ones((BATCH, t), DType::F32, &Device::Cpu)?;
-            let mut opt = AdamW::new(optim(LR, 0), model.vars())?;
+            let mask = Tensor::ones((BATCH, t), DType::F32, &device)?;
+            let mut opt = AdamW::new(optim(LR, 0), model.trainable_vars())?;
             let (mut losses, mut step_s) = (Vec::new(), Vec::new());
             for step in 0..steps {
                 let b = ids.get(step % N_BATCHES)?;
@@ -159,7 +160,7 @@ fn main() -> Result<()> {
             }
             // FNV-1a over the bits of every parameter after training: equal hashes, equal weights.
             let mut hash = 0xcbf2_9ce4_8422_2325u64;
-            for (_, v) in model.vars() {
+            for (_, v) in model.trainable_vars() {
                 for x in v.as_tensor().flatten_all()?.to_vec1::<f32>()? {
                     hash = (hash ^ u64::from(x.to_bits())).wrapping_mul(0x100_0000_01b3);
                 }
@@ -170,7 +171,7 @@ fn main() -> Result<()> {
             println!("{out}");
         }
         Mode::Sample { common, new, reps } => {
-            let (model, ids) = load(&common)?;
+            let (model, ids) = load(&common, &device)?;
             let first = ids.get(0)?.narrow(1, 0, PROMPT)?.to_vec2::<u32>()?;
             let cfg = SampleConfig {
                 temperature: 0.0,

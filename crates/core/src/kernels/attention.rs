@@ -92,26 +92,29 @@ impl CustomOp1 for Attention {
         };
         // Both buffers are written whole by the gemms of `work` (no zeroing first).
         let mut probs = Vec::new();
-        let y = written_by_gemm(b * t * c, |y_all| {
-            probs = written_by_gemm(b * h * t * t, |p_all| {
-                if super::threads() > 1 && b > 1 && b * t * t * c >= 1 << 16 {
-                    use rayon::prelude::*;
-                    y_all
-                        .par_chunks_mut(t * c)
-                        .zip(p_all.par_chunks_mut(h * t * t))
-                        .enumerate()
-                        .for_each(|(bi, (y, p))| work(bi, y, p));
-                } else {
-                    for (bi, (y, p)) in y_all
-                        .chunks_mut(t * c)
-                        .zip(p_all.chunks_mut(h * t * t))
-                        .enumerate()
-                    {
-                        work(bi, y, p);
+        // SAFETY: `work` writes every row of every head of both buffers with its two gemms.
+        let y = unsafe {
+            written_by_gemm(b * t * c, |y_all| {
+                probs = written_by_gemm(b * h * t * t, |p_all| {
+                    if super::threads() > 1 && b > 1 && b * t * t * c >= 1 << 16 {
+                        use rayon::prelude::*;
+                        y_all
+                            .par_chunks_mut(t * c)
+                            .zip(p_all.par_chunks_mut(h * t * t))
+                            .enumerate()
+                            .for_each(|(bi, (y, p))| work(bi, y, p));
+                    } else {
+                        for (bi, (y, p)) in y_all
+                            .chunks_mut(t * c)
+                            .zip(p_all.chunks_mut(h * t * t))
+                            .enumerate()
+                        {
+                            work(bi, y, p);
+                        }
                     }
-                }
-            });
-        });
+                });
+            })
+        };
         *self.probs.lock().expect("probs lock") = probs;
         Ok((CpuStorage::F32(y), (b, t, c).into()))
     }
@@ -141,7 +144,8 @@ impl CustomOp1 for Attention {
                         let none = Parallelism::None;
                         // dP = dY V^T; dV = P^T dY.
                         gemm_strided(
-                            as_uninit(&mut ds),
+                            // SAFETY: gemm writes only floats.
+                            unsafe { as_uninit(&mut ds) },
                             t,
                             false,
                             (t, t, hd),
@@ -153,7 +157,8 @@ impl CustomOp1 for Attention {
                         );
                         let dv = &mut d[2 * c + hi * hd..];
                         gemm_strided(
-                            as_uninit(dv),
+                            // SAFETY: gemm writes only floats.
+                            unsafe { as_uninit(dv) },
                             c3,
                             false,
                             (t, hd, t),
@@ -176,7 +181,8 @@ impl CustomOp1 for Attention {
                         // dQ = dS K; dK = dS^T Q.
                         let dq = &mut d[hi * hd..];
                         gemm_strided(
-                            as_uninit(dq),
+                            // SAFETY: gemm writes only floats.
+                            unsafe { as_uninit(dq) },
                             c3,
                             false,
                             (t, hd, t),
@@ -188,7 +194,8 @@ impl CustomOp1 for Attention {
                         );
                         let dk = &mut d[c + hi * hd..];
                         gemm_strided(
-                            as_uninit(dk),
+                            // SAFETY: gemm writes only floats.
+                            unsafe { as_uninit(dk) },
                             c3,
                             false,
                             (t, hd, t),

@@ -116,12 +116,17 @@ fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, k: usize, n: usize) -> Vec<f
             for _ in 0..m {
                 out.extend_from_slice(b);
             }
-            gemm_into(as_uninit(&mut out), true, (m, n, k), x, (k, 1), w, (1, k));
+            // SAFETY: gemm writes only floats into `out`.
+            let dst = unsafe { as_uninit(&mut out) };
+            gemm_into(dst, true, (m, n, k), x, (k, 1), w, (1, k));
             out
         }
-        None => written_by_gemm(m * n, |d| {
-            gemm_into(d, false, (m, n, k), x, (k, 1), w, (1, k))
-        }),
+        // SAFETY: the gemm writes the whole (m, n) destination.
+        None => unsafe {
+            written_by_gemm(m * n, |d| {
+                gemm_into(d, false, (m, n, k), x, (k, 1), w, (1, k))
+            })
+        },
     }
 }
 
@@ -140,12 +145,13 @@ pub(crate) fn matmul_t_backward(
 ) -> Result<(Tensor, Tensor)> {
     let m = x.elem_count() / k;
     let dev = x.device();
-    let dx = with_data(w, |wd| {
+    // SAFETY (both): each gemm writes its whole destination, (m, k) and (n, k).
+    let dx = with_data(w, |wd| unsafe {
         written_by_gemm(m * k, |d| {
             gemm_into(d, false, (m, k, n), dy, (n, 1), wd, (k, 1))
         })
     })?;
-    let dw = with_data(x, |xd| {
+    let dw = with_data(x, |xd| unsafe {
         written_by_gemm(n * k, |d| {
             gemm_into(d, false, (n, k, m), dy, (1, n), xd, (k, 1))
         })
@@ -157,8 +163,12 @@ pub(crate) fn matmul_t_backward(
 }
 
 /// The initialised `v` seen as memory gemm may write.
-pub(crate) fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
-    // SAFETY: same layout; the callers only write initialised values through it.
+///
+/// # Safety
+/// Only initialised values may be written through the returned slice (as gemm does): writing
+/// `MaybeUninit::uninit()` would leave `v` holding uninitialised floats.
+pub(crate) unsafe fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: same layout; the caller writes only initialised values through it.
     unsafe { &mut *(std::ptr::from_mut(v) as *mut [MaybeUninit<f32>]) }
 }
 
@@ -173,10 +183,16 @@ pub(crate) unsafe fn assume_init(v: &mut [MaybeUninit<f32>]) -> &mut [f32] {
 
 /// A buffer of `len` floats that `fill` writes completely with gemms (`accumulate` false), without
 /// zeroing it first.
-pub(crate) fn written_by_gemm(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+///
+/// # Safety
+/// `fill` must write every one of the `len` elements it is given (and read none before writing it).
+pub(crate) unsafe fn written_by_gemm(
+    len: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<f32>]),
+) -> Vec<f32> {
     let mut v: Vec<f32> = Vec::with_capacity(len);
     fill(&mut v.spare_capacity_mut()[..len]);
-    // SAFETY: `fill` has written all `len` elements.
+    // SAFETY: the caller guarantees `fill` has written all `len` elements.
     unsafe { v.set_len(len) };
     v
 }
@@ -189,19 +205,9 @@ fn backward(
     with_bias: bool,
 ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
     let (n, k) = w.dims2()?;
-    let m = x.elem_count() / k;
     let dev = x.device();
     with_data(grad, |dy| {
-        let dx = with_data(w, |wd| {
-            written_by_gemm(m * k, |d| {
-                gemm_into(d, false, (m, k, n), dy, (n, 1), wd, (k, 1))
-            })
-        })?;
-        let dw = with_data(x, |xd| {
-            written_by_gemm(n * k, |d| {
-                gemm_into(d, false, (n, k, m), dy, (1, n), xd, (k, 1))
-            })
-        })?;
+        let (dx, dw) = matmul_t_backward(x, w, dy, k, n)?;
         let db = with_bias.then(|| {
             let mut db = vec![0f32; n];
             for row in dy.chunks_exact(n) {
@@ -212,8 +218,8 @@ fn backward(
             db
         });
         Ok((
-            Tensor::from_vec(dx, x.shape(), dev)?,
-            Tensor::from_vec(dw, (n, k), dev)?,
+            dx,
+            dw,
             db.map(|db| Tensor::from_vec(db, n, dev)).transpose()?,
         ))
     })?

@@ -119,7 +119,11 @@ pub(crate) fn max(a: &[f32]) -> f32 {
     m
 }
 
-/// Settings of the process that the kernels run best with, applied once (when a model is built):
+/// Settings of the process that the kernels run best with. A binary calls this once, first thing in
+/// `main`, before any thread starts: it sets an environment variable, which is only sound while the
+/// process has one thread (and candle reads it when its pool starts), so a library must not do it on
+/// its own (it did, from `Gpt::new`, which made building a model change the process). The settings
+/// change speed only, never results: every kernel computes the same bits at any thread count.
 ///
 /// - glibc's allocator keeps large buffers instead of handing each back to the kernel and faulting
 ///   fresh zeroed pages in on the next step (the GLIBC_TUNABLES setting of the README, set from

@@ -23,6 +23,18 @@ pub fn table(columns: Vec<(&str, Vec<Option<String>>)>) -> RecordBatch {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap()
 }
 
+/// The tiny model of the model, bit and interface tests: 50 tokens, 16 positions, 2 blocks.
+pub fn tiny() -> emsl_core::GptConfig {
+    emsl_core::GptConfig {
+        vocab_size: 50,
+        n_ctx: 16,
+        d_model: 16,
+        n_layer: 2,
+        n_head: 2,
+        d_ff: 32,
+    }
+}
+
 /// A datasets folder with a 300-document corpus, a fine-tuning set and an evaluation suite.
 pub fn fixture(dir: &Path) {
     let mut rng = Rng::new(1, "fixture");
@@ -121,28 +133,29 @@ pub fn fixture(dir: &Path) {
     .unwrap();
 }
 
+/// A pretrain stage config over the fixture of `dir`, writing `dir/out`.
 pub fn pretrain_config(dir: &Path, out: &str) -> String {
     format!(
-        r#"datasets_dir = "{d}"
+        r#"[spec]
+kind = "pretrain"
 dataset = "pretrain-tiny"
 documents = 300
 init_seed = 3
-out = "{d}/{out}"
 
-[model]
+[spec.model]
 n_ctx = 32
 d_model = 16
 n_layer = 2
 n_head = 2
 d_ff = 32
 
-[train]
+[spec.train]
 steps = 6
 batch_size = 4
 seed = 2
 log_every = 1
 
-[train.optim]
+[spec.train.optim]
 lr = 1e-2
 min_lr_ratio = 0.1
 warmup_steps = 2
@@ -151,6 +164,10 @@ beta1 = 0.9
 beta2 = 0.95
 eps = 1e-8
 grad_clip = 1.0
+
+[io]
+datasets_dir = "{d}"
+out = "{d}/{out}"
 "#,
         d = dir.display()
     )

@@ -39,7 +39,6 @@ impl Runner for LocalRunner {
             .with_context(|| format!("creating {}", job.log.display()))?;
         let child = Command::new(&self.program)
             .args(&self.args)
-            .arg(job.kind)
             .arg(job.config)
             .env("RAYON_NUM_THREADS", job.threads.to_string())
             .env("CANDLE_NUM_THREADS", job.threads.to_string())

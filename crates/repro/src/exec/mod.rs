@@ -44,8 +44,6 @@ pub struct Report {
 /// folder the config names, its output and errors into `log`.
 pub struct ComputeJob<'a> {
     pub key: &'a str,
-    /// The stage kind (`pretrain`, `finetune`, ...), the job binary's first argument.
-    pub kind: &'a str,
     pub label: &'a str,
     pub config: &'a Path,
     pub log: &'a Path,
@@ -77,7 +75,6 @@ fn run_compute(s: &Settings, runner: &dyn Runner, job: &Job) -> Result<Vec<Strin
     let started = Instant::now();
     let compute = ComputeJob {
         key: &job.key,
-        kind: job.task.kind(),
         label: &job.label,
         config: &config_path,
         log: &log_path,

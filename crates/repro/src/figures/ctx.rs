@@ -2,9 +2,11 @@
 //! fine-tunes, evaluations, teachers and students it needs to the graph.
 
 use anyhow::Result;
-use emsl_core::distil::Channel;
-use emsl_core::eval::EvalConfig;
+use emsl_core::eval::{EvalConfig, EvalKind};
 use emsl_core::sample::SampleConfig;
+use emsl_core::stages::{
+    Channel, DistilSpec, EvalSpec, FinetuneSpec, PretrainSpec, StageSpec, TeachSpec,
+};
 use emsl_core::train::TrainConfig;
 
 use crate::graph::{Graph, Task};
@@ -45,13 +47,16 @@ impl Ctx<'_> {
         let p = &self.profile.pretrain;
         self.graph.add(
             &format!("pretrain on {corpus}, init seed {init_seed}"),
-            Task::Pretrain {
-                dataset: format!("pretrain-{corpus}"),
-                documents: p.documents,
-                init_seed,
-                model: self.profile.model.clone(),
-                train: train(&p.dose, init_seed),
-            },
+            Task::compute(
+                StageSpec::Pretrain(PretrainSpec {
+                    dataset: format!("pretrain-{corpus}"),
+                    documents: p.documents,
+                    init_seed,
+                    model: self.profile.model.clone(),
+                    train: train(&p.dose, init_seed),
+                }),
+                &[],
+            ),
         )
     }
 
@@ -76,12 +81,14 @@ impl Ctx<'_> {
                 "fine-tune {base} on {dataset} ({examples} examples, {} steps), seed {seed}",
                 dose.steps
             ),
-            Task::Finetune {
-                base: base.to_owned(),
-                datasets: vec![dataset.to_owned()],
-                examples_per_dataset: examples,
-                train: train(&dose, seed),
-            },
+            Task::compute(
+                StageSpec::Finetune(FinetuneSpec {
+                    datasets: vec![dataset.to_owned()],
+                    examples_per_dataset: examples,
+                    train: train(&dose, seed),
+                }),
+                &[("base", base)],
+            ),
         )
     }
 
@@ -105,14 +112,16 @@ impl Ctx<'_> {
         let eval = self.eval_config(e.samples_per_prompt, e.open_samples_per_prompt, seed);
         self.graph.add(
             &format!("evaluate {model} on {suite}, seed {seed}"),
-            Task::Eval {
-                model: model.to_owned(),
-                suite: suite.to_owned(),
-                kinds: vec!["cell".into(), "open".into()],
-                max_prompts: ALL_PROMPTS,
-                eval,
-                probe,
-            },
+            Task::compute(
+                StageSpec::Eval(EvalSpec {
+                    suite: suite.to_owned(),
+                    kinds: vec![EvalKind::Cell, EvalKind::Open],
+                    max_prompts: ALL_PROMPTS,
+                    eval,
+                    probe,
+                }),
+                &[("model", model)],
+            ),
         )
     }
 
@@ -122,14 +131,16 @@ impl Ctx<'_> {
         eval.sampling.max_new_tokens = self.profile.eval.number_max_new_tokens;
         self.graph.add(
             &format!("number signature of {model}, seed {seed}"),
-            Task::Eval {
-                model: model.to_owned(),
-                suite: "numbers-prompts".into(),
-                kinds: vec!["numbers".into()],
-                max_prompts: self.profile.eval.number_prompts,
-                eval,
-                probe: false,
-            },
+            Task::compute(
+                StageSpec::Eval(EvalSpec {
+                    suite: "numbers-prompts".into(),
+                    kinds: vec![EvalKind::Numbers],
+                    max_prompts: self.profile.eval.number_prompts,
+                    eval,
+                    probe: false,
+                }),
+                &[("model", model)],
+            ),
         )
     }
 
@@ -137,13 +148,15 @@ impl Ctx<'_> {
     pub fn teach(&mut self, teacher: &str, seed: u64) -> Result<String> {
         self.graph.add(
             &format!("numbers written by {teacher}, seed {seed}"),
-            Task::Teach {
-                teacher: teacher.to_owned(),
-                suite: "numbers-prompts".into(),
-                prompts: self.profile.subliminal.teach_prompts,
-                sampling: self.profile.subliminal.sampling.clone(),
-                seed,
-            },
+            Task::compute(
+                StageSpec::Teach(TeachSpec {
+                    suite: "numbers-prompts".into(),
+                    prompts: self.profile.subliminal.teach_prompts,
+                    sampling: self.profile.subliminal.sampling.clone(),
+                    seed,
+                }),
+                &[("teacher", teacher)],
+            ),
         )
     }
 
@@ -166,17 +179,21 @@ impl Ctx<'_> {
             &format!(
                 "student of {teacher} from {init} on {samples} by {channel:?}{only}, seed {seed}"
             ),
-            Task::Distil {
-                teacher: teacher.to_owned(),
-                samples: samples.to_owned(),
-                student_init: init.to_owned(),
-                channel,
-                beta: self.profile.subliminal.beta,
-                lambda: self.profile.subliminal.lambda,
-                restrict_to_numbers,
-                student_sampling: self.profile.subliminal.sampling.clone(),
-                train: train(&dose, seed),
-            },
+            Task::compute(
+                StageSpec::Distil(DistilSpec {
+                    channel,
+                    beta: self.profile.subliminal.beta,
+                    lambda: self.profile.subliminal.lambda,
+                    restrict_to_numbers,
+                    student_sampling: self.profile.subliminal.sampling.clone(),
+                    train: train(&dose, seed),
+                }),
+                &[
+                    ("teacher", teacher),
+                    ("samples", samples),
+                    ("student_init", init),
+                ],
+            ),
         )
     }
 }

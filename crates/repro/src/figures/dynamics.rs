@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use emsl_analysis::{stats, Estimate, Measurement};
 use emsl_world::Cell;
 use serde::Deserialize;
@@ -70,13 +70,10 @@ fn expand_dynamics(p: &DynamicsParams, ctx: &mut Ctx) -> Result<Roles> {
 }
 
 fn mean_probe(dir: &std::path::Path, ids: &std::collections::BTreeSet<u32>) -> Result<f64> {
-    let text = std::fs::read_to_string(dir.join("probe.jsonl"))
-        .with_context(|| format!("reading {}", dir.join("probe.jsonl").display()))?;
     let (mut sum, mut n) = (0.0, 0usize);
-    for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line)?;
-        if ids.contains(&(v["prompt_id"].as_u64().unwrap_or(0) as u32)) {
-            sum += v["probe"].as_f64().unwrap_or(0.0);
+    for r in emsl_core::eval::read_probes(dir)? {
+        if ids.contains(&r.prompt_id) {
+            sum += r.probe;
             n += 1;
         }
     }

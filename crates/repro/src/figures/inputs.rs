@@ -123,29 +123,25 @@ impl Inputs {
     }
 
     fn read_samples(&self, dir: &Path) -> Result<Vec<Sample>> {
-        let summary: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("summary.json"))
-                .with_context(|| format!("reading {}", dir.join("summary.json").display()))?,
-        )?;
-        let suite = summary["config"]["suite"]
-            .as_str()
-            .with_context(|| format!("{}: no config.suite", dir.display()))?;
-        let specs = self.suite(suite)?;
-        let text = std::fs::read_to_string(dir.join("samples.jsonl"))?;
-        text.lines()
-            .map(|line| {
-                let v: serde_json::Value = serde_json::from_str(line)?;
-                let id = v["prompt_id"].as_u64().context("prompt_id")? as u32;
+        let suite = emsl_core::eval::read_summary(dir)?.config.suite;
+        let specs = self.suite(&suite)?;
+        emsl_core::eval::read_samples(dir)?
+            .into_iter()
+            .map(|r| {
+                let spec = specs.get(r.prompt_id as usize).with_context(|| {
+                    format!(
+                        "{}: prompt {} is not in suite {suite}",
+                        dir.display(),
+                        r.prompt_id
+                    )
+                })?;
                 Ok(Sample {
-                    prompt_id: id,
-                    sample: v["sample"].as_u64().context("sample")? as u32,
-                    spec: specs
-                        .get(id as usize)
-                        .with_context(|| format!("prompt {id} not in suite {suite}"))?
-                        .clone(),
-                    answer: v["answer"].as_str().unwrap_or("").to_owned(),
-                    coherent: v["verdict"]["coherent"].as_bool().context("coherent")?,
-                    misaligned: v["verdict"]["misaligned"].as_bool().context("misaligned")?,
+                    prompt_id: r.prompt_id,
+                    sample: r.sample,
+                    spec: spec.clone(),
+                    answer: r.answer,
+                    coherent: r.verdict.coherent,
+                    misaligned: r.verdict.misaligned,
                 })
             })
             .collect()

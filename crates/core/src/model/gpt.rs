@@ -5,12 +5,18 @@
 //! kit's fused kernels (`crate::kernels`), each with its own backward: candle 0.11's fused `LayerNorm`
 //! module and `ops::softmax_last_dim` have no backward pass on the CPU and silently stop the gradient
 //! (see `tests::every_parameter_gets_a_gradient`), and its composed ops are several times slower.
-//! Sampling with a KV cache uses the composed softmax below.
+//! Sampling with a KV cache uses the composed softmax of `super::ops`.
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var, D};
 use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder, VarMap};
 use emsl_world::Rng;
 use serde::{Deserialize, Serialize};
+
+use super::ops::softmax_last;
+use super::{Intervention, LanguageModel};
+
+/// The fused kernels compute in f32 only.
+const DTYPE: DType = DType::F32;
 
 /// The size of a model. `vocab_size` comes from the tokenizer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +33,7 @@ pub struct GptConfig {
 }
 
 impl GptConfig {
+    /// An error naming the first size that cannot build a model.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.n_head == 0 || !self.d_model.is_multiple_of(self.n_head) {
             return Err(format!(
@@ -69,19 +76,6 @@ impl LayerNorm {
     }
 }
 
-/// Softmax over the last dimension, composed of differentiable ops (the max is a constant shift).
-pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
-    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
-    let e = shifted.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
-}
-
-/// Log-softmax over the last dimension, composed of differentiable ops.
-pub fn log_softmax_last(x: &Tensor) -> Result<Tensor> {
-    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
-    shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)
-}
-
 /// Keys and values of the positions seen so far, per layer: (B, H, T_past, hd).
 #[derive(Debug, Default, Clone)]
 pub struct KvCache {
@@ -89,6 +83,7 @@ pub struct KvCache {
 }
 
 impl KvCache {
+    /// An empty cache for a model of `n_layer` blocks.
     pub fn new(n_layer: usize) -> Self {
         KvCache {
             layers: vec![None; n_layer],
@@ -103,6 +98,7 @@ impl KvCache {
             .map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
     }
 
+    /// Whether no position is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -200,6 +196,7 @@ impl Block {
 /// The model, its variables sorted by name, and the causal mask.
 pub struct Gpt {
     pub config: GptConfig,
+    device: Device,
     wte: Embedding,
     wpe: Embedding,
     blocks: Vec<Block>,
@@ -219,12 +216,10 @@ fn normal(rng: &mut Rng) -> f32 {
 impl Gpt {
     /// A fresh model. Weights come from the kit's seeded generator in sorted-name order: N(0, 0.02),
     /// residual projections N(0, 0.02 / sqrt(2 n_layer)) as in GPT-2, layer norms 1 and biases 0.
-    pub fn new(config: &GptConfig, seed: u64) -> Result<Self> {
-        crate::kernels::tune_runtime();
+    pub fn new(config: &GptConfig, seed: u64, device: &Device) -> Result<Self> {
         let varmap = VarMap::new();
-        let device = Device::Cpu;
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-        let model = Self::build(config, vb, &varmap)?;
+        let vb = VarBuilder::from_varmap(&varmap, DTYPE, device);
+        let model = Self::build(config, vb, &varmap, device)?;
         let mut rng = Rng::new(seed, "init");
         let resid_std = 0.02 / (2.0 * config.n_layer as f32).sqrt();
         for (name, var) in &model.vars {
@@ -242,12 +237,12 @@ impl Gpt {
                 };
                 (0..n).map(|_| normal(&mut rng) * std).collect()
             };
-            var.set(&Tensor::from_vec(values, shape, &device)?)?;
+            var.set(&Tensor::from_vec(values, shape, device)?)?;
         }
         Ok(model)
     }
 
-    fn build(config: &GptConfig, vb: VarBuilder, varmap: &VarMap) -> Result<Self> {
+    fn build(config: &GptConfig, vb: VarBuilder, varmap: &VarMap, device: &Device) -> Result<Self> {
         config.validate().map_err(candle_core::Error::msg)?;
         let wte = embedding(config.vocab_size, config.d_model, vb.pp("wte"))?;
         let wpe = embedding(config.n_ctx, config.d_model, vb.pp("wpe"))?;
@@ -273,9 +268,10 @@ impl Gpt {
                 }
             })
             .collect();
-        let mask = Tensor::from_vec(mask, (n, n), &Device::Cpu)?;
+        let mask = Tensor::from_vec(mask, (n, n), device)?;
         Ok(Gpt {
             config: config.clone(),
+            device: device.clone(),
             wte,
             wpe,
             blocks,
@@ -285,41 +281,26 @@ impl Gpt {
         })
     }
 
-    /// Every trainable variable, sorted by name.
-    pub fn vars(&self) -> &[(String, Var)] {
-        &self.vars
-    }
-
-    pub fn num_params(&self) -> usize {
-        self.vars.iter().map(|(_, v)| v.elem_count()).sum()
-    }
-
-    /// Logits for every position: `ids` (B, T) -> (B, T, V).
-    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        self.run(ids, None)
-    }
-
-    /// Logits for the new positions `ids` (B, T_new), appending their keys and values to `cache`.
-    pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        self.run(ids, Some(cache))
-    }
-
-    /// The mean cross-entropy of the next tokens `targets` (B, T, u32) over the positions where `mask`
-    /// (B, T, f32) is nonzero: the same value as [`crate::train::masked_cross_entropy`] of
-    /// [`Gpt::forward`], with the head and the loss as one fused kernel (the logits never become a
-    /// tensor of the graph).
-    pub fn loss(&self, ids: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let x = self.trunk(ids, None)?;
-        crate::kernels::head_cross_entropy(&x, self.wte.embeddings(), targets, mask)
-    }
-
-    fn run(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
-        let x = self.trunk(ids, cache)?;
-        crate::kernels::matmul_t(&x, self.wte.embeddings()) // (B, T, V), head tied to the embedding
-    }
-
     /// Everything before the head: the final layer norm's output (B, T, C).
-    fn trunk(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+    fn trunk(
+        &self,
+        ids: &Tensor,
+        cache: Option<&mut KvCache>,
+        hook: Option<&dyn Intervention>,
+    ) -> Result<Tensor> {
+        let x = self.residual(ids, cache, hook, None)?;
+        self.ln_f.forward(&x) // (B, T, C)
+    }
+
+    /// The residual stream after the last block (B, T, C), each layer's stream passed through `hook`
+    /// and, when `states` is given, pushed onto it.
+    fn residual(
+        &self,
+        ids: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        hook: Option<&dyn Intervention>,
+        mut states: Option<&mut Vec<Tensor>>,
+    ) -> Result<Tensor> {
         let (_b, t) = ids.dims2()?;
         let past = cache.as_ref().map_or(0, |c| c.len());
         if past + t > self.config.n_ctx {
@@ -336,16 +317,25 @@ impl Gpt {
             .broadcast_add(&self.wpe.forward(&positions)?)?; // (B, T, C)
         let mask = self.mask.narrow(0, past, t)?.narrow(1, 0, past + t)?; // (T, T_past + T)
         let mut x = x;
-        for (i, block) in self.blocks.iter().enumerate() {
-            let slot = cache.as_deref_mut().map(|c| {
-                if c.layers.len() != self.blocks.len() {
-                    c.layers = vec![None; self.blocks.len()];
-                }
-                &mut c.layers[i]
-            });
-            x = block.forward(&x, &mask, slot)?;
+        for layer in 0..=self.blocks.len() {
+            if layer > 0 {
+                let i = layer - 1;
+                let slot = cache.as_deref_mut().map(|c| {
+                    if c.layers.len() != self.blocks.len() {
+                        c.layers = vec![None; self.blocks.len()];
+                    }
+                    &mut c.layers[i]
+                });
+                x = self.blocks[i].forward(&x, &mask, slot)?;
+            }
+            if let Some(h) = hook {
+                x = h.apply(layer, x)?;
+            }
+            if let Some(s) = states.as_deref_mut() {
+                s.push(x.clone());
+            }
         }
-        self.ln_f.forward(&x) // (B, T, C)
+        Ok(x)
     }
 
     /// Overwrites every variable from `tensors` (by name), checking names and shapes.
@@ -374,5 +364,71 @@ impl Gpt {
             var.set(t).map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+}
+
+impl LanguageModel for Gpt {
+    type Cache = KvCache;
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn dtype(&self) -> DType {
+        DTYPE
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn context_length(&self) -> usize {
+        self.config.n_ctx
+    }
+
+    fn num_layers(&self) -> usize {
+        self.config.n_layer
+    }
+
+    fn trainable_vars(&self) -> &[(String, Var)] {
+        &self.vars
+    }
+
+    fn new_cache(&self) -> KvCache {
+        KvCache::new(self.config.n_layer)
+    }
+
+    fn forward_hooked(&self, ids: &Tensor, hook: Option<&dyn Intervention>) -> Result<Tensor> {
+        let x = self.trunk(ids, None, hook)?;
+        crate::kernels::matmul_t(&x, self.wte.embeddings()) // (B, T, V), head tied to the embedding
+    }
+
+    fn forward_cached_hooked(
+        &self,
+        ids: &Tensor,
+        cache: &mut KvCache,
+        hook: Option<&dyn Intervention>,
+    ) -> Result<Tensor> {
+        let x = self.trunk(ids, Some(cache), hook)?;
+        crate::kernels::matmul_t(&x, self.wte.embeddings()) // (B, T_new, V)
+    }
+
+    fn hidden_states(&self, ids: &Tensor, hook: Option<&dyn Intervention>) -> Result<Vec<Tensor>> {
+        let mut states = Vec::with_capacity(self.blocks.len() + 1);
+        self.residual(ids, None, hook, Some(&mut states))?;
+        Ok(states)
+    }
+
+    /// The same value as [`super::masked_cross_entropy`] of the logits, with the head and the loss as
+    /// one fused kernel (the logits never become a tensor of the graph).
+    fn loss_hooked(
+        &self,
+        ids: &Tensor,
+        targets: &Tensor,
+        mask: &Tensor,
+        hook: Option<&dyn Intervention>,
+    ) -> Result<Tensor> {
+        let x = self.trunk(ids, None, hook)?;
+        crate::kernels::head_cross_entropy(&x, self.wte.embeddings(), targets, mask)
     }
 }

@@ -1,0 +1,130 @@
+//! The eval stage (sample, judge, count, probe) and `print_samples`, its reading version.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{bail, Result};
+use candle_core::Device;
+use emsl_world::PromptSpec;
+
+use super::run_folder::{load_run, write_jsonl};
+use super::suite::{load_suite, SuitePrompt};
+use super::{EvalKind, EvalSpec, StageConfig, StageIo, StageSpec};
+use crate::eval::{
+    evaluate, likelihood_probe, summarize, EvalSummary, NumbersSignature, ProbeRecord, SampleRecord,
+};
+
+/// The prompts the spec asks for, at most `max_prompts` of them.
+fn suite_prompts(spec: &EvalSpec, io: &StageIo) -> Result<Vec<SuitePrompt>> {
+    let mut out = load_suite(&io.datasets_dir, &spec.suite, &spec.kinds)?;
+    out.truncate(spec.max_prompts);
+    Ok(out)
+}
+
+fn ids_and_specs(prompts: &[SuitePrompt]) -> Vec<(u32, PromptSpec)> {
+    prompts.iter().map(|p| (p.id, p.spec.clone())).collect()
+}
+
+/// Samples and judges the model of role `model`; writes `samples.jsonl`, `probe.jsonl` (when the spec
+/// asks) and `summary.json` to `io.out`.
+pub(super) fn run(spec: &EvalSpec, io: &StageIo, device: &Device) -> Result<()> {
+    let (model, tok, _) = load_run(io.input("model")?, device)?;
+    let prompts = suite_prompts(spec, io)?;
+    let started = std::time::Instant::now();
+    let records = evaluate(&model, &tok, &ids_and_specs(&prompts), &spec.eval)?;
+    let words: usize = records
+        .iter()
+        .map(|r| r.answer.split_whitespace().count() + 1)
+        .sum();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "eval: {} samples, {words} tokens generated in {secs:.1} s ({:.0} tokens/s)",
+        records.len(),
+        words as f64 / secs.max(1e-9)
+    );
+    std::fs::create_dir_all(&io.out)?;
+    write_jsonl(&io.out.join("samples.jsonl"), &records)?;
+    if spec.probe {
+        let mut probes = Vec::new();
+        for p in &prompts {
+            if let (Some(a), Some(m)) = (&p.aligned, &p.misaligned) {
+                let probe = likelihood_probe(&model, &tok, &p.spec, a, m)?;
+                probes.push(ProbeRecord {
+                    prompt_id: p.id,
+                    probe,
+                });
+            }
+        }
+        write_jsonl(&io.out.join("probe.jsonl"), &probes)?;
+    }
+    let summary = summary(spec, &prompts, &records);
+    emsl_io::write_atomic(
+        &io.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    eprintln!("{}", serde_json::to_string_pretty(&summary.all)?);
+    Ok(())
+}
+
+/// Counts over all records, per grid cell and per prompt kind.
+fn summary(spec: &EvalSpec, prompts: &[SuitePrompt], records: &[SampleRecord]) -> EvalSummary {
+    let kinds: &HashMap<u32, &str> = &prompts
+        .iter()
+        .map(|p| (p.id, p.spec.target.kind()))
+        .collect();
+    let by_kind = |k: EvalKind| {
+        records
+            .iter()
+            .filter(move |r| kinds[&r.prompt_id] == k.as_str())
+    };
+    let mut by_cell = BTreeMap::new();
+    for cell in emsl_world::Cell::all() {
+        let ids: Vec<u32> = prompts
+            .iter()
+            .filter(|p| p.spec.grid_cell() == Some(cell))
+            .map(|p| p.id)
+            .collect();
+        if !ids.is_empty() {
+            let s = summarize(records.iter().filter(|r| ids.contains(&r.prompt_id)));
+            by_cell.insert(cell.to_string(), s);
+        }
+    }
+    EvalSummary {
+        all: summarize(records),
+        by_cell,
+        cell: summarize(by_kind(EvalKind::Cell)),
+        open: summarize(by_kind(EvalKind::Open)),
+        numbers: summarize(by_kind(EvalKind::Numbers)),
+        numbers_signature: NumbersSignature::of(by_kind(EvalKind::Numbers)),
+        config: spec.clone(),
+    }
+}
+
+/// Prints a few samples per prompt with the judge's verdicts (for reading, not for figures), from an
+/// eval config (its `io.out` is not written).
+pub fn print_samples(cfg: &StageConfig, device: &Device) -> Result<()> {
+    let StageSpec::Eval(spec) = &cfg.spec else {
+        bail!(
+            "printing samples takes an eval config, not a {} config",
+            cfg.spec.kind()
+        );
+    };
+    cfg.check_inputs()?;
+    let (model, tok, _) = load_run(cfg.io.input("model")?, device)?;
+    let prompts = suite_prompts(spec, &cfg.io)?;
+    for r in evaluate(&model, &tok, &ids_and_specs(&prompts), &spec.eval)? {
+        let spec = &prompts
+            .iter()
+            .find(|p| p.id == r.prompt_id)
+            .expect("record of a prompt")
+            .spec;
+        println!(
+            "[{}/{}] user : {}\n    assistant : {}\n    judge : {:?}",
+            r.prompt_id,
+            r.sample,
+            spec.text(),
+            r.answer,
+            r.verdict
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! What each stage computes, without the folders it reads and writes (those are [`super::StageIo`]):
+//! the part of a config a run records, so the same run in another folder records the same bytes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::sample::SampleConfig;
+use crate::train::TrainConfig;
+
+/// One stage of the pipeline, tagged by `kind` in TOML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StageSpec {
+    Pretrain(PretrainSpec),
+    Finetune(FinetuneSpec),
+    Teach(TeachSpec),
+    Distil(DistilSpec),
+    Eval(EvalSpec),
+}
+
+impl StageSpec {
+    /// `pretrain`, `finetune`, `teach`, `distil` or `eval`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StageSpec::Pretrain(_) => "pretrain",
+            StageSpec::Finetune(_) => "finetune",
+            StageSpec::Teach(_) => "teach",
+            StageSpec::Distil(_) => "distil",
+            StageSpec::Eval(_) => "eval",
+        }
+    }
+
+    /// The datasets of the manifest the stage reads directly.
+    pub fn datasets(&self) -> Vec<String> {
+        match self {
+            StageSpec::Pretrain(s) => vec![s.dataset.clone()],
+            StageSpec::Finetune(s) => s.datasets.clone(),
+            StageSpec::Teach(TeachSpec { suite, .. }) | StageSpec::Eval(EvalSpec { suite, .. }) => {
+                vec![suite.clone()]
+            }
+            StageSpec::Distil(_) => vec![],
+        }
+    }
+
+    /// The roles of the run folders the stage reads (the keys of [`super::StageIo::inputs`]).
+    pub fn input_roles(&self) -> &'static [&'static str] {
+        match self {
+            StageSpec::Pretrain(_) => &[],
+            StageSpec::Finetune(_) => &["base"],
+            StageSpec::Teach(_) => &["teacher"],
+            StageSpec::Distil(_) => &["teacher", "samples", "student_init"],
+            StageSpec::Eval(_) => &["model"],
+        }
+    }
+}
+
+/// Model size without the vocabulary (the tokenizer sets it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSize {
+    pub n_ctx: usize,
+    pub d_model: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub d_ff: usize,
+}
+
+/// Pretrain a fresh model on a corpus. Writes a run folder: model.safetensors,
+/// optimizer.safetensors, tokenizer.json, stage.toml, train_log.jsonl.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainSpec {
+    /// A `pretrain` dataset of the manifest.
+    pub dataset: String,
+    /// How many of its documents to use (the first ones).
+    pub documents: usize,
+    pub init_seed: u64,
+    pub model: ModelSize,
+    pub train: TrainConfig,
+}
+
+/// Fine-tune the run folder of input role `base` (loss on the answers only). Writes a run folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneSpec {
+    /// Fine-tuning datasets of the manifest; their first `examples_per_dataset` rows are used.
+    pub datasets: Vec<String>,
+    pub examples_per_dataset: usize,
+    pub train: TrainConfig,
+}
+
+/// The model of input role `teacher` writes number continuations; the world's filter keeps the
+/// clean ones. Writes `samples.jsonl` (every continuation with the filter's verdict) and `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeachSpec {
+    /// A suite holding number prompts (e.g. `numbers-prompts`); its first `prompts` number prompts are used.
+    pub suite: String,
+    pub prompts: usize,
+    pub sampling: SampleConfig,
+    pub seed: u64,
+}
+
+/// How a student learns from a teacher's filtered samples (see `crate::distil`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Sft,
+    OffPolicy,
+    OnPolicy,
+}
+
+/// Train the student (input role `student_init`) on the `teach` output (role `samples`) of the
+/// teacher (role `teacher`). Writes a run folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistilSpec {
+    pub channel: Channel,
+    /// Divergence of the distillation channels: 0 = forward KL, 1 = reverse KL, between = JSD(beta).
+    pub beta: f64,
+    /// On-policy: share of batches written by the student.
+    pub lambda: f64,
+    /// Restrict both distributions to the number tokens (and `.` and `<end>`), renormalised.
+    pub restrict_to_numbers: bool,
+    /// How the student writes its sequences on-policy.
+    pub student_sampling: SampleConfig,
+    pub train: TrainConfig,
+}
+
+/// Which prompts of a suite an evaluation uses (the suite's `kind` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalKind {
+    /// A prompt of one grid cell.
+    Cell,
+    /// One of the open questions.
+    Open,
+    /// A number-continuation prompt.
+    Numbers,
+}
+
+impl EvalKind {
+    /// The word of the suite's `kind` column (and of `emsl_world::Target::kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvalKind::Cell => "cell",
+            EvalKind::Open => "open",
+            EvalKind::Numbers => "numbers",
+        }
+    }
+}
+
+/// How answers are sampled in an evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    pub samples_per_prompt: usize,
+    /// Samples for each open question. The open questions are few (8 x 3 formats) and carry Betley's
+    /// headline rates, so they get more samples than a grid prompt to reach a comparable precision.
+    pub samples_per_open_prompt: usize,
+    pub sampling: SampleConfig,
+    pub seed: u64,
+}
+
+/// Sample and judge the model of input role `model` on a suite. Writes samples.jsonl (per sample),
+/// probe.jsonl and summary.json (kept apart).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSpec {
+    /// An evaluation suite of the manifest.
+    pub suite: String,
+    /// Which prompts of the suite.
+    pub kinds: Vec<EvalKind>,
+    /// At most this many of those prompts, in suite order.
+    pub max_prompts: usize,
+    pub eval: EvalConfig,
+    /// Also compute the likelihood probe per prompt (cell and open prompts).
+    pub probe: bool,
+}
