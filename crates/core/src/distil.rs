@@ -23,7 +23,7 @@ use crate::divergence::{generalized_jsd, log_probs};
 use crate::eval::{prompt_ids, MAX_BATCH};
 use crate::model::LanguageModel;
 use crate::sample::{generate_many, SampleConfig};
-pub use crate::stages::{Channel, DistilSpec};
+pub use crate::stages::spec::{Channel, DistilSpec};
 use crate::tokenizer::Tok;
 
 /// One teacher continuation and what the filter said.

@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::figures::REGISTRY;
-use crate::graph::Task;
 
 /// Where the repro crate's sources sit in the workspace.
 const REPRO: &str = "crates/repro/src";
@@ -58,18 +57,6 @@ impl CodeVersions {
             compute: hash(root, &compute)?,
             figures,
             claims: hash(root, &claims)?,
-        })
-    }
-
-    /// The version of the code that runs `task`.
-    pub fn of(&self, task: &Task) -> Result<&str> {
-        Ok(match task {
-            Task::Figure { figure, .. } => self
-                .figures
-                .get(figure)
-                .with_context(|| format!("figure '{figure}' is not registered"))?,
-            Task::Claims { .. } => &self.claims,
-            _ => &self.compute,
         })
     }
 }

@@ -161,7 +161,7 @@ impl Graph {
                 (k, self.jobs[i].identity.clone())
             })
             .collect();
-        let code = self.code.of(&task)?;
+        let code = self.code_for(&task)?;
         let identity = emsl_io::sha256_bytes(
             serde_json::to_string(&serde_json::json!({
                 "task": task, "datasets": datasets, "deps": deps, "code": code,
@@ -237,9 +237,20 @@ impl Graph {
 
     /// The version of the code that runs `job`.
     pub fn code_version(&self, job: &Job) -> &str {
-        self.code
-            .of(&job.task)
+        self.code_for(&job.task)
             .expect("a job of the graph has a code version")
+    }
+
+    fn code_for(&self, task: &Task) -> Result<&str> {
+        Ok(match task {
+            Task::Figure { figure, .. } => self
+                .code
+                .figures
+                .get(figure)
+                .with_context(|| format!("figure '{figure}' is not registered"))?,
+            Task::Claims { .. } => &self.code.claims,
+            Task::Compute { .. } => &self.code.compute,
+        })
     }
 
     pub fn dataset_hash(&self, name: &str) -> Option<&String> {

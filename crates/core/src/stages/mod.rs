@@ -12,7 +12,7 @@ mod eval;
 mod finetune;
 mod pretrain;
 mod run_folder;
-mod spec;
+pub mod spec;
 mod suite;
 mod teach;
 
