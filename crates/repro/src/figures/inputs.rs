@@ -69,6 +69,24 @@ impl Inputs {
         }
     }
 
+    /// Inputs whose judged samples are given, not read from eval folders (tests of the table builders
+    /// on synthetic inputs): each role gets a folder name of its own that no file backs.
+    #[cfg(test)]
+    pub fn synthetic(samples: BTreeMap<String, Vec<Sample>>) -> Inputs {
+        let inputs = Inputs::new(BTreeMap::new(), PathBuf::from("/nonexistent/datasets"));
+        let mut roles = BTreeMap::new();
+        for (i, (role, ss)) in samples.into_iter().enumerate() {
+            let dir = PathBuf::from(format!("/nonexistent/synthetic-{i}"));
+            inputs
+                .samples
+                .lock()
+                .expect("not poisoned")
+                .insert(dir.clone(), std::sync::Arc::new(ss));
+            roles.insert(role, dir);
+        }
+        Inputs { roles, ..inputs }
+    }
+
     /// Roles matching every `k=v` of `filter`, with their parsed pairs.
     pub fn find(&self, filter: &[(&str, &str)]) -> Vec<(BTreeMap<String, String>, &Path)> {
         self.roles

@@ -19,6 +19,8 @@ mod structure_similarity;
 mod subliminal;
 mod subliminal_channels;
 mod teacher_vs_data;
+#[cfg(test)]
+mod tests;
 mod transfer_grid;
 
 use std::collections::BTreeMap;

@@ -133,13 +133,7 @@ fn transfer_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
         retention.push(Measurement::new(
             &[("relation", rel.into())],
             "share_of_in_cell_rate",
-            emsl_analysis::Estimate {
-                value: r.value / same,
-                ci_low: r.ci_low / same,
-                ci_high: r.ci_high / same,
-                n: r.n,
-                seeds: r.seeds,
-            },
+            share_of(&r, same),
         ));
     }
     summary.extend(retention);
@@ -148,4 +142,17 @@ fn transfer_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
         ("summary".into(), summary),
         ("effects".into(), effects),
     ])
+}
+
+/// `r` as a share of the in-cell rate `same`: undefined (NaN), not infinite, when nothing was
+/// misaligned in the cell.
+fn share_of(r: &emsl_analysis::Estimate, same: f64) -> emsl_analysis::Estimate {
+    let share = |x: f64| if same > 0.0 { x / same } else { f64::NAN };
+    emsl_analysis::Estimate {
+        value: share(r.value),
+        ci_low: share(r.ci_low),
+        ci_high: share(r.ci_high),
+        n: r.n,
+        seeds: r.seeds,
+    }
 }
