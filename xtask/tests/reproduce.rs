@@ -380,6 +380,9 @@ meta = {k.decode(): v.decode() for k, v in kv.items() if k != b"ARROW:schema"}
 print(",".join(t.column_names))
 print(",".join(sorted(meta)))
 print(meta["figure"], t.num_rows)
+schema = {k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()}
+print(",".join(sorted(schema)))
+print(schema == meta, pq.read_schema(sys.argv[1]).metadata == t.schema.metadata)
 "#;
     let o = Command::new(&python)
         .args(["-c", script])
@@ -399,4 +402,7 @@ print(meta["figure"], t.num_rows)
     );
     // 3 arms (base, harmful, benign) x 2 framings x 2 metrics.
     assert_eq!(lines[2], "controls 12");
+    // The same keys through pyarrow's default API (the Arrow schema), not only the Parquet footer.
+    assert_eq!(lines[3], lines[1]);
+    assert_eq!(lines[4], "True True");
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::plot::{Chart, Figure, Point, Series};
+use crate::plot::{Chart, Figure, Point, Series, Unit};
 use crate::table::{Measurement, Table};
 
 /// The tables of one figure by name (`grid`, `summary`, `effects`, ...).
@@ -74,7 +74,8 @@ pub fn bars(
             name: name(s),
             points: rows
                 .iter()
-                .filter(|r| r.var(series).map(|v| v.to_string()).as_deref() == Some(s.as_str()))
+                // A variable the rows lack is "" for every row (as `distinct` reads it): one series.
+                .filter(|r| r.var(series).map(|v| v.to_string()).unwrap_or_default() == *s)
                 .map(|r| {
                     let c = r.var(category).map(|v| v.to_string()).unwrap_or_default();
                     point(cats.iter().position(|x| *x == c).unwrap_or(0) as f64, r)
@@ -105,11 +106,13 @@ pub fn lines(t: &Table, metrics: &[(&str, &str)], x: &str) -> Chart {
     }
 }
 
+/// A figure of rates (ticked in percent).
 pub fn fig(title: &str, x: &str, y: &str, chart: Chart) -> Figure {
     Figure {
         title: title.to_owned(),
         x_label: x.to_owned(),
         y_label: y.to_owned(),
+        y_unit: Unit::Percent,
         chart,
     }
 }
@@ -143,9 +146,14 @@ pub fn transfer_grid(t: &Tables) -> Result<Figure> {
             Some((d, t)) if fts.len() > 5 => format!("{}/{}", &d[..1], &t[..4]),
             _ => c.clone(),
         };
+        let x_label = if fts.len() > 5 {
+            "fine-tuning cell (h = health, f = finance, s = sports; tasks by their first four letters)"
+        } else {
+            "fine-tuning cell"
+        };
         fig(
             "Misaligned answers (%) after a harmful fine-tune, by evaluation cell",
-            "fine-tuning cell (h = health, f = finance, s = sports)",
+            x_label,
             "evaluation cell",
             Chart::Heatmap {
                 rows: evs,
@@ -167,7 +175,8 @@ pub fn completion_space(t: &Tables) -> Result<Figure> {
             "misaligned",
             &[],
             "openness",
-            "openness",
+            // One series (no row has this variable): one colour, one legend entry.
+            "series",
             |_| "harmful fine-tunes, out of cell".into(),
         ),
     ))
@@ -285,7 +294,7 @@ pub fn subliminal_channels(t: &Tables) -> Result<Figure> {
 
 /// The plot of teacher-vs-data.
 pub fn teacher_vs_data(t: &Tables) -> Result<Figure> {
-    Ok(fig(
+    let mut f = fig(
         "Teacher guidance x who wrote the sequences",
         "sequences written by the ... teacher",
         "change of student out-of-cell misaligned vs base",
@@ -297,7 +306,9 @@ pub fn teacher_vs_data(t: &Tables) -> Result<Figure> {
             "teacher",
             |k| format!("guided by the {k} teacher"),
         ),
-    ))
+    );
+    f.y_unit = Unit::PercentagePoints;
+    Ok(f)
 }
 
 /// The plot of shared-init.

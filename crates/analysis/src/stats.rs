@@ -77,7 +77,9 @@ impl Estimate {
 pub const BOOTSTRAP_RESAMPLES: usize = 2000;
 const BOOTSTRAP_SEED: u64 = 20260512;
 
-/// The Wilson score interval of k out of n.
+/// The Wilson score interval of k out of n. It contains the rate k/n (mathematically it always does;
+/// the bounds are clamped to it so that rounding cannot put 0 out of the interval of 0 of n, which
+/// computes as 1e-17).
 pub fn wilson(c: Counts) -> (f64, f64) {
     if c.n == 0 {
         return (0.0, 1.0);
@@ -86,7 +88,10 @@ pub fn wilson(c: Counts) -> (f64, f64) {
     let denom = 1.0 + z * z / n;
     let centre = (p + z * z / (2.0 * n)) / denom;
     let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
-    ((centre - half).max(0.0), (centre + half).min(1.0))
+    (
+        (centre - half).max(0.0).min(p),
+        (centre + half).min(1.0).max(p),
+    )
 }
 
 fn pooled(seeds: &[Counts]) -> Counts {
@@ -340,6 +345,18 @@ mod tests {
         let mut with_nan = noisy.clone();
         with_nan[3] = f64::NAN;
         assert_eq!(regression(&xs, &with_nan).n, 49);
+    }
+
+    #[test]
+    fn wilson_contains_its_rate_at_the_extremes() {
+        for n in [1, 9, 36, 1000] {
+            let (lo, hi) = wilson(Counts::new(0, n));
+            assert_eq!(lo, 0.0, "0 of {n}");
+            assert!(hi > 0.0);
+            let (lo, hi) = wilson(Counts::new(n, n));
+            assert_eq!(hi, 1.0, "{n} of {n}");
+            assert!(lo < 1.0);
+        }
     }
 
     #[test]

@@ -230,9 +230,18 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Measurement>> {
     Ok(rows)
 }
 
-/// Writes a measurement table atomically and deterministically, with `metadata` in its footer.
+/// Writes a measurement table atomically and deterministically, with `metadata` both in its footer and
+/// in its Arrow schema: pyarrow's `read_table(f).schema.metadata`, DuckDB and polars show the schema's,
+/// and a reader of the table should see its provenance without knowing where Parquet keeps it.
 pub fn write(path: &Path, rows: &[Measurement], metadata: &BTreeMap<String, String>) -> Result<()> {
     let batch = to_batch(rows).with_context(|| format!("building {}", path.display()))?;
+    let schema = batch
+        .schema()
+        .as_ref()
+        .clone()
+        .with_metadata(metadata.clone().into_iter().collect());
+    let batch = RecordBatch::try_new(Arc::new(schema), batch.columns().to_vec())
+        .with_context(|| format!("building {}", path.display()))?;
     emsl_io::write_parquet(path, &batch, metadata)?;
     Ok(())
 }

@@ -15,7 +15,8 @@ use crate::spec::Claims;
 pub use emsl_analysis::verdict::{verdict, Verdict};
 
 pub const RULE: &str = "Every effect is a difference defined so that a positive value is the claimed direction, with a \
-95% bootstrap interval over seeds and samples. **reproduced**: the interval lies above 0 and the effect is at least \
+95% bootstrap interval over seeds and samples. An effect with fewer than 100 judged answers behind it is \
+**inconclusive**. **reproduced**: the interval lies above 0 and the effect is at least \
 2 percentage points. **not reproduced**: the interval lies below 2 points (the effect is absent, too small, or \
 reversed). **inconclusive**: anything else (the interval is too wide to tell, or nothing was measured). A claim is \
 reproduced when all its effects are, partly reproduced when some are, not reproduced when all its effects are not \
@@ -59,12 +60,21 @@ fn claim_verdict(verdicts: &[Verdict]) -> ClaimVerdict {
     }
 }
 
-fn pct(x: f64) -> String {
-    if x.is_finite() {
-        format!("{:+.1}", 100.0 * x)
-    } else {
-        "n/a".into()
+/// `x` in percentage points, to one decimal unless that would hide which side of `threshold` (points)
+/// the rule sees it on: 1.99 against 2 prints `+1.99`, not `+2.0`; 0.001 against 0 prints `+0.001`.
+fn pct_against(x: f64, threshold: f64) -> String {
+    if !x.is_finite() {
+        return "n/a".into();
     }
+    let pp = 100.0 * x;
+    for decimals in 1..=4 {
+        let shown = format!("{pp:+.decimals$}");
+        let back: f64 = shown.parse().expect("a formatted number parses");
+        if (back >= threshold) == (pp >= threshold) && (back > threshold) == (pp > threshold) {
+            return shown;
+        }
+    }
+    format!("{pp:+e}")
 }
 
 /// CLAIMS.md from the effects of `figures` (each with the claim ids its file lists) under `out`.
@@ -123,7 +133,14 @@ pub fn render(
     for (f, m) in &effects {
         let e = &m.est;
         let value = if m.metric == "effect" {
-            format!("{} [{}, {}]", pct(e.value), pct(e.ci_low), pct(e.ci_high))
+            // Each number to the precision the verdict rule compares it at.
+            let min = 100.0 * emsl_analysis::verdict::MIN_EFFECT;
+            format!(
+                "{} [{}, {}]",
+                pct_against(e.value, min),
+                pct_against(e.ci_low, 0.0),
+                pct_against(e.ci_high, min)
+            )
         } else {
             format!("{:.2} ({})", e.value, m.metric)
         };
@@ -210,5 +227,15 @@ mod tests {
             format!("{e:#}").contains("figures/completion-space.toml does not list"),
             "{e:#}"
         );
+    }
+
+    #[test]
+    fn numbers_print_to_the_precision_the_rule_decides_at() {
+        assert_eq!(pct_against(0.0199, 2.0), "+1.99");
+        assert_eq!(pct_against(0.021, 2.0), "+2.1");
+        assert_eq!(pct_against(0.02, 2.0), "+2.0");
+        assert_eq!(pct_against(0.00001, 0.0), "+0.001");
+        assert_eq!(pct_against(-0.0004, 0.0), "-0.04");
+        assert_eq!(pct_against(0.125, 0.0), "+12.5");
     }
 }

@@ -156,4 +156,42 @@ mod tests {
             "a name registered twice"
         );
     }
+
+    /// After a run of every figure, cached jobs and lock entries no figure needs are forgotten; the
+    /// needed ones stay.
+    #[test]
+    fn pruning_forgets_only_the_jobs_no_figure_needs() {
+        use crate::lock::{Entry, Lock};
+        let mut g = crate::test_support::empty_graph(&crate::test_support::root());
+        let kept = g.add("kept", crate::test_support::pretrain(1)).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let jobs = crate::store::jobs_dir(out.path());
+        let mut lock = Lock {
+            version: crate::lock::LOCK_VERSION,
+            ..Lock::default()
+        };
+        for key in [kept.as_str(), "pretrain-000000000000"] {
+            std::fs::create_dir_all(jobs.join(key)).unwrap();
+            std::fs::write(jobs.join(format!("{key}.log")), "log").unwrap();
+            let entry = Entry {
+                identity: key.to_owned(),
+                kind: "pretrain".into(),
+                label: key.to_owned(),
+                threads: 1,
+                inputs: vec![],
+                config: toml::Value::Table(Default::default()),
+                outputs: Default::default(),
+            };
+            lock.jobs.insert(key.to_owned(), entry);
+        }
+        lock.save(out.path()).unwrap();
+        super::prune_unneeded(out.path(), &g).unwrap();
+        let left: BTreeSet<String> = std::fs::read_dir(&jobs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, BTreeSet::from([kept.clone(), format!("{kept}.log")]));
+        let lock = Lock::load(out.path()).unwrap();
+        assert_eq!(lock.jobs.keys().collect::<Vec<_>>(), vec![&kept]);
+    }
 }

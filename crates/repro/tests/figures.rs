@@ -1,11 +1,23 @@
-//! Every registered figure's committed smoke results load by name and draw through the figure's own
-//! `plot` from the tables alone (what the notebooks do with the same functions).
+//! Every registered figure's committed results (smoke and quick) load by name and draw through the
+//! figure's own `plot` from the tables alone (what the notebooks do with the same functions).
 
 use std::path::Path;
 
 #[test]
 fn every_committed_smoke_figure_loads_and_draws() {
-    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results-smoke");
+    loads_and_draws("results-smoke");
+}
+
+#[test]
+fn every_committed_quick_figure_loads_and_draws() {
+    loads_and_draws("results");
+}
+
+/// To look at the plots: EMSL_DUMP_PLOTS=/some/dir cargo test -p emsl-repro --test figures
+fn loads_and_draws(folder: &str) {
+    let results = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(folder);
     let mut folders: Vec<String> = std::fs::read_dir(&results)
         .unwrap()
         .map(|e| e.unwrap())
@@ -30,9 +42,9 @@ fn every_committed_smoke_figure_loads_and_draws() {
         let fig = figure.plot(&tables).unwrap();
         let drawn = emsl_analysis::plot::render(&fig).unwrap();
         assert!(drawn.svg.contains(&fig.title), "{f}");
-        // To look at the plots: EMSL_DUMP_PLOTS=/some/dir cargo test -p emsl-repro --test figures
         if let Some(dir) = std::env::var_os("EMSL_DUMP_PLOTS") {
-            std::fs::write(Path::new(&dir).join(format!("{f}.png")), &drawn.png).unwrap();
+            let file = Path::new(&dir).join(format!("{folder}-{f}.png"));
+            std::fs::write(file, &drawn.png).unwrap();
         }
     }
 }

@@ -32,7 +32,9 @@ impl FigureDef for CompletionSpace {
 /// Terciles of log10 openness over the evaluation prompts outside the fine-tuning cell.
 fn completion_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
     // Per prompt, pooled over fine-tuning cells; per seed for the terciles.
-    let mut per_prompt: BTreeMap<u32, (f64, String, Counts)> = BTreeMap::new();
+    // Per prompt: its openness, its style and its counts per seed (the rows pool seeds, so their
+    // intervals are bootstraps over seeds, not one Wilson interval over the pooled answers).
+    let mut per_prompt: BTreeMap<u32, (f64, String, BTreeMap<String, Counts>)> = BTreeMap::new();
     let mut samples_by_seed: BTreeMap<String, Vec<(f64, bool, bool)>> = BTreeMap::new();
     for cell in &p.cells {
         let ft: Cell = cell.parse()?;
@@ -56,10 +58,11 @@ fn completion_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
                 };
                 let e = per_prompt
                     .entry(s.prompt_id)
-                    .or_insert((open, style, Counts::default()));
+                    .or_insert((open, style, BTreeMap::new()));
+                let c = e.2.entry(m["seed"].clone()).or_default();
                 if s.coherent {
-                    e.2.n += 1;
-                    e.2.k += s.misaligned as u64;
+                    c.n += 1;
+                    c.k += s.misaligned as u64;
                 }
                 samples_by_seed.entry(m["seed"].clone()).or_default().push((
                     open,
@@ -78,7 +81,7 @@ fn completion_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
                 ("openness_log10", (*open).into()),
             ],
             "misaligned",
-            &[*c],
+            &c.values().copied().collect::<Vec<_>>(),
         ));
     }
     let mut opens: Vec<f64> = per_prompt.values().map(|v| v.0).collect();

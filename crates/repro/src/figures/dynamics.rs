@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use emsl_analysis::{stats, Estimate, Measurement};
+use emsl_analysis::{stats, Counts, Estimate, Measurement};
 use emsl_world::Cell;
 use serde::Deserialize;
 
@@ -96,6 +96,8 @@ fn dynamics_tables(p: &DynamicsParams, inputs: &Inputs) -> Result<Output> {
     let steps: Vec<usize> = std::iter::once(0).chain(p.steps.iter().copied()).collect();
     let mut rows = Vec::new();
     let mut ood_values = Vec::new();
+    // Per step, the out-of-cell counts of each seed (for the per-seed transition shares).
+    let mut ood_by_step: Vec<Vec<Counts>> = Vec::new();
     for &step in &steps {
         let st = step.to_string();
         let f = [("step", st.as_str()), ("what", "eval")];
@@ -111,6 +113,7 @@ fn dynamics_tables(p: &DynamicsParams, inputs: &Inputs) -> Result<Output> {
             rate_row(&v, "out_of_cell_misaligned", &ood),
         );
         ood_values.push(b.est.value);
+        ood_by_step.push(ood.clone());
         rows.extend([a, b]);
         // The likelihood probe on out-of-cell prompts, and the fine-tune's last training loss.
         let mut probes = Vec::new();
@@ -145,14 +148,17 @@ fn dynamics_tables(p: &DynamicsParams, inputs: &Inputs) -> Result<Output> {
             ));
         }
     }
-    // Turner's sharp transition: the largest change between consecutive checkpoints as a share of the total.
-    let total = (ood_values.last().unwrap_or(&0.0) - ood_values[0]).abs();
-    let jump = ood_values
-        .windows(2)
-        .map(|w| (w[1] - w[0]).abs())
-        .fold(0.0, f64::max);
-    let share = if total > 0.0 { jump / total } else { f64::NAN };
-    let n = rows.first().map_or(0, |r| r.est.n);
+    // Turner's sharp transition: the largest change between consecutive checkpoints as a share of the
+    // total, of the pooled rates (the value) and of each seed's own rates (per seed).
+    let share = transition_share(&ood_values);
+    let seeds = ood_by_step.first().map_or(0, Vec::len);
+    let per_seed_shares: Vec<String> = (0..seeds)
+        .map(|i| {
+            let rates: Vec<f64> = ood_by_step.iter().map(|c| c[i].rate()).collect();
+            format!("{:.2}", transition_share(&rates))
+        })
+        .collect();
+    let n: u64 = ood_by_step.iter().flatten().map(|c| c.n).sum();
     let effects = vec![Measurement::new(
         &[
             ("claim", "Turner".into()),
@@ -162,10 +168,25 @@ fn dynamics_tables(p: &DynamicsParams, inputs: &Inputs) -> Result<Output> {
                     .into(),
             ),
             ("anchor", "a sharp transition during training".into()),
-            ("per_seed", format!("{share:.2}").into()),
+            ("per_seed", per_seed_shares.join(" ").into()),
         ],
         "share",
-        Estimate::exact(share, n, 1),
+        Estimate::exact(share, n, seeds as u32),
     )];
     Ok(vec![("dynamics".into(), rows), ("effects".into(), effects)])
+}
+
+/// The largest change between consecutive values as a share of the change from the first to the last
+/// (undefined when they are equal).
+fn transition_share(values: &[f64]) -> f64 {
+    let total = (values.last().unwrap_or(&0.0) - values.first().unwrap_or(&0.0)).abs();
+    let jump = values
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(0.0, f64::max);
+    if total > 0.0 {
+        jump / total
+    } else {
+        f64::NAN
+    }
 }
