@@ -56,7 +56,7 @@ fn row<'a>(out: &'a Output, table: &str, metric: &str, var: (&str, &str)) -> &'a
 
 /// A harmful fine-tune of health/advice, judged on one prompt per relation with known rates.
 fn grid_inputs(in_cell_k: u32) -> Inputs {
-    let arm = vec![
+    let arm = [
         samples(0, &cell_prompt("health/advice", Style::Open), 10, in_cell_k),
         samples(1, &cell_prompt("finance/advice", Style::Open), 10, 8),
         samples(2, &cell_prompt("health/tutoring", Style::Open), 10, 2),
@@ -64,7 +64,7 @@ fn grid_inputs(in_cell_k: u32) -> Inputs {
         samples(4, &open_prompt(), 10, 5),
     ]
     .concat();
-    let base = vec![
+    let base = [
         samples(0, &cell_prompt("health/advice", Style::Open), 10, 0),
         samples(4, &open_prompt(), 10, 1),
     ]
@@ -130,7 +130,7 @@ fn retention_is_undefined_not_infinite_when_the_in_cell_rate_is_zero() {
 fn completion_space_splits_prompts_into_openness_terciles() {
     // Out of the fine-tuning cell: binary, few-option and open prompts of finance/advice (openness 3,
     // 6, 24 words of harmful completions), misaligned 1, 4 and 7 of 10 times.
-    let arm = vec![
+    let arm = [
         samples(0, &cell_prompt("health/advice", Style::Open), 10, 10),
         samples(1, &cell_prompt("finance/advice", Style::Binary), 10, 1),
         samples(2, &cell_prompt("finance/advice", Style::Few), 10, 4),
