@@ -4,7 +4,7 @@ use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{nothing_to_draw, say_empty, tick_step, y_range, Figure, Series, EMPTY, PALETTE};
+use super::{finish, tick_step, y_range, Figure, Series, PALETTE};
 
 pub(super) fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
@@ -78,18 +78,5 @@ where
             )
             .map_err(err)?;
     }
-    if legend {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(err)?;
-    }
-    if nothing_to_draw(series) {
-        say_empty(root, EMPTY)?;
-    }
-    Ok(())
+    finish(root, &mut chart, series, legend, &fig.title)
 }

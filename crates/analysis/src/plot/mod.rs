@@ -14,6 +14,7 @@ mod lines;
 use std::sync::Once;
 
 use anyhow::{anyhow, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -161,6 +162,34 @@ where
             .pos(Pos::new(HPos::Center, VPos::Center)),
     ))
     .map_err(|e| anyhow!("drawing '{what}': {e:?}"))
+}
+
+/// The end of a bars or lines chart: its legend (in the headroom `y_range` left for it, upper right)
+/// and, when no point has a value, the note that says why the chart is empty.
+fn finish<'a, DB: DrawingBackend + 'a>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    series: &[Series],
+    legend: bool,
+    title: &str,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    if legend {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(|e| anyhow!("drawing '{title}': {e:?}"))?;
+    }
+    if nothing_to_draw(series) {
+        say_empty(root, EMPTY)?;
+    }
+    Ok(())
 }
 
 /// What an empty chart says: every rate of the figure was measured on no coherent answers.
