@@ -194,8 +194,7 @@ mod tests {
     fn the_claims_table_follows_the_results() {
         let dir = tempfile::tempdir().unwrap();
         let figures = BTreeMap::from([("completion-space".to_owned(), vec!["C2".to_owned()])]);
-        let claims =
-            Claims::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../figures")).unwrap();
+        let claims = Claims::load(&crate::test_support::root().join("figures")).unwrap();
         write_effect(dir.path(), 0.12, 0.05, 0.19);
         let a = render(dir.path(), &figures, &claims, "quick").unwrap();
         assert!(a.contains("| C2 | Prompts with more room for coherent harmful completions show more misalignment. | reproduced | 1 |"), "{a}");
@@ -218,8 +217,7 @@ mod tests {
     #[test]
     fn an_effect_whose_claim_its_figure_does_not_list_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let claims =
-            Claims::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../figures")).unwrap();
+        let claims = Claims::load(&crate::test_support::root().join("figures")).unwrap();
         write_effect(dir.path(), 0.12, 0.05, 0.19);
         let figures = BTreeMap::from([("completion-space".to_owned(), vec!["C1".to_owned()])]);
         let e = render(dir.path(), &figures, &claims, "quick").unwrap_err();

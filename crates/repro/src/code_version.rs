@@ -48,7 +48,10 @@ impl CodeVersions {
             parts.push(Part::File(format!("{REPRO}/analysis.rs")));
             // The figures folder without the other figures' files.
             let others: Vec<&str> = owned.iter().copied().filter(|s| *s != f.source()).collect();
-            parts.push(Part::DirExcept(figures_dir.clone(), others.join("\n")));
+            parts.push(Part::DirExcept(
+                figures_dir.clone(),
+                others.iter().map(|s| (*s).to_owned()).collect(),
+            ));
             figures.insert(f.name().to_owned(), hash(root, &parts)?);
         }
         let mut claims = analysis;
@@ -66,8 +69,8 @@ impl CodeVersions {
 enum Part {
     /// A file, or every `.rs` file under a folder.
     File(String),
-    /// Every `.rs` file under a folder except the listed paths (newline-separated).
-    DirExcept(String, String),
+    /// Every `.rs` file under a folder except the listed paths.
+    DirExcept(String, Vec<String>),
     /// Text that is not a file (the toolchain).
     Text(String),
 }
@@ -97,7 +100,7 @@ fn hash(root: &Path, parts: &[Part]) -> Result<String> {
                 let mut found = Vec::new();
                 rust_files(&root.join(p), &mut found)
                     .with_context(|| format!("reading {}", root.join(p).display()))?;
-                let except: Vec<PathBuf> = except.lines().map(|e| root.join(e)).collect();
+                let except: Vec<PathBuf> = except.iter().map(|e| root.join(e)).collect();
                 files.extend(found.into_iter().filter(|f| !except.contains(f)));
             }
             Part::Text(t) => texts.push(t.clone()),

@@ -134,12 +134,11 @@ fn prune_unneeded(out: &Path, graph: &Graph) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
-    use std::path::Path;
 
     /// Every registered figure has a file in figures/, and every figure file a registered figure.
     #[test]
     fn the_registry_and_the_figure_files_agree() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../figures");
+        let dir = crate::test_support::root().join("figures");
         let files: BTreeSet<String> = crate::spec::load_figures(&dir, "smoke")
             .unwrap()
             .into_iter()

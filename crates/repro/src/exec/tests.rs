@@ -47,7 +47,7 @@ fn graph(root: &Path) -> Graph {
 
 #[test]
 fn a_panicking_job_fails_the_run_at_once_naming_it() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = crate::test_support::root();
     let out = tempfile::tempdir().unwrap();
     let settings = Settings {
         root: root.clone(),
