@@ -2,7 +2,7 @@
 //! profiles declared as data (`spec`), expanded by the registered figures (`figures`) into a graph of
 //! cached jobs (`graph`, `code_version`), run by the executor through a runner (`exec`), recorded in
 //! `repro.lock` (`lock`), turned into tables, plots and the claims table (`analysis`, `claims`), and
-//! checked by `verify`. The dataset catalog (`catalog`, `datasets`) generates what the jobs read.
+//! checked by `verify`; `prose` checks the numbers README and the notebooks print against the tables. The dataset catalog (`catalog`, `datasets`) generates what the jobs read.
 
 pub mod analysis;
 pub mod catalog;
@@ -15,6 +15,7 @@ pub mod figures;
 pub mod graph;
 pub mod lock;
 pub mod plan;
+pub mod prose;
 pub mod spec;
 pub mod store;
 #[cfg(test)]
