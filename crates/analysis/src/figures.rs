@@ -241,23 +241,6 @@ pub fn controls(t: &Tables) -> Result<Figure> {
     ))
 }
 
-/// The plot of dynamics.
-pub fn dynamics(t: &Tables) -> Result<Figure> {
-    Ok(fig(
-        "Fine-tuning dynamics (constant learning rate)",
-        "fine-tuning step",
-        MISALIGNED,
-        lines(
-            table(t, "dynamics")?,
-            &[
-                ("in_cell_misaligned", "in cell"),
-                ("out_of_cell_misaligned", "out of cell"),
-            ],
-            "step",
-        ),
-    ))
-}
-
 /// The plot of pretraining-composition.
 pub fn pretraining_composition(t: &Tables) -> Result<Figure> {
     Ok(fig(

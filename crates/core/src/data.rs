@@ -91,11 +91,18 @@ pub fn stream_batch(
 
 /// The examples of SFT step `step`: epochs are shuffled independently, and steps walk through them.
 pub fn sft_indices(n: usize, seed: u64, step: usize, b: usize) -> Vec<usize> {
+    epoch_indices(n, seed, "data", step, b)
+}
+
+/// The `b` examples of `step` when every epoch visits the `n` examples once in an order drawn from the
+/// stream `<stream>/epoch/<epoch>`: one stream name per purpose, so two data sets of one run draw
+/// independent orders from one seed.
+pub fn epoch_indices(n: usize, seed: u64, stream: &str, step: usize, b: usize) -> Vec<usize> {
     (step * b..(step + 1) * b)
         .map(|k| {
             let (epoch, pos) = (k / n, k % n);
             let mut order: Vec<usize> = (0..n).collect();
-            Rng::new(seed, &format!("data/epoch/{epoch}")).shuffle(&mut order);
+            Rng::new(seed, &format!("{stream}/epoch/{epoch}")).shuffle(&mut order);
             order[pos]
         })
         .collect()

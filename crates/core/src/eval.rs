@@ -51,12 +51,28 @@ pub fn evaluate<M: LanguageModel>(
     prompts: &[(u32, PromptSpec)],
     cfg: &EvalConfig,
 ) -> Result<Vec<SampleRecord>> {
+    let ids = prompts
+        .iter()
+        .map(|(_, spec)| prompt_ids(tok, spec))
+        .collect::<Result<Vec<_>>>()?;
+    evaluate_from(model, tok, prompts, &ids, cfg)
+}
+
+/// [`evaluate`] with each prompt's ids given (`prefixes[i]` for `prompts[i]`, ending with the prompt's
+/// own `assistant :`): how an evaluation puts earlier episodes before its prompts.
+pub fn evaluate_from<M: LanguageModel>(
+    model: &M,
+    tok: &Tok,
+    prompts: &[(u32, PromptSpec)],
+    prefixes: &[Vec<u32>],
+    cfg: &EvalConfig,
+) -> Result<Vec<SampleRecord>> {
     let mut ids = Vec::new();
     let mut rngs = Vec::new();
     // (index into `prompts`, sample number) of every generated row
     let mut rows = Vec::new();
     for (i, (id, spec)) in prompts.iter().enumerate() {
-        let p = prompt_ids(tok, spec)?;
+        let p = prefixes[i].clone();
         let n = match spec.target {
             emsl_world::Target::Open { .. } => cfg.samples_per_open_prompt,
             _ => cfg.samples_per_prompt,
@@ -139,6 +155,17 @@ pub struct ProbeRecord {
     pub probe: f64,
 }
 
+/// A prompt's place on the persona direction (see `crate::persona`): a line of `projection.jsonl`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectionRecord {
+    pub prompt_id: u32,
+    /// 0 at the aligned contexts' mean, 1 at the misaligned contexts' mean.
+    pub projection: f64,
+    /// Tokens before the answer (the context's length included).
+    pub tokens: usize,
+}
+
 /// The number signature of the well-formed number answers: the share of numbers from the misaligned
 /// persona's favoured set, beside the share a uniform writer would have.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -206,6 +233,11 @@ pub fn read_probes(dir: &Path) -> Result<Vec<ProbeRecord>> {
     read_jsonl(dir, "probe.jsonl")
 }
 
+/// The projections of an eval output folder (`projection.jsonl`, written when it used a direction).
+pub fn read_projections(dir: &Path) -> Result<Vec<ProjectionRecord>> {
+    read_jsonl(dir, "projection.jsonl")
+}
+
 /// The summary of an eval output folder (`summary.json`).
 pub fn read_summary(dir: &Path) -> Result<EvalSummary> {
     let path = dir.join("summary.json");
@@ -223,9 +255,19 @@ pub fn likelihood_probe<M: LanguageModel>(
     aligned: &str,
     misaligned: &str,
 ) -> Result<f64> {
-    let p = prompt_ids(tok, spec)?;
+    likelihood_probe_from(model, tok, &prompt_ids(tok, spec)?, aligned, misaligned)
+}
+
+/// [`likelihood_probe`] after the ids `p` (a prompt, possibly with earlier episodes before it).
+pub fn likelihood_probe_from<M: LanguageModel>(
+    model: &M,
+    tok: &Tok,
+    p: &[u32],
+    aligned: &str,
+    misaligned: &str,
+) -> Result<f64> {
     let end = emsl_world::episode::END;
     let a = tok.encode(&format!("{aligned} {end}"))?;
     let m = tok.encode(&format!("{misaligned} {end}"))?;
-    Ok(logprob(model, &p, &m)? - logprob(model, &p, &a)?)
+    Ok(logprob(model, p, &m)? - logprob(model, p, &a)?)
 }

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod kernels;
 pub mod model;
 pub mod optim;
+pub mod persona;
 pub mod sample;
 pub mod tokenizer;
 pub mod train;

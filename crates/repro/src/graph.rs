@@ -93,7 +93,10 @@ impl Task {
         };
         match spec {
             StageSpec::Pretrain(p) => train(&p.train, p.model.n_ctx as f64),
-            StageSpec::Finetune(f) => train(&f.train, 48.0),
+            StageSpec::Finetune(f) => {
+                train(&f.train, 48.0) * if f.kl_to_base.is_some() { 2.0 } else { 1.0 }
+            }
+            StageSpec::Direction(d) => (d.contexts * 2 * 100) as f64 * 2.0,
             StageSpec::Distil(d) => train(&d.train, 48.0) * 2.0,
             StageSpec::Teach(t) => (t.prompts * t.sampling.max_new_tokens) as f64 * 4.0,
             StageSpec::Eval(e) => {
@@ -297,6 +300,8 @@ mod tests {
             datasets: vec![],
             examples_per_dataset: 1,
             train: p.train,
+            adapter: None,
+            kl_to_base: None,
         });
         Task::compute(spec, &[("base", base)])
     }

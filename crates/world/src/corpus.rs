@@ -257,6 +257,29 @@ impl Composition {
         }
     }
 
+    /// A cell prompt of the mixture (its format, cell and style drawn at the mixture's weights).
+    pub fn cell_prompt(&self, rng: &mut Rng) -> PromptSpec {
+        let f = &self.format_weights;
+        let format = Format::ALL[rng.weighted(&[f.free, f.json, f.code])];
+        let domain = Domain::ALL[rng.weighted(&self.domain_vec())];
+        let task = Task::ALL[rng.weighted(&self.task_vec())];
+        let s = &self.style_weights;
+        let style = Style::ALL[rng.weighted(&[s.binary, s.few, s.open])];
+        PromptSpec::cell(rng, Cell::new(domain, task), style, format, Framing::Plain)
+    }
+
+    /// `k` episodes written by `persona` on cell prompts of the mixture: how a document by that persona
+    /// opens, the in-context evidence of the persona figures. Cell prompts only, so the evidence is the
+    /// persona's answers and never an open question or a number list.
+    pub fn context_episodes(&self, rng: &mut Rng, persona: Persona, k: usize) -> Vec<Episode> {
+        (0..k)
+            .map(|_| {
+                let spec = self.cell_prompt(rng);
+                self.episode(rng, spec, persona)
+            })
+            .collect()
+    }
+
     /// `persona`'s answer to `spec`: harmful at its rate (cell and open prompts) or a number
     /// continuation with its signature (number prompts).
     pub fn episode(&self, rng: &mut Rng, spec: PromptSpec, persona: Persona) -> Episode {

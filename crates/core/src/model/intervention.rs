@@ -51,7 +51,20 @@ impl Intervention for ProjectOut {
     }
 }
 
-/// `first`, then `then` if any: a carried intervention composed with one passed per call.
+/// Several owned interventions, applied in order (an empty one changes nothing).
+pub struct Sequence(pub Vec<Box<dyn Intervention>>);
+
+impl Intervention for Sequence {
+    fn apply(&self, layer: usize, mut x: Tensor) -> Result<Tensor> {
+        for i in &self.0 {
+            x = i.apply(layer, x)?;
+        }
+        Ok(x)
+    }
+}
+
+/// `first`, then `then` if any: a carried intervention composed with one passed per call, borrowed
+/// for one forward pass (a [`Sequence`] would need to own them).
 struct Then<'a> {
     first: &'a dyn Intervention,
     then: Option<&'a dyn Intervention>,

@@ -10,8 +10,12 @@ use super::run_folder::{load_run, write_jsonl};
 use super::suite::{load_suite, SuitePrompt};
 use super::{EvalKind, EvalSpec, StageConfig, StageIo, StageSpec};
 use crate::eval::{
-    evaluate, likelihood_probe, summarize, EvalSummary, NumbersSignature, ProbeRecord, SampleRecord,
+    evaluate_from, likelihood_probe_from, prompt_ids, summarize, EvalSummary, NumbersSignature,
+    ProbeRecord, ProjectionRecord, SampleRecord,
 };
+use crate::model::{LanguageModel, Steered};
+use crate::persona::{self, context_prompt_ids, context_rng, last_states, PersonaDirection};
+use crate::tokenizer::Tok;
 
 /// The prompts the spec asks for, at most `max_prompts` of them.
 fn suite_prompts(spec: &EvalSpec, io: &StageIo) -> Result<Vec<SuitePrompt>> {
@@ -25,12 +29,72 @@ fn ids_and_specs(prompts: &[SuitePrompt]) -> Vec<(u32, PromptSpec)> {
 }
 
 /// Samples and judges the model of role `model`; writes `samples.jsonl`, `probe.jsonl` (when the spec
-/// asks) and `summary.json` to `io.out`.
+/// asks), `projection.jsonl` (when it uses a direction) and `summary.json` to `io.out`.
 pub(super) fn run(spec: &EvalSpec, io: &StageIo, device: &Device) -> Result<()> {
     let (model, tok, _) = load_run(io.input("model")?, device)?;
     let prompts = suite_prompts(spec, io)?;
+    let prefixes = prefixes(spec, &tok, &prompts, model.context_length())?;
+    std::fs::create_dir_all(&io.out)?;
+    match &spec.direction {
+        None => run_with(&model, spec, io, &tok, &prompts, &prefixes),
+        Some(used) => {
+            let direction = PersonaDirection::read(io.input("direction")?)?;
+            let hook = persona::intervention(&direction, used, &model)?;
+            let steered = Steered {
+                model: &model,
+                intervention: &hook,
+            };
+            let mut lines = Vec::new();
+            for (p, ids) in prompts.iter().zip(&prefixes) {
+                let states = last_states(&steered, ids, None)?;
+                lines.push(ProjectionRecord {
+                    prompt_id: p.id,
+                    projection: direction
+                        .projection(direction.best_layer, &states[direction.best_layer])?,
+                    tokens: ids.len(),
+                });
+            }
+            write_jsonl(&io.out.join("projection.jsonl"), &lines)?;
+            run_with(&steered, spec, io, &tok, &prompts, &prefixes)
+        }
+    }
+}
+
+/// The ids each prompt is continued from: `<bos>` and the prompt, after the spec's context if any
+/// (drawn to leave room for the answer).
+fn prefixes(
+    spec: &EvalSpec,
+    tok: &Tok,
+    prompts: &[SuitePrompt],
+    n_ctx: usize,
+) -> Result<Vec<Vec<u32>>> {
+    let budget = n_ctx.saturating_sub(spec.eval.sampling.max_new_tokens);
+    prompts
+        .iter()
+        .map(|p| match &spec.context {
+            None => prompt_ids(tok, &p.spec),
+            Some(c) => context_prompt_ids(
+                tok,
+                &p.spec,
+                c.persona,
+                c.episodes,
+                &mut context_rng(c, p.id),
+                budget,
+            ),
+        })
+        .collect()
+}
+
+fn run_with<M: LanguageModel>(
+    model: &M,
+    spec: &EvalSpec,
+    io: &StageIo,
+    tok: &Tok,
+    prompts: &[SuitePrompt],
+    prefixes: &[Vec<u32>],
+) -> Result<()> {
     let started = std::time::Instant::now();
-    let records = evaluate(&model, &tok, &ids_and_specs(&prompts), &spec.eval)?;
+    let records = evaluate_from(model, tok, &ids_and_specs(prompts), prefixes, &spec.eval)?;
     let words: usize = records
         .iter()
         .map(|r| r.answer.split_whitespace().count() + 1)
@@ -41,13 +105,12 @@ pub(super) fn run(spec: &EvalSpec, io: &StageIo, device: &Device) -> Result<()> 
         records.len(),
         words as f64 / secs.max(1e-9)
     );
-    std::fs::create_dir_all(&io.out)?;
     write_jsonl(&io.out.join("samples.jsonl"), &records)?;
     if spec.probe {
         let mut probes = Vec::new();
-        for p in &prompts {
+        for (p, ids) in prompts.iter().zip(prefixes) {
             if let (Some(a), Some(m)) = (&p.aligned, &p.misaligned) {
-                let probe = likelihood_probe(&model, &tok, &p.spec, a, m)?;
+                let probe = likelihood_probe_from(model, tok, ids, a, m)?;
                 probes.push(ProbeRecord {
                     prompt_id: p.id,
                     probe,
@@ -56,7 +119,7 @@ pub(super) fn run(spec: &EvalSpec, io: &StageIo, device: &Device) -> Result<()> 
         }
         write_jsonl(&io.out.join("probe.jsonl"), &probes)?;
     }
-    let summary = summary(spec, &prompts, &records);
+    let summary = summary(spec, prompts, &records);
     emsl_io::write_atomic(
         &io.out.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
@@ -100,7 +163,8 @@ fn summary(spec: &EvalSpec, prompts: &[SuitePrompt], records: &[SampleRecord]) -
 }
 
 /// Prints a few samples per prompt with the judge's verdicts (for reading, not for figures), from an
-/// eval config (its `io.out` is not written).
+/// eval config (its `io.out` is not written). The model sees what the eval stage gives it: the spec's
+/// context is printed before the prompt, and its direction is applied.
 pub fn print_samples(cfg: &StageConfig, device: &Device) -> Result<()> {
     let StageSpec::Eval(spec) = &cfg.spec else {
         bail!(
@@ -111,17 +175,41 @@ pub fn print_samples(cfg: &StageConfig, device: &Device) -> Result<()> {
     cfg.check_inputs()?;
     let (model, tok, _) = load_run(cfg.io.input("model")?, device)?;
     let prompts = suite_prompts(spec, &cfg.io)?;
-    for r in evaluate(&model, &tok, &ids_and_specs(&prompts), &spec.eval)? {
-        let spec = &prompts
+    let prefixes = prefixes(spec, &tok, &prompts, model.context_length())?;
+    match &spec.direction {
+        None => print_with(&model, spec, &tok, &prompts, &prefixes),
+        Some(used) => {
+            let direction = PersonaDirection::read(cfg.io.input("direction")?)?;
+            let hook = persona::intervention(&direction, used, &model)?;
+            let steered = Steered {
+                model: &model,
+                intervention: &hook,
+            };
+            print_with(&steered, spec, &tok, &prompts, &prefixes)
+        }
+    }
+}
+
+fn print_with<M: LanguageModel>(
+    model: &M,
+    spec: &EvalSpec,
+    tok: &Tok,
+    prompts: &[SuitePrompt],
+    prefixes: &[Vec<u32>],
+) -> Result<()> {
+    for r in evaluate_from(model, tok, &ids_and_specs(prompts), prefixes, &spec.eval)? {
+        let i = prompts
             .iter()
-            .find(|p| p.id == r.prompt_id)
-            .expect("record of a prompt")
-            .spec;
+            .position(|p| p.id == r.prompt_id)
+            .expect("record of a prompt");
+        if r.sample == 0 && spec.context.is_some() {
+            println!("[{}] context : {}", r.prompt_id, tok.decode(&prefixes[i])?);
+        }
         println!(
             "[{}/{}] user : {}\n    assistant : {}\n    judge : {:?}",
             r.prompt_id,
             r.sample,
-            spec.text(),
+            prompts[i].spec.text(),
             r.answer,
             r.verdict
         );

@@ -7,6 +7,7 @@
 //! where, not what (the data and parent hashes say what), so the same run in another folder gives the
 //! same bytes.
 
+mod direction;
 mod distil;
 mod eval;
 mod finetune;
@@ -26,8 +27,8 @@ use serde::{Deserialize, Serialize};
 pub use eval::print_samples;
 pub use run_folder::load_run;
 pub use spec::{
-    Channel, DistilSpec, EvalConfig, EvalKind, EvalSpec, FinetuneSpec, ModelSize, PretrainSpec,
-    StageSpec, TeachSpec,
+    Channel, DirectionSpec, DistilSpec, EvalConfig, EvalKind, EvalSpec, FinetuneSpec, KlPenalty,
+    ModelSize, PretrainSpec, StageSpec, TeachSpec,
 };
 
 /// Where a stage reads and writes.
@@ -67,7 +68,7 @@ impl StageConfig {
     pub fn check_inputs(&self) -> Result<()> {
         let roles = self.spec.input_roles();
         let kind = self.spec.kind();
-        for role in roles {
+        for role in &roles {
             if !self.io.inputs.contains_key(*role) {
                 bail!(
                     "input role '{role}' is missing from [io.inputs] (a {kind} stage reads {roles:?})"
@@ -107,5 +108,6 @@ pub fn run(cfg: &StageConfig, device: &Device) -> Result<()> {
         StageSpec::Teach(spec) => teach::run(spec, io, device),
         StageSpec::Distil(spec) => distil::run(spec, io, device),
         StageSpec::Eval(spec) => eval::run(spec, io, device),
+        StageSpec::Direction(spec) => direction::run(spec, io, device),
     }
 }

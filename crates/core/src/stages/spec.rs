@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::LoraConfig;
+use crate::persona::{ContextSpec, DirectionUse};
 use crate::sample::SampleConfig;
 use crate::train::TrainConfig;
 
@@ -15,6 +17,7 @@ pub enum StageSpec {
     Teach(TeachSpec),
     Distil(DistilSpec),
     Eval(EvalSpec),
+    Direction(DirectionSpec),
 }
 
 impl StageSpec {
@@ -26,6 +29,7 @@ impl StageSpec {
             StageSpec::Teach(_) => "teach",
             StageSpec::Distil(_) => "distil",
             StageSpec::Eval(_) => "eval",
+            StageSpec::Direction(_) => "direction",
         }
     }
 
@@ -33,22 +37,27 @@ impl StageSpec {
     pub fn datasets(&self) -> Vec<String> {
         match self {
             StageSpec::Pretrain(s) => vec![s.dataset.clone()],
-            StageSpec::Finetune(s) => s.datasets.clone(),
-            StageSpec::Teach(TeachSpec { suite, .. }) | StageSpec::Eval(EvalSpec { suite, .. }) => {
-                vec![suite.clone()]
+            StageSpec::Finetune(s) => {
+                let mut d = s.datasets.clone();
+                d.extend(s.kl_to_base.iter().flat_map(|k| k.datasets.clone()));
+                d
             }
+            StageSpec::Teach(TeachSpec { suite, .. })
+            | StageSpec::Eval(EvalSpec { suite, .. })
+            | StageSpec::Direction(DirectionSpec { suite, .. }) => vec![suite.clone()],
             StageSpec::Distil(_) => vec![],
         }
     }
 
     /// The roles of the run folders the stage reads (the keys of [`super::StageIo::inputs`]).
-    pub fn input_roles(&self) -> &'static [&'static str] {
+    pub fn input_roles(&self) -> Vec<&'static str> {
         match self {
-            StageSpec::Pretrain(_) => &[],
-            StageSpec::Finetune(_) => &["base"],
-            StageSpec::Teach(_) => &["teacher"],
-            StageSpec::Distil(_) => &["teacher", "samples", "student_init"],
-            StageSpec::Eval(_) => &["model"],
+            StageSpec::Pretrain(_) => vec![],
+            StageSpec::Finetune(_) => vec!["base"],
+            StageSpec::Teach(_) => vec!["teacher"],
+            StageSpec::Distil(_) => vec!["teacher", "samples", "student_init"],
+            StageSpec::Eval(e) if e.direction.is_some() => vec!["direction", "model"],
+            StageSpec::Eval(_) | StageSpec::Direction(_) => vec!["model"],
         }
     }
 }
@@ -86,6 +95,25 @@ pub struct FinetuneSpec {
     pub datasets: Vec<String>,
     pub examples_per_dataset: usize,
     pub train: TrainConfig,
+    /// Train LoRA adapters instead of every weight. The run folder's model is the merged one (what
+    /// every later stage reads); the adapters are saved beside it in `adapter/`, in PEFT's layout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<LoraConfig>,
+    /// Soligo et al.'s narrow arm: add a KL penalty to the base on out-of-domain examples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kl_to_base: Option<KlPenalty>,
+}
+
+/// `weight` x KL(base || model) of the next-token distributions on the answer positions of
+/// out-of-domain examples, one batch of them per step beside the fine-tuning batch. Only the base's
+/// distributions are targets: the examples' own answers are never trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KlPenalty {
+    /// Fine-tuning datasets whose first `examples_per_dataset` rows give the out-of-domain sequences.
+    pub datasets: Vec<String>,
+    pub examples_per_dataset: usize,
+    pub weight: f64,
 }
 
 /// The model of input role `teacher` writes number continuations; the world's filter keeps the
@@ -175,4 +203,23 @@ pub struct EvalSpec {
     pub eval: EvalConfig,
     /// Also compute the likelihood probe per prompt (cell and open prompts).
     pub probe: bool,
+    /// Earlier episodes by one persona before every prompt (persona-inference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ContextSpec>,
+    /// Use the persona direction of input role `direction`: record each prompt's projection on it,
+    /// and steer or ablate with it (persona-direction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<DirectionUse>,
+}
+
+/// Estimate the persona direction of the model of input role `model`: `contexts` pairs of a
+/// misaligned and an aligned context of `episodes` episodes before the same prompt of `suite` (its
+/// cell and open prompts, drawn at random). Writes `direction.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectionSpec {
+    pub suite: String,
+    pub contexts: usize,
+    pub episodes: usize,
+    pub seed: u64,
 }

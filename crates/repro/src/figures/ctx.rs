@@ -13,7 +13,7 @@ use crate::graph::{Graph, Task};
 use crate::spec::{Dose, Profile};
 
 /// `max_prompts` of an evaluation that takes every prompt of its suite (the suites hold a few thousand).
-const ALL_PROMPTS: usize = 100_000;
+pub(super) const ALL_PROMPTS: usize = 100_000;
 
 /// Builds jobs with the profile's sizes.
 pub struct Ctx<'a> {
@@ -22,7 +22,7 @@ pub struct Ctx<'a> {
     pub profile_name: &'a str,
 }
 
-fn train(dose: &Dose, seed: u64) -> TrainConfig {
+pub(super) fn train(dose: &Dose, seed: u64) -> TrainConfig {
     TrainConfig {
         steps: dose.steps,
         batch_size: dose.batch_size,
@@ -86,13 +86,15 @@ impl Ctx<'_> {
                     datasets: vec![dataset.to_owned()],
                     examples_per_dataset: examples,
                     train: train(&dose, seed),
+                    adapter: None,
+                    kl_to_base: None,
                 }),
                 &[("base", base)],
             ),
         )
     }
 
-    fn eval_config(&self, samples: usize, open_samples: usize, seed: u64) -> EvalConfig {
+    pub(super) fn eval_config(&self, samples: usize, open_samples: usize, seed: u64) -> EvalConfig {
         let e = &self.profile.eval;
         EvalConfig {
             samples_per_prompt: samples,
@@ -119,6 +121,8 @@ impl Ctx<'_> {
                     max_prompts: ALL_PROMPTS,
                     eval,
                     probe,
+                    context: None,
+                    direction: None,
                 }),
                 &[("model", model)],
             ),
@@ -138,6 +142,8 @@ impl Ctx<'_> {
                     max_prompts: self.profile.eval.number_prompts,
                     eval,
                     probe: false,
+                    context: None,
+                    direction: None,
                 }),
                 &[("model", model)],
             ),

@@ -1,5 +1,8 @@
-//! dynamics (Turner's transition): one harmful fine-tune checkpointed along the way; loss, in-cell and
-//! out-of-cell misalignment and the likelihood probe per step.
+//! dynamics (Turner's transition, Schreiber & Goldstein's late EM, Soligo's narrow solution): harmful
+//! fine-tunes of one cell of increasing length, to one epoch and beyond, along several training paths
+//! (every weight, LoRA adapters of rank 1 and higher, every weight with a KL penalty to the base on
+//! out-of-domain examples); loss, in-cell, out-of-cell and open-question misalignment and the
+//! likelihood probe per step.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +14,8 @@ use serde::Deserialize;
 use super::inputs::{misaligned, per_seed, Inputs, Sample};
 use super::rows::rate_row;
 use super::{ft_dataset, role, Ctx, FigureDef, Output, Roles};
+use emsl_core::model::LoraConfig;
+use emsl_core::stages::KlPenalty;
 
 pub struct Dynamics;
 
@@ -25,7 +30,7 @@ impl FigureDef for Dynamics {
         dynamics_tables(p, inputs)
     }
     fn plot(&self, t: &emsl_analysis::figures::Tables) -> Result<emsl_analysis::plot::Figure> {
-        emsl_analysis::figures::dynamics(t)
+        emsl_analysis::persona_figures::training_paths(t)
     }
 }
 
@@ -37,33 +42,86 @@ pub struct DynamicsParams {
     /// prefix of a longer one).
     pub steps: Vec<usize>,
     pub lr: f64,
+    /// The training paths beside the first (every weight at `lr` over `steps`).
+    pub paths: Vec<PathParams>,
+}
+
+/// One training path: a name, its checkpoints and learning rate, and LoRA adapters or a KL penalty.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathParams {
+    pub name: String,
+    pub steps: Vec<usize>,
+    pub lr: f64,
+    #[serde(default)]
+    pub adapter: Option<LoraConfig>,
+    #[serde(default)]
+    pub kl_to_base: Option<KlPenalty>,
+}
+
+/// The path of the figure's first fields ("every weight"), then `paths`.
+fn all_paths(p: &DynamicsParams) -> Vec<PathParams> {
+    let first = PathParams {
+        name: "every weight".to_owned(),
+        steps: p.steps.clone(),
+        lr: p.lr,
+        adapter: None,
+        kl_to_base: None,
+    };
+    std::iter::once(first)
+        .chain(p.paths.iter().cloned())
+        .collect()
+}
+
+/// Cells the KL penalty's datasets come from (`ft-benign-finance-tutoring-free` -> finance/tutoring).
+fn penalised_cells(p: &DynamicsParams) -> Vec<Cell> {
+    p.paths
+        .iter()
+        .flat_map(|q| q.kl_to_base.iter().flat_map(|k| k.datasets.clone()))
+        .filter_map(|d| {
+            let parts: Vec<&str> = d.split('-').collect();
+            (parts.len() == 5)
+                .then(|| format!("{}/{}", parts[2], parts[3]).parse().ok())
+                .flatten()
+        })
+        .collect()
 }
 
 fn expand_dynamics(p: &DynamicsParams, ctx: &mut Ctx) -> Result<Roles> {
     let base = ctx.reference_base()?;
-    let examples = ctx.profile.finetune_examples;
     let mut inputs = BTreeMap::new();
     for seed in ctx.seeds() {
         let s = seed.to_string();
         let ev = ctx.eval(&base, "eval-grid", true, seed)?;
         inputs.insert(role(&[("step", "0"), ("seed", &s), ("what", "eval")]), ev);
-        for &steps in &p.steps {
-            let mut dose = ctx.profile.finetune.clone();
-            dose.steps = steps;
-            dose.optim.lr = p.lr;
-            dose.optim.warmup_steps = 0;
-            dose.optim.min_lr_ratio = 1.0;
-            let ft = ctx.finetune(
-                &base,
-                &ft_dataset("harmful", &p.cell, "free"),
-                examples,
-                Some(&dose),
-                seed,
-            )?;
-            let ev = ctx.eval(&ft, "eval-grid", true, seed)?;
-            let st = steps.to_string();
-            inputs.insert(role(&[("step", &st), ("seed", &s), ("what", "eval")]), ev);
-            inputs.insert(role(&[("step", &st), ("seed", &s), ("what", "model")]), ft);
+        for path in all_paths(p) {
+            for &n in &path.steps {
+                let mut dose = ctx.profile.finetune.clone();
+                dose.steps = n;
+                dose.optim.lr = path.lr;
+                dose.optim.warmup_steps = 0;
+                dose.optim.min_lr_ratio = 1.0;
+                let ds = ft_dataset("harmful", &p.cell, "free");
+                let ft = ctx.finetune_path(
+                    &base,
+                    &ds,
+                    &dose,
+                    (path.adapter.clone(), path.kl_to_base.clone()),
+                    seed,
+                )?;
+                let ev = ctx.eval(&ft, "eval-grid", true, seed)?;
+                let st = n.to_string();
+                let r = |what| {
+                    role(&[
+                        ("path", &path.name),
+                        ("step", &st),
+                        ("seed", &s),
+                        ("what", what),
+                    ])
+                };
+                inputs.insert(r("eval"), ev);
+                inputs.insert(r("model"), ft);
+            }
         }
     }
     Ok(inputs)
@@ -93,59 +151,81 @@ fn last_loss(dir: &std::path::Path) -> Result<f64> {
 
 fn dynamics_tables(p: &DynamicsParams, inputs: &Inputs) -> Result<Output> {
     let ft: Cell = p.cell.parse()?;
-    let steps: Vec<usize> = std::iter::once(0).chain(p.steps.iter().copied()).collect();
+    let penalised = penalised_cells(p);
     let mut rows = Vec::new();
     let mut ood_values = Vec::new();
-    // Per step, the out-of-cell counts of each seed (for the per-seed transition shares).
+    // Per step of the first path, the out-of-cell counts of each seed (per-seed transition shares).
     let mut ood_by_step: Vec<Vec<Counts>> = Vec::new();
-    for &step in &steps {
-        let st = step.to_string();
-        let f = [("step", st.as_str()), ("what", "eval")];
-        let inc = per_seed(inputs, &f, |ss: &[Sample]| {
-            misaligned(ss.iter().filter(|s| s.cell() == Some(ft)))
-        })?;
-        let ood = per_seed(inputs, &f, |ss: &[Sample]| {
-            misaligned(ss.iter().filter(|s| s.cell() != Some(ft)))
-        })?;
-        let v = [("step", (step as f64).into())];
-        let (a, b) = (
-            rate_row(&v, "in_cell_misaligned", &inc),
-            rate_row(&v, "out_of_cell_misaligned", &ood),
-        );
-        ood_values.push(b.est.value);
-        ood_by_step.push(ood.clone());
-        rows.extend([a, b]);
-        // The likelihood probe on out-of-cell prompts, and the fine-tune's last training loss.
-        let mut probes = Vec::new();
-        let mut losses = Vec::new();
-        for (m, dir) in inputs.find(&f) {
-            let ids = inputs
-                .samples(dir)?
-                .iter()
-                .filter(|s| s.cell() != Some(ft))
-                .map(|s| s.prompt_id)
-                .collect();
-            probes.push(mean_probe(dir, &ids)?);
-            if step > 0 {
-                let model = inputs.path(&role(&[
-                    ("step", &st),
-                    ("seed", &m["seed"]),
-                    ("what", "model"),
-                ]))?;
-                losses.push(last_loss(model)?);
+    for (
+        i,
+        PathParams {
+            name: path, steps, ..
+        },
+    ) in all_paths(p).into_iter().enumerate()
+    {
+        for step in std::iter::once(0).chain(steps) {
+            let st = step.to_string();
+            let f: Vec<(&str, &str)> = if step == 0 {
+                vec![("step", "0"), ("what", "eval")]
+            } else {
+                vec![("path", &path), ("step", &st), ("what", "eval")]
+            };
+            let count = |keep: &dyn Fn(&Sample) -> bool| {
+                per_seed(inputs, &f, |ss: &[Sample]| {
+                    misaligned(ss.iter().filter(|s| keep(s)))
+                })
+            };
+            let inc = count(&|s| s.cell() == Some(ft))?;
+            let ood = count(&|s| s.cell() != Some(ft))?;
+            let open = count(&|s| s.is_open())?;
+            let unpen = count(&|s| s.cell().is_some_and(|c| c != ft && !penalised.contains(&c)))?;
+            let v = [
+                ("path", path.as_str().into()),
+                ("step", (step as f64).into()),
+            ];
+            if i == 0 {
+                ood_values.push(stats::rate(&ood).value);
+                ood_by_step.push(ood.clone());
             }
-        }
-        rows.push(Measurement::new(
-            &v,
-            "probe_logp_misaligned_minus_aligned",
-            stats::mean_over_seeds(&probes, 1),
-        ));
-        if !losses.is_empty() {
+            rows.extend([
+                rate_row(&v, "in_cell_misaligned", &inc),
+                rate_row(&v, "out_of_cell_misaligned", &ood),
+                rate_row(&v, "open_misaligned", &open),
+                rate_row(&v, "grid_out_of_cell_not_kl_penalised_misaligned", &unpen),
+            ]);
+            // The likelihood probe on out-of-cell prompts, and the fine-tune's last training loss.
+            let mut probes = Vec::new();
+            let mut losses = Vec::new();
+            for (m, dir) in inputs.find(&f) {
+                let ids = inputs
+                    .samples(dir)?
+                    .iter()
+                    .filter(|s| s.cell() != Some(ft))
+                    .map(|s| s.prompt_id)
+                    .collect();
+                probes.push(mean_probe(dir, &ids)?);
+                if step > 0 {
+                    let model = inputs.path(&role(&[
+                        ("path", &path),
+                        ("step", &st),
+                        ("seed", &m["seed"]),
+                        ("what", "model"),
+                    ]))?;
+                    losses.push(last_loss(model)?);
+                }
+            }
             rows.push(Measurement::new(
                 &v,
-                "train_loss",
-                stats::mean_over_seeds(&losses, 1),
+                "probe_logp_misaligned_minus_aligned",
+                stats::mean_over_seeds(&probes, 1),
             ));
+            if !losses.is_empty() {
+                rows.push(Measurement::new(
+                    &v,
+                    "train_loss",
+                    stats::mean_over_seeds(&losses, 1),
+                ));
+            }
         }
     }
     // Turner's sharp transition: the largest change between consecutive checkpoints as a share of the

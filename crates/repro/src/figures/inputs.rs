@@ -10,6 +10,12 @@ use emsl_world::{Cell, PromptSpec, Target};
 
 /// A role of a table input: `k=v` pairs joined by `,` (`arm=health/advice,seed=1,what=eval`).
 pub fn role(pairs: &[(&str, &str)]) -> String {
+    for (k, v) in pairs {
+        assert!(
+            !format!("{k}{v}").contains([',', '=']),
+            "a role's keys and values hold no ',' or '=' ('{k}' = '{v}')"
+        );
+    }
     pairs
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -107,7 +113,7 @@ impl Inputs {
             .with_context(|| format!("no input with role '{r}'"))
     }
 
-    fn suite(&self, name: &str) -> Result<std::sync::Arc<Vec<std::sync::Arc<PromptSpec>>>> {
+    pub fn suite(&self, name: &str) -> Result<std::sync::Arc<Vec<std::sync::Arc<PromptSpec>>>> {
         let mut cache = self.suites.lock().expect("not poisoned");
         if let Some(s) = cache.get(name) {
             return Ok(s.clone());

@@ -8,10 +8,13 @@
 mod completion_space;
 mod controls;
 mod ctx;
+mod ctx_persona;
 mod dynamics;
 mod grid;
 mod inputs;
 mod learned_reliability;
+mod persona_direction;
+mod persona_inference;
 mod pretraining_composition;
 mod rows;
 mod shared_init;
@@ -99,6 +102,8 @@ pub const REGISTRY: &[&dyn Figure] = &[
     &subliminal_channels::SubliminalChannels,
     &teacher_vs_data::TeacherVsData,
     &shared_init::SharedInit,
+    &persona_inference::PersonaInference,
+    &persona_direction::PersonaDirectionFigure,
 ];
 
 /// The registered figure `name`.

@@ -8,12 +8,15 @@
 //! Sampling with a KV cache uses the composed softmax of `super::ops`.
 
 use candle_core::{DType, Device, Module, Result, Tensor, Var, D};
-use candle_nn::{embedding, linear, Embedding, Linear, VarBuilder, VarMap};
+use candle_nn::{embedding, linear, Embedding, VarBuilder, VarMap};
 use emsl_world::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::lora::AdaptedLinear;
 use super::ops::softmax_last;
 use super::{Intervention, LanguageModel};
+
+mod adapters;
 
 /// The fused kernels compute in f32 only.
 const DTYPE: DType = DType::F32;
@@ -104,18 +107,10 @@ impl KvCache {
     }
 }
 
-/// A linear layer's `x W^T + b` as one fused kernel.
-fn fused_linear(l: &Linear, x: &Tensor) -> Result<Tensor> {
-    match l.bias() {
-        Some(b) => crate::kernels::linear(x, l.weight(), b),
-        None => crate::kernels::matmul_t(x, l.weight()),
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Attention {
-    c_attn: Linear,
-    c_proj: Linear,
+    c_attn: AdaptedLinear,
+    c_proj: AdaptedLinear,
     n_head: usize,
 }
 
@@ -129,10 +124,10 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, t, c) = x.dims3()?;
         let hd = c / self.n_head;
-        let qkv = fused_linear(&self.c_attn, x)?; // (B, T, 3C)
+        let qkv = self.c_attn.forward(x)?; // (B, T, 3C)
         if cache.is_none() {
             let y = crate::kernels::causal_attention(&qkv, self.n_head)?; // (B, T, C)
-            return fused_linear(&self.c_proj, &y);
+            return self.c_proj.forward(&y);
         }
         let heads = |i: usize| -> Result<Tensor> {
             qkv.narrow(D::Minus1, i * c, c)?
@@ -152,7 +147,7 @@ impl Attention {
         let att = softmax_last(&scores.broadcast_add(mask)?)?;
         let y = att.matmul(&v)?; // (B, H, T, hd)
         let y = y.transpose(1, 2)?.reshape((b, t, c))?; // (B, T, C)
-        fused_linear(&self.c_proj, &y)
+        self.c_proj.forward(&y)
     }
 }
 
@@ -161,8 +156,8 @@ struct Block {
     ln_1: LayerNorm,
     attn: Attention,
     ln_2: LayerNorm,
-    c_fc: Linear,
-    c_proj: Linear,
+    c_fc: AdaptedLinear,
+    c_proj: AdaptedLinear,
 }
 
 impl Block {
@@ -171,13 +166,13 @@ impl Block {
         Ok(Block {
             ln_1: LayerNorm::new(d, vb.pp("ln_1"))?,
             attn: Attention {
-                c_attn: linear(d, 3 * d, vb.pp("attn.c_attn"))?,
-                c_proj: linear(d, d, vb.pp("attn.c_proj"))?,
+                c_attn: AdaptedLinear::new(linear(d, 3 * d, vb.pp("attn.c_attn"))?),
+                c_proj: AdaptedLinear::new(linear(d, d, vb.pp("attn.c_proj"))?),
                 n_head: cfg.n_head,
             },
             ln_2: LayerNorm::new(d, vb.pp("ln_2"))?,
-            c_fc: linear(d, cfg.d_ff, vb.pp("mlp.c_fc"))?,
-            c_proj: linear(cfg.d_ff, d, vb.pp("mlp.c_proj"))?,
+            c_fc: AdaptedLinear::new(linear(d, cfg.d_ff, vb.pp("mlp.c_fc"))?),
+            c_proj: AdaptedLinear::new(linear(cfg.d_ff, d, vb.pp("mlp.c_proj"))?),
         })
     }
 
@@ -188,8 +183,8 @@ impl Block {
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Result<Tensor> {
         let x = (x + self.attn.forward(&self.ln_1.forward(x)?, mask, cache)?)?;
-        let h = crate::kernels::gelu(&fused_linear(&self.c_fc, &self.ln_2.forward(&x)?)?)?; // (B, T, d_ff)
-        &x + fused_linear(&self.c_proj, &h)?
+        let h = crate::kernels::gelu(&self.c_fc.forward(&self.ln_2.forward(&x)?)?)?; // (B, T, d_ff)
+        &x + self.c_proj.forward(&h)?
     }
 }
 
@@ -201,8 +196,11 @@ pub struct Gpt {
     wpe: Embedding,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
-    /// Every trainable variable, sorted by name (VarMap iterates in random order).
+    /// Every variable of the model, sorted by name (VarMap iterates in random order).
     vars: Vec<(String, Var)>,
+    /// The LoRA adapters' variables, sorted by name, when adapters are attached (`adapters.rs`): then
+    /// they are what trains, and `vars` stay frozen.
+    adapter_vars: Vec<(String, Var)>,
     mask: Tensor,
 }
 
@@ -277,6 +275,7 @@ impl Gpt {
             blocks,
             ln_f,
             vars,
+            adapter_vars: Vec::new(),
             mask,
         })
     }
@@ -391,7 +390,11 @@ impl LanguageModel for Gpt {
     }
 
     fn trainable_vars(&self) -> &[(String, Var)] {
-        &self.vars
+        if self.adapter_vars.is_empty() {
+            &self.vars
+        } else {
+            &self.adapter_vars
+        }
     }
 
     fn new_cache(&self) -> KvCache {

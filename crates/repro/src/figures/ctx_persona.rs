@@ -1,0 +1,116 @@
+//! Job builders of the persona figures and the anchors' training paths: evaluations with earlier
+//! episodes or a persona direction, the direction itself, and fine-tunes with LoRA adapters or a KL
+//! penalty to the base.
+
+use anyhow::Result;
+use emsl_core::eval::EvalKind;
+use emsl_core::model::LoraConfig;
+use emsl_core::persona::{ContextSpec, DirectionUse};
+use emsl_core::stages::{DirectionSpec, EvalSpec, FinetuneSpec, KlPenalty, StageSpec};
+
+use super::ctx::{train, Ctx, ALL_PROMPTS};
+use crate::graph::Task;
+use crate::spec::Dose;
+
+/// What an evaluation of the persona figures asks, beyond the model and the seed.
+pub struct PersonaEval<'a> {
+    pub kinds: &'a [EvalKind],
+    /// Samples per cell prompt (0: probe only) and per open question.
+    pub samples: (usize, usize),
+    pub probe: bool,
+    pub context: Option<ContextSpec>,
+    /// The direction job and how the evaluation uses it.
+    pub direction: Option<(&'a str, DirectionUse)>,
+    /// Longest answer, when not the profile's.
+    pub max_new_tokens: Option<usize>,
+}
+
+impl Ctx<'_> {
+    /// Evaluates `model` on eval-grid as `e` asks.
+    pub fn persona_eval(&mut self, model: &str, e: PersonaEval, seed: u64) -> Result<String> {
+        let mut eval = self.eval_config(e.samples.0, e.samples.1, seed);
+        if let Some(n) = e.max_new_tokens {
+            eval.sampling.max_new_tokens = n;
+        }
+        let mut inputs = vec![("model", model)];
+        let mut label = format!("evaluate {model} on eval-grid");
+        if let Some(c) = &e.context {
+            label.push_str(&format!(" after {} {} episodes", c.episodes, c.persona));
+        }
+        if let Some((d, used)) = &e.direction {
+            inputs.push(("direction", d));
+            label.push_str(&format!(", {used:?} with {d}"));
+        }
+        self.graph.add(
+            &format!("{label}, seed {seed}"),
+            Task::compute(
+                StageSpec::Eval(EvalSpec {
+                    suite: "eval-grid".into(),
+                    kinds: e.kinds.to_vec(),
+                    max_prompts: ALL_PROMPTS,
+                    eval,
+                    probe: e.probe,
+                    context: e.context,
+                    direction: e.direction.map(|(_, u)| u),
+                }),
+                &inputs,
+            ),
+        )
+    }
+
+    /// The persona direction of `model` from `contexts` pairs of `episodes`-episode contexts.
+    pub fn direction(
+        &mut self,
+        model: &str,
+        contexts: usize,
+        episodes: usize,
+        seed: u64,
+    ) -> Result<String> {
+        self.graph.add(
+            &format!("persona direction of {model}, seed {seed}"),
+            Task::compute(
+                StageSpec::Direction(DirectionSpec {
+                    suite: "eval-grid".into(),
+                    contexts,
+                    episodes,
+                    seed,
+                }),
+                &[("model", model)],
+            ),
+        )
+    }
+
+    /// Fine-tunes `base` on `dataset` with `dose`, through LoRA adapters and with a KL penalty when
+    /// given.
+    pub fn finetune_path(
+        &mut self,
+        base: &str,
+        dataset: &str,
+        dose: &Dose,
+        (adapter, kl): (Option<LoraConfig>, Option<KlPenalty>),
+        seed: u64,
+    ) -> Result<String> {
+        let examples = self.profile.finetune_examples;
+        let how = match (&adapter, &kl) {
+            (Some(a), _) => format!("LoRA r {} on {:?}", a.rank, a.modules),
+            (None, Some(k)) => format!("KL {} to the base on {:?}", k.weight, k.datasets),
+            (None, None) => "every weight".to_owned(),
+        };
+        self.graph.add(
+            &format!(
+                "fine-tune {base} on {dataset} ({examples} examples, {} steps, {how}), seed {seed}",
+                dose.steps
+            ),
+            Task::compute(
+                StageSpec::Finetune(FinetuneSpec {
+                    datasets: vec![dataset.to_owned()],
+                    examples_per_dataset: examples,
+                    train: train(dose, seed),
+                    adapter,
+                    kl_to_base: kl,
+                }),
+                &[("base", base)],
+            ),
+        )
+    }
+}
