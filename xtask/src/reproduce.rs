@@ -40,7 +40,7 @@ pub fn run(args: &Args) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = args.jobs.unwrap_or(cores).max(1);
     if args.timings {
-        let plan = plan::plan(&root, &figures_dir, &args.profile, &args.figures)?;
+        let plan = plan::plan(&root, &figures_dir, &args.profile, &args.figures, &out)?;
         print!(
             "{}",
             timings::report(&plan.graph, &plan.figure_jobs, &out, jobs)
@@ -50,7 +50,7 @@ pub fn run(args: &Args) -> Result<()> {
     let _held = lock::FolderLock::acquire(&out)?;
     let started = std::time::Instant::now();
     // Plan first: a bad figure file or profile fails before anything runs.
-    let plan = plan::plan(&root, &figures_dir, &args.profile, &args.figures)?;
+    let plan = plan::plan(&root, &figures_dir, &args.profile, &args.figures, &out)?;
     // The dataset stage: generate what is missing, refuse what was tampered with.
     emsl_repro::datasets::run(&root.join("datasets"), false)?;
     let settings = Settings {

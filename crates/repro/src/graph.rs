@@ -34,10 +34,15 @@ pub enum Task {
     },
     /// results/CLAIMS.md from every figure's tables (`tables`: figure to its table job), judged against
     /// `claims`; `figures` holds the claim ids each figure's file lists.
+    /// After a run of only some figures, `committed` holds the sha256 of each other figure's
+    /// `effects.parquet` as the results folder has it: read, not recomputed, and part of the job's
+    /// identity so that the table is rebuilt when one of them changes.
     Claims {
         claims: crate::spec::Claims,
         figures: BTreeMap<String, Vec<String>>,
         tables: BTreeMap<String, String>,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        committed: BTreeMap<String, String>,
     },
 }
 

@@ -73,6 +73,16 @@ impl Lock {
         Ok(())
     }
 
+    /// Records the finished job `key`. A result file has one writer, the job that wrote it last: any
+    /// other entry listing one of its outputs is forgotten (a figure's table job of an older version
+    /// or code, superseded after a run of only some figures), so the lock never holds two hashes for
+    /// one file.
+    pub fn record(&mut self, key: &str, entry: Entry) {
+        self.jobs
+            .retain(|k, e| k == key || !e.outputs.keys().any(|f| entry.outputs.contains_key(f)));
+        self.jobs.insert(key.to_owned(), entry);
+    }
+
     /// Whether the entry's outputs are all present with their recorded hashes.
     pub fn intact(&self, dir: &Path, key: &str, identity: &str) -> bool {
         let Some(e) = self.jobs.get(key) else {
@@ -127,5 +137,48 @@ impl FolderLock {
         file.rewind()?;
         writeln!(file, "{}", std::process::id())?;
         Ok(FolderLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(outputs: &[(&str, &str)]) -> Entry {
+        Entry {
+            identity: "i".into(),
+            kind: "figure".into(),
+            label: "l".into(),
+            threads: 1,
+            inputs: vec![],
+            config: toml::Value::Table(Default::default()),
+            outputs: outputs
+                .iter()
+                .map(|(f, h)| ((*f).to_owned(), (*h).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_last_writer_of_a_result_file_supersedes_older_entries() {
+        let mut lock = Lock::default();
+        lock.record(
+            "figure-old",
+            entry(&[
+                ("dynamics/effects.parquet", "a"),
+                ("dynamics/SHA256SUMS", "b"),
+            ]),
+        );
+        lock.record("figure-other", entry(&[("controls/effects.parquet", "c")]));
+        lock.record("figure-new", entry(&[("dynamics/effects.parquet", "d")]));
+        let keys: Vec<&String> = lock.jobs.keys().collect();
+        assert_eq!(keys, ["figure-new", "figure-other"]);
+        // Recording the same job again replaces its own entry.
+        lock.record("figure-new", entry(&[("dynamics/effects.parquet", "e")]));
+        assert_eq!(
+            lock.jobs["figure-new"].outputs["dynamics/effects.parquet"],
+            "e"
+        );
+        assert_eq!(lock.jobs.len(), 2);
     }
 }

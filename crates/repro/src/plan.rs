@@ -19,8 +19,16 @@ pub struct Plan {
     pub figure_jobs: BTreeMap<String, String>,
 }
 
-/// The graph of `only` (every figure when empty) at `profile`; with every figure, also the claims job.
-pub fn plan(root: &Path, figures_dir: &Path, profile: &str, only: &[String]) -> Result<Plan> {
+/// The graph of `only` (every figure when empty) at `profile`, and the claims job: with every figure
+/// from their table jobs; with some, also from the other figures' effects tables already in `out`
+/// (none when one of them is missing there).
+pub fn plan(
+    root: &Path,
+    figures_dir: &Path,
+    profile: &str,
+    only: &[String],
+    out: &Path,
+) -> Result<Plan> {
     let all = spec::load_figures(figures_dir, profile)?;
     for name in only {
         if !all.iter().any(|f| &f.file.name == name) {
@@ -74,7 +82,8 @@ pub fn plan(root: &Path, figures_dir: &Path, profile: &str, only: &[String]) -> 
         )?;
         figure_jobs.insert(name, job);
     }
-    if only.is_empty() {
+    let committed = committed_effects(out, &all, only)?;
+    if let Some(committed) = committed {
         let figures = all
             .iter()
             .map(|f| (f.file.name.clone(), f.file.claims.clone()))
@@ -86,10 +95,32 @@ pub fn plan(root: &Path, figures_dir: &Path, profile: &str, only: &[String]) -> 
                 claims,
                 figures,
                 tables,
+                committed,
             },
         )?;
     }
     Ok(Plan { graph, figure_jobs })
+}
+
+/// The sha256 of `out/<figure>/effects.parquet` of every figure not in `only` (nothing to read when
+/// `only` is empty); `None` when one is missing, so that no claims table is built from part of them.
+fn committed_effects(
+    out: &Path,
+    all: &[spec::FigureSpec],
+    only: &[String],
+) -> Result<Option<BTreeMap<String, String>>> {
+    let mut committed = BTreeMap::new();
+    for f in all
+        .iter()
+        .filter(|f| !only.is_empty() && !only.contains(&f.file.name))
+    {
+        let path = out.join(&f.file.name).join("effects.parquet");
+        if !path.exists() {
+            return Ok(None);
+        }
+        committed.insert(f.file.name.clone(), emsl_io::sha256_file(&path)?);
+    }
+    Ok(Some(committed))
 }
 
 /// Runs a plan's graph into `settings.out`; after a run of every figure (`prune`), forgets lock
@@ -154,6 +185,37 @@ mod tests {
             crate::figures::REGISTRY.len(),
             "a name registered twice"
         );
+    }
+
+    /// A run of some figures builds the claims table only when every other figure's effects table is
+    /// in the results folder, and records each one's hash; a run of every figure reads none.
+    #[test]
+    fn a_run_of_some_figures_reads_the_others_effects_tables() {
+        let all = crate::spec::load_figures(&crate::test_support::root().join("figures"), "smoke")
+            .unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let only = vec!["controls".to_owned()];
+        assert_eq!(
+            super::committed_effects(out.path(), &all, &only).unwrap(),
+            None
+        );
+        for f in all.iter().filter(|f| f.file.name != "controls") {
+            let dir = out.path().join(&f.file.name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("effects.parquet"), f.file.name.as_bytes()).unwrap();
+        }
+        let committed = super::committed_effects(out.path(), &all, &only)
+            .unwrap()
+            .expect("every other figure's table is there");
+        assert_eq!(committed.len(), all.len() - 1);
+        assert!(!committed.contains_key("controls"));
+        assert_eq!(
+            committed["dynamics"],
+            emsl_io::sha256_bytes(b"dynamics"),
+            "the hash of the file as it is"
+        );
+        let every = super::committed_effects(out.path(), &all, &[]).unwrap();
+        assert_eq!(every, Some(Default::default()));
     }
 
     /// After a run of every figure, cached jobs and lock entries no figure needs are forgotten; the

@@ -252,8 +252,7 @@ pub fn run(s: &Settings, graph: &Graph, runner: &dyn Runner) -> Result<Report> {
             match result {
                 Ok(files) => {
                     let outputs = store::hashes(&s.out, &files)?;
-                    lock.jobs
-                        .insert(job.key.clone(), entry(graph, job, s.threads, outputs));
+                    lock.record(&job.key, entry(graph, job, s.threads, outputs));
                     lock.save(&s.out)?;
                     done.insert(job.key.clone());
                     ran.push(job.key.clone());
