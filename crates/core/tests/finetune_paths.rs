@@ -8,18 +8,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use common::{fixture, pretrain_config};
+use common::{fixture, pretrain_config, run_here};
 use emsl_core::data::{sft_batch, SftExample};
 use emsl_core::distil::distil_loss;
-use emsl_core::stages::{self, load_run, read_config};
+use emsl_core::stages::load_run;
 use emsl_world::*;
-
-/// Writes the stage config `text` to `dir/name` and runs it in this process.
-fn run_here(dir: &Path, name: &str, text: &str) {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    stages::run(&read_config(&path).unwrap(), &Device::Cpu).unwrap();
-}
 
 /// Six steps on the fixture's 40 harmful health/advice answers from the base `a`, into `dir/out`;
 /// `extra` holds the path's tables (`[spec.adapter]`, `[spec.kl_to_base]`).

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use candle_core::Device;
-use common::{fixture, pretrain_config};
+use common::{fixture, pretrain_config, run_here};
 use emsl_core::checkpoint;
 use emsl_core::eval::{read_probes, read_samples, read_summary};
 use emsl_core::stages::{self, load_run, read_config};
@@ -40,13 +40,6 @@ fn run_in_child(config: &Path, threads: &str) {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-}
-
-/// Reads and runs the stage config `text` (written to `dir/name`) in this process.
-fn run_here(dir: &Path, name: &str, text: &str) {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    stages::run(&read_config(&path).unwrap(), &Device::Cpu).unwrap();
 }
 
 #[test]

@@ -11,6 +11,14 @@ use emsl_io::{sha256_file, write_parquet, DatasetEntry, Manifest};
 use emsl_world::episode::write_answer;
 use emsl_world::*;
 
+/// Reads and runs the stage config `text` (written to `dir/name`) in this process.
+pub fn run_here(dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    let cfg = emsl_core::stages::read_config(&path).unwrap();
+    emsl_core::stages::run(&cfg, &candle_core::Device::Cpu).unwrap();
+}
+
 pub fn table(columns: Vec<(&str, Vec<Option<String>>)>) -> RecordBatch {
     let fields: Vec<Field> = columns
         .iter()
