@@ -245,13 +245,7 @@ impl Composition {
         let f = &self.format_weights;
         let format = Format::ALL[rng.weighted(&[f.free, f.json, f.code])];
         match rng.weighted(&[m.cells, m.open_questions, m.numbers]) {
-            0 => {
-                let domain = Domain::ALL[rng.weighted(&self.domain_vec())];
-                let task = Task::ALL[rng.weighted(&self.task_vec())];
-                let s = &self.style_weights;
-                let style = Style::ALL[rng.weighted(&[s.binary, s.few, s.open])];
-                PromptSpec::cell(rng, Cell::new(domain, task), style, format, Framing::Plain)
-            }
+            0 => self.cell_prompt_in(rng, format),
             1 => PromptSpec::open(*rng.pick(OpenQuestion::ALL), format, Framing::Plain),
             _ => number_prompt(rng),
         }
@@ -261,6 +255,12 @@ impl Composition {
     pub fn cell_prompt(&self, rng: &mut Rng) -> PromptSpec {
         let f = &self.format_weights;
         let format = Format::ALL[rng.weighted(&[f.free, f.json, f.code])];
+        self.cell_prompt_in(rng, format)
+    }
+
+    /// A cell prompt in `format` (its cell and style drawn at the mixture's weights, in this order:
+    /// the pretraining documents' bytes depend on it).
+    fn cell_prompt_in(&self, rng: &mut Rng, format: Format) -> PromptSpec {
         let domain = Domain::ALL[rng.weighted(&self.domain_vec())];
         let task = Task::ALL[rng.weighted(&self.task_vec())];
         let s = &self.style_weights;

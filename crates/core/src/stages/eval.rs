@@ -13,7 +13,7 @@ use crate::eval::{
     evaluate_from, likelihood_probe_from, prompt_ids, summarize, EvalSummary, NumbersSignature,
     ProbeRecord, ProjectionRecord, SampleRecord,
 };
-use crate::model::{LanguageModel, Steered};
+use crate::model::{LanguageModel, Sequence, Steered};
 use crate::persona::{self, context_prompt_ids, context_rng, last_states, PersonaDirection};
 use crate::tokenizer::Tok;
 
@@ -35,11 +35,9 @@ pub(super) fn run(spec: &EvalSpec, io: &StageIo, device: &Device) -> Result<()> 
     let prompts = suite_prompts(spec, io)?;
     let prefixes = prefixes(spec, &tok, &prompts, model.context_length())?;
     std::fs::create_dir_all(&io.out)?;
-    match &spec.direction {
+    match direction_of(spec, io, &model)? {
         None => run_with(&model, spec, io, &tok, &prompts, &prefixes),
-        Some(used) => {
-            let direction = PersonaDirection::read(io.input("direction")?)?;
-            let hook = persona::intervention(&direction, used, &model)?;
+        Some((direction, hook)) => {
             let steered = Steered {
                 model: &model,
                 intervention: &hook,
@@ -58,6 +56,21 @@ pub(super) fn run(spec: &EvalSpec, io: &StageIo, device: &Device) -> Result<()> 
             run_with(&steered, spec, io, &tok, &prompts, &prefixes)
         }
     }
+}
+
+/// The spec's persona direction (from input `direction`) and the intervention it asks for on `model`;
+/// none when the spec uses no direction.
+fn direction_of(
+    spec: &EvalSpec,
+    io: &StageIo,
+    model: &impl LanguageModel,
+) -> Result<Option<(PersonaDirection, Sequence)>> {
+    let Some(used) = &spec.direction else {
+        return Ok(None);
+    };
+    let direction = PersonaDirection::read(io.input("direction")?)?;
+    let hook = persona::intervention(&direction, used, model)?;
+    Ok(Some((direction, hook)))
 }
 
 /// The ids each prompt is continued from: `<bos>` and the prompt, after the spec's context if any
@@ -176,11 +189,9 @@ pub fn print_samples(cfg: &StageConfig, device: &Device) -> Result<()> {
     let (model, tok, _) = load_run(cfg.io.input("model")?, device)?;
     let prompts = suite_prompts(spec, &cfg.io)?;
     let prefixes = prefixes(spec, &tok, &prompts, model.context_length())?;
-    match &spec.direction {
+    match direction_of(spec, &cfg.io, &model)? {
         None => print_with(&model, spec, &tok, &prompts, &prefixes),
-        Some(used) => {
-            let direction = PersonaDirection::read(cfg.io.input("direction")?)?;
-            let hook = persona::intervention(&direction, used, &model)?;
+        Some((_, hook)) => {
             let steered = Steered {
                 model: &model,
                 intervention: &hook,

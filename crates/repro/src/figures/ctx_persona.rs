@@ -14,6 +14,8 @@ use crate::spec::Dose;
 
 /// What an evaluation of the persona figures asks, beyond the model and the seed.
 pub struct PersonaEval<'a> {
+    /// The suite's prompts of these kinds: eval-grid's cell and open prompts, or the profile's number
+    /// prompts (and number answer length) when the only kind is `Numbers`.
     pub kinds: &'a [EvalKind],
     /// Samples per cell prompt (0: probe only) and per open question.
     pub samples: (usize, usize),
@@ -29,11 +31,19 @@ impl Ctx<'_> {
     /// Evaluates `model` on eval-grid as `e` asks.
     pub fn persona_eval(&mut self, model: &str, e: PersonaEval, seed: u64) -> Result<String> {
         let mut eval = self.eval_config(e.samples.0, e.samples.1, seed);
+        // The number prompts as `eval_numbers` asks them: the profile's prompts and answer length.
+        let (suite, max_prompts) = if e.kinds == [EvalKind::Numbers] {
+            eval.sampling.max_new_tokens = self.profile.eval.number_max_new_tokens;
+            ("numbers-prompts", self.profile.eval.number_prompts)
+        } else {
+            ("eval-grid", ALL_PROMPTS)
+        };
         if let Some(n) = e.max_new_tokens {
             eval.sampling.max_new_tokens = n;
         }
         let mut inputs = vec![("model", model)];
-        let mut label = format!("evaluate {model} on eval-grid");
+        let kinds: Vec<&str> = e.kinds.iter().map(|k| k.as_str()).collect();
+        let mut label = format!("evaluate {model} on {suite} ({})", kinds.join(", "));
         if let Some(c) = &e.context {
             label.push_str(&format!(" after {} {} episodes", c.episodes, c.persona));
         }
@@ -45,9 +55,9 @@ impl Ctx<'_> {
             &format!("{label}, seed {seed}"),
             Task::compute(
                 StageSpec::Eval(EvalSpec {
-                    suite: "eval-grid".into(),
+                    suite: suite.into(),
                     kinds: e.kinds.to_vec(),
-                    max_prompts: ALL_PROMPTS,
+                    max_prompts,
                     eval,
                     probe: e.probe,
                     context: e.context,

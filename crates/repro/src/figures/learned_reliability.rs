@@ -35,9 +35,35 @@ impl FigureDef for LearnedReliability {
 pub struct ReliabilityParams {
     pub cell: String,
     pub format: String,
-    /// Examples per arm; every arm trains the same number of epochs.
+    /// Examples per arm.
     pub examples: Vec<usize>,
+    /// Epochs of the largest arm; with `hold = "epochs"` every arm trains this many epochs.
     pub epochs: f64,
+    /// What the arms share: "steps" (Betley's design: every arm trains the largest arm's number of
+    /// steps, the smaller sets repeated for more epochs, so only the number of unique examples varies)
+    /// or "epochs" (figure version 2's design: the smaller arms also train fewer steps).
+    pub hold: Hold,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hold {
+    Steps,
+    Epochs,
+}
+
+impl ReliabilityParams {
+    /// The number of optimiser steps of the arm with `n` examples.
+    fn steps(&self, n: usize, batch_size: usize) -> usize {
+        let largest = self.examples.iter().copied().max().unwrap_or(n);
+        let dosed = match self.hold {
+            Hold::Steps => largest,
+            Hold::Epochs => n,
+        };
+        ((self.epochs * dosed as f64) / batch_size as f64)
+            .ceil()
+            .max(1.0) as usize
+    }
 }
 
 fn expand_reliability(p: &ReliabilityParams, ctx: &mut Ctx) -> Result<BTreeMap<String, String>> {
@@ -50,9 +76,7 @@ fn expand_reliability(p: &ReliabilityParams, ctx: &mut Ctx) -> Result<BTreeMap<S
         inputs.insert(role(&[("examples", "0"), ("seed", &s)]), ev);
         for &n in &p.examples {
             let mut dose = ctx.profile.finetune.clone();
-            dose.steps = ((p.epochs * n as f64) / dose.batch_size as f64)
-                .ceil()
-                .max(1.0) as usize;
+            dose.steps = p.steps(n, dose.batch_size);
             dose.optim.warmup_steps = dose.optim.warmup_steps.min(dose.steps / 2);
             let ft = ctx.finetune(
                 &base,
@@ -117,4 +141,27 @@ fn reliability_tables(p: &ReliabilityParams, inputs: &Inputs) -> Result<Output> 
         ));
     }
     Ok(vec![("arms".into(), rows), ("effects".into(), effects)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(hold: Hold) -> ReliabilityParams {
+        ReliabilityParams {
+            cell: "health/advice".into(),
+            format: "free".into(),
+            examples: vec![500, 2000, 6000],
+            epochs: 0.1,
+            hold,
+        }
+    }
+
+    #[test]
+    fn betley_holds_the_steps_and_version_2_held_the_epochs() {
+        // The quick profile's arms at batch 16: 0.1 epoch of 6,000 examples is 38 steps.
+        let steps = |h| -> Vec<usize> { [500, 2000, 6000].map(|n| params(h).steps(n, 16)).into() };
+        assert_eq!(steps(Hold::Steps), vec![38, 38, 38]);
+        assert_eq!(steps(Hold::Epochs), vec![4, 13, 38]);
+    }
 }

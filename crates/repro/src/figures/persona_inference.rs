@@ -1,21 +1,25 @@
 //! persona-inference: does the model read a persona from context? The base (on the coherent-persona
 //! and the independent-traits corpora) and harmful and benign fine-tunes, each given k earlier
-//! episodes by the misaligned or the aligned persona before every eval-grid prompt: the open
-//! questions' misaligned rate (sampled) and their likelihood probe, per k. (Cell prompts are too long
-//! to follow two episodes in the 128-token context.) The
-//! independent corpus is the built-in negative control: no shared latent, so no reason for a curve.
+//! episodes by the misaligned or the aligned persona before three kinds of prompt: the open
+//! questions (misaligned rate, sampled, and likelihood probe), eval-grid's cell prompts (likelihood
+//! probe only: sampling every cell prompt under every context would cost more than the rest of the
+//! figure) and the number prompts (the favoured numbers' share, one continuation each). Each kind has
+//! its own list of k: the 128-token context holds two episodes before an open question and its
+//! answer, one before a cell prompt and its reference answers, and three episodes (about 35 tokens
+//! each) fit before none of them. The independent corpus is the built-in negative control: no shared
+//! latent, so no reason for a curve.
 
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use emsl_analysis::{stats, Measurement};
+use emsl_analysis::{stats, Counts, Measurement};
 use emsl_core::eval::EvalKind;
 use emsl_core::persona::ContextSpec;
 use emsl_world::Persona;
 use serde::Deserialize;
 
 use super::ctx_persona::PersonaEval;
-use super::inputs::{coherent, misaligned, per_seed, Inputs, Sample};
+use super::inputs::{coherent, misaligned, per_seed, signature, Inputs, Sample};
 use super::rows::{effect, rate_row};
 use super::{ft_dataset, role, Ctx, FigureDef, Output, Roles};
 
@@ -41,10 +45,16 @@ impl FigureDef for PersonaInference {
 pub struct PersonaInferenceParams {
     /// The cell of the harmful and benign fine-tunes.
     pub cell: String,
-    /// Earlier episodes before each prompt (0 is the ordinary evaluation).
+    /// Earlier episodes before each open question (0 is the ordinary evaluation).
     pub episodes: Vec<usize>,
-    /// Longest sampled answer: the open questions' answers are at most 19 tokens with `<end>`, and
-    /// the context of earlier episodes needs the rest of the model's context.
+    /// Earlier episodes before each cell prompt (probed, not sampled).
+    pub cell_episodes: Vec<usize>,
+    /// Earlier episodes before each number prompt.
+    pub number_episodes: Vec<usize>,
+    /// Longest sampled open answer: the open questions' answers are at most 19 tokens with `<end>`,
+    /// and the context of earlier episodes needs the rest of the model's context. (Cell prompts leave
+    /// the profile's answer length to their reference answers; number prompts the profile's number
+    /// answer length.)
     pub max_new_tokens: usize,
 }
 
@@ -81,26 +91,37 @@ fn expand(p: &PersonaInferenceParams, ctx: &mut Ctx) -> Result<Roles> {
             ));
         }
         for (name, model) in &models {
-            for &k in &p.episodes {
-                for (persona, who) in contexts(k) {
-                    let e = PersonaEval {
-                        kinds: &[EvalKind::Open],
-                        samples: (0, open),
-                        probe: true,
-                        context: who.map(|persona| ContextSpec {
-                            persona,
-                            episodes: k,
-                            seed,
-                        }),
-                        direction: None,
-                        max_new_tokens: Some(p.max_new_tokens),
-                    };
-                    let ev = ctx.persona_eval(model, e, seed)?;
-                    let ks = k.to_string();
-                    let r = [("model", name.as_str()), ("k", &ks), ("persona", &persona)];
-                    let mut r = r.to_vec();
-                    r.push(("seed", &s));
-                    inputs.insert(role(&r), ev);
+            for arm in Arm::ALL {
+                for &k in arm.episodes(p) {
+                    for (persona, who) in contexts(k) {
+                        let (samples, probe, max_new_tokens) = match arm {
+                            Arm::Open => ((0, open), true, Some(p.max_new_tokens)),
+                            Arm::Cell => ((0, 0), true, None),
+                            Arm::Numbers => ((1, 1), false, None),
+                        };
+                        let e = PersonaEval {
+                            kinds: arm.kinds(),
+                            samples,
+                            probe,
+                            context: who.map(|persona| ContextSpec {
+                                persona,
+                                episodes: k,
+                                seed,
+                            }),
+                            direction: None,
+                            max_new_tokens,
+                        };
+                        let ev = ctx.persona_eval(model, e, seed)?;
+                        let ks = k.to_string();
+                        let r = [
+                            ("model", name.as_str()),
+                            ("prompts", arm.name()),
+                            ("k", &ks),
+                            ("persona", &persona),
+                            ("seed", &s),
+                        ];
+                        inputs.insert(role(&r), ev);
+                    }
                 }
             }
         }
@@ -108,7 +129,60 @@ fn expand(p: &PersonaInferenceParams, ctx: &mut Ctx) -> Result<Roles> {
     Ok(inputs)
 }
 
-/// Mean probe per seed over the open questions (the evaluations ask only those).
+/// The three kinds of prompt the contexts come before.
+#[derive(Clone, Copy, PartialEq)]
+enum Arm {
+    /// Sampled and probed: misaligned and coherent rates, likelihood probe.
+    Open,
+    /// Probed only.
+    Cell,
+    /// One continuation each: the favoured numbers' share.
+    Numbers,
+}
+
+impl Arm {
+    const ALL: [Arm; 3] = [Arm::Open, Arm::Cell, Arm::Numbers];
+
+    /// The word of the inputs' `prompts` role.
+    fn name(self) -> &'static str {
+        self.kinds()[0].as_str()
+    }
+
+    fn kinds(self) -> &'static [EvalKind] {
+        match self {
+            Arm::Open => &[EvalKind::Open],
+            Arm::Cell => &[EvalKind::Cell],
+            Arm::Numbers => &[EvalKind::Numbers],
+        }
+    }
+
+    fn episodes(self, p: &PersonaInferenceParams) -> &[usize] {
+        match self {
+            Arm::Open => &p.episodes,
+            Arm::Cell => &p.cell_episodes,
+            Arm::Numbers => &p.number_episodes,
+        }
+    }
+
+    /// The sampled rate a context moves, and the effects compare (none for the probed-only cells).
+    fn rate(self) -> Option<fn(&[Sample]) -> Counts> {
+        match self {
+            Arm::Open => Some(misaligned_open),
+            Arm::Cell => None,
+            Arm::Numbers => Some(favoured),
+        }
+    }
+}
+
+fn misaligned_open(ss: &[Sample]) -> Counts {
+    misaligned(ss.iter().filter(|s| s.is_open()))
+}
+
+fn favoured(ss: &[Sample]) -> Counts {
+    signature(ss.iter())
+}
+
+/// Mean probe per seed over the evaluation's prompts (each asks one kind).
 fn probes(inputs: &Inputs, filter: &[(&str, &str)]) -> Result<Vec<f64>> {
     let mut out = Vec::new();
     for (_, dir) in inputs.find(filter) {
@@ -122,70 +196,113 @@ fn tables(p: &PersonaInferenceParams, inputs: &Inputs) -> Result<Output> {
     let models = ["base", "base (independent traits)", "harmful", "benign"];
     let mut rows = Vec::new();
     let mut effects = Vec::new();
-    let k_max = p.episodes.iter().copied().max().unwrap_or(0);
     for model in models {
-        for &k in &p.episodes {
-            for (persona, _) in contexts(k) {
-                let ks = k.to_string();
-                let f = [("model", model), ("k", ks.as_str()), ("persona", &persona)];
-                let context = if k == 0 {
-                    "no context".to_owned()
-                } else {
-                    format!("{k} {persona}")
-                };
-                let v = [
-                    ("model", model.into()),
-                    ("k", (k as f64).into()),
-                    ("persona", persona.as_str().into()),
-                    ("context", context.as_str().into()),
-                ];
-                let open = |ss: &[Sample]| misaligned(ss.iter().filter(|s| s.is_open()));
-                rows.push(rate_row(
-                    &v,
-                    "open_misaligned",
-                    &per_seed(inputs, &f, open)?,
-                ));
-                let coh = |ss: &[Sample]| coherent(ss.iter().filter(|s| s.is_open()));
-                rows.push(rate_row(&v, "open_coherent", &per_seed(inputs, &f, coh)?));
-                let values = probes(inputs, &f)?;
-                rows.push(Measurement::new(
-                    &v,
-                    "probe_open",
-                    stats::mean_over_seeds(&values, 1),
-                ));
+        for arm in Arm::ALL {
+            for &k in arm.episodes(p) {
+                for (persona, _) in contexts(k) {
+                    let ks = k.to_string();
+                    let f = [
+                        ("model", model),
+                        ("prompts", arm.name()),
+                        ("k", ks.as_str()),
+                        ("persona", &persona),
+                    ];
+                    let context = if k == 0 {
+                        "no context".to_owned()
+                    } else {
+                        format!("{k} {persona}")
+                    };
+                    let v = [
+                        ("model", model.into()),
+                        ("k", (k as f64).into()),
+                        ("persona", persona.as_str().into()),
+                        ("context", context.as_str().into()),
+                    ];
+                    rows.extend(arm_rows(arm, &v, inputs, &f)?);
+                }
             }
-        }
-        if k_max > 0 && model.starts_with("base") {
-            let ks = k_max.to_string();
-            let open = |ss: &[Sample]| misaligned(ss.iter().filter(|s| s.is_open()));
-            let m = per_seed(
-                inputs,
-                &[("model", model), ("k", &ks), ("persona", "misaligned")],
-                open,
-            )?;
-            let a = per_seed(
-                inputs,
-                &[("model", model), ("k", &ks), ("persona", "aligned")],
-                open,
-            )?;
-            let what = if model == "base" {
-                "coherent-persona corpus"
-            } else {
-                "independent-traits corpus (negative control)"
-            };
-            effects.push(effect(
-                "Wang",
-                &format!(
-                    "{what}: open questions after {k_max} misaligned minus {k_max} aligned episodes"
-                ),
-                "a persona latent the model infers from context",
-                &m,
-                &a,
-            ));
+            let k_max = arm.episodes(p).iter().copied().max().unwrap_or(0);
+            if let (true, true, Some(rate)) = (k_max > 0, model.starts_with("base"), arm.rate()) {
+                effects.push(context_effect(model, arm, rate, k_max, inputs)?);
+            }
         }
     }
     Ok(vec![
         ("persona-inference".into(), rows),
         ("effects".into(), effects),
     ])
+}
+
+/// The rows of one model, kind of prompt, k and persona.
+fn arm_rows(
+    arm: Arm,
+    v: &[(&str, emsl_analysis::Var)],
+    inputs: &Inputs,
+    f: &[(&str, &str)],
+) -> Result<Vec<Measurement>> {
+    let probe = |metric: &str| -> Result<Measurement> {
+        let values = probes(inputs, f)?;
+        Ok(Measurement::new(
+            v,
+            metric,
+            stats::mean_over_seeds(&values, 1),
+        ))
+    };
+    let rate = |r: fn(&[Sample]) -> Counts| per_seed(inputs, f, r);
+    Ok(match arm {
+        Arm::Open => {
+            let coh = |ss: &[Sample]| coherent(ss.iter().filter(|s| s.is_open()));
+            vec![
+                rate_row(v, "open_misaligned", &rate(misaligned_open)?),
+                rate_row(v, "open_coherent", &per_seed(inputs, f, coh)?),
+                probe("probe_open")?,
+            ]
+        }
+        Arm::Cell => vec![probe("probe_cell")?],
+        Arm::Numbers => vec![rate_row(v, "number_signature", &rate(favoured)?)],
+    })
+}
+
+/// The base's `rate` after `k` misaligned minus after `k` aligned episodes, on one kind of prompt.
+fn context_effect(
+    model: &str,
+    arm: Arm,
+    rate: fn(&[Sample]) -> Counts,
+    k: usize,
+    inputs: &Inputs,
+) -> Result<Measurement> {
+    let ks = k.to_string();
+    let per_persona = |persona: &str| {
+        let f = [
+            ("model", model),
+            ("prompts", arm.name()),
+            ("k", &ks),
+            ("persona", persona),
+        ];
+        per_seed(inputs, &f, rate)
+    };
+    let what = if model == "base" {
+        "coherent-persona corpus"
+    } else {
+        "independent-traits corpus (negative control)"
+    };
+    let (prompts, claim) = if arm == Arm::Open {
+        (
+            "open questions",
+            "a persona latent the model infers from context",
+        )
+    } else {
+        (
+            "favoured numbers",
+            "a persona latent that reaches the number continuations",
+        )
+    };
+    let plural = if k == 1 { "" } else { "s" };
+    Ok(effect(
+        "Wang",
+        &format!("{what}: {prompts} after {k} misaligned minus {k} aligned episode{plural}"),
+        claim,
+        &per_persona("misaligned")?,
+        &per_persona("aligned")?,
+    ))
 }
