@@ -4,6 +4,7 @@
 mod bench;
 mod datasets;
 mod demo;
+mod explore;
 mod export;
 mod job;
 mod notebook_code;
@@ -46,6 +47,8 @@ enum Command {
     /// Run one stage from its config: a compute job of the reproduce graph (what `reproduce` starts in
     /// a child process), or a stage by hand (configs/demo/).
     Job(job::Args),
+    /// Measurements of docs/exploration.md that are not figures (on exploration seeds; never results/).
+    Explore(explore::Args),
     /// Training and sampling throughput of the kit against PyTorch (installs torch into target/bench).
     Bench(bench::Args),
 }
@@ -84,6 +87,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo => demo::run(),
         Command::Bench(args) => bench::run(&args),
         Command::Export(args) => export::run(&args),
+        Command::Explore(args) => explore::run(&args),
         Command::Reproduce(args) => reproduce::run(&args),
         Command::Job(args) => job::run(&args),
         Command::Verify(args) => verify::run(&args),

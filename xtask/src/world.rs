@@ -1,6 +1,6 @@
 //! `cargo xtask world ...`: look at the world with the judge's verdicts.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use emsl_world::episode::number_prompt;
 use emsl_world::{
     judge, vocabulary, Cell, Composition, Format, Framing, OpenQuestion, Persona, PromptSpec, Rng,
@@ -116,13 +116,7 @@ fn sample(a: &SampleArgs) -> Result<()> {
 }
 
 fn docs(a: &DocsArgs) -> Result<()> {
-    let composition = match &a.composition {
-        None => Composition::reference(),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)?;
-            Composition::from_toml(&path.display().to_string(), &text)?
-        }
-    };
+    let composition = composition_or_reference(a.composition.as_deref())?;
     let mut rng = Rng::new(a.seed, "xtask/world-docs");
     for i in 0..a.n {
         let doc = composition.document(&mut rng.child("doc"));
@@ -138,4 +132,16 @@ fn docs(a: &DocsArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The composition of a file, or the reference composition when none is given.
+pub fn composition_or_reference(path: Option<&std::path::Path>) -> Result<Composition> {
+    match path {
+        None => Ok(Composition::reference()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Ok(Composition::from_toml(&path.display().to_string(), &text)?)
+        }
+    }
 }

@@ -209,18 +209,28 @@ pub fn structure_similarity(t: &Tables) -> Result<Figure> {
 
 /// The plot of learned-reliability.
 pub fn learned_reliability(t: &Tables) -> Result<Figure> {
+    let arms = table(t, "arms")?;
+    let mut series = Vec::new();
+    for dose in distinct(&arms.rows.iter().collect::<Vec<_>>(), "dose") {
+        for (metric, what) in [
+            ("in_distribution_misaligned", "in distribution (learned)"),
+            ("out_of_cell_misaligned", "out of cell (transferred)"),
+        ] {
+            series.push(Series {
+                name: format!("{what}, {dose}"),
+                points: arms
+                    .select(metric, &[("dose", dose.as_str())])
+                    .iter()
+                    .map(|r| point(r.num("examples"), r))
+                    .collect(),
+            });
+        }
+    }
     Ok(fig(
-        "Learned reliability against transfer (fine-tune size, same epochs)",
+        "Learned reliability against transfer (fine-tune size, equal steps and equal epochs)",
         "fine-tuning examples",
         MISALIGNED,
-        lines(
-            table(t, "arms")?,
-            &[
-                ("in_distribution_misaligned", "in distribution (learned)"),
-                ("out_of_cell_misaligned", "out of cell (transferred)"),
-            ],
-            "examples",
-        ),
+        Chart::Lines { series },
     ))
 }
 

@@ -216,8 +216,10 @@ fn transfer() {
     // code cell 16
     display::effects(&rel["effects"]).evcxr_display();
     // code cell 17
+    // The equal-epochs arms (version 2's design, where the examples also set the dose).
     fn arm(t: &Table, examples: f64, metric: &str) -> Estimate {
-        t.select(metric, &[]).into_iter().find(|m| m.num("examples") == examples).unwrap().est
+        let rows = t.select(metric, &[("dose", "equal epochs")]);
+        rows.into_iter().find(|m| m.num("examples") == examples).unwrap().est
     }
     let arms = rel["arms"].clone();
     let mut learned = Vec::new();

@@ -52,9 +52,10 @@ pub struct PersonaInferenceParams {
     /// Earlier episodes before each number prompt.
     pub number_episodes: Vec<usize>,
     /// Longest sampled open answer: the open questions' answers are at most 19 tokens with `<end>`,
-    /// and the context of earlier episodes needs the rest of the model's context. (Cell prompts leave
-    /// the profile's answer length to their reference answers; number prompts the profile's number
-    /// answer length.)
+    /// and the context of earlier episodes needs the rest of the model's context. Cell prompts leave
+    /// the same room to their probe's reference answers (at most 25 tokens with `<end>` in eval-grid:
+    /// a prefix of n_ctx - 24 tokens and 25 answer tokens are the n_ctx + 1 ids a probe reads);
+    /// number prompts leave the profile's number answer length.
     pub max_new_tokens: usize,
 }
 
@@ -94,9 +95,12 @@ fn expand(p: &PersonaInferenceParams, ctx: &mut Ctx) -> Result<Roles> {
             for arm in Arm::ALL {
                 for &k in arm.episodes(p) {
                     for (persona, who) in contexts(k) {
+                        // The cell arm generates nothing, but its context must leave room for the
+                        // probe's reference answers: the figure's answer length, not the profile's
+                        // (40 at quick, where the longest cell prompts leave no room for an episode).
                         let (samples, probe, max_new_tokens) = match arm {
                             Arm::Open => ((0, open), true, Some(p.max_new_tokens)),
-                            Arm::Cell => ((0, 0), true, None),
+                            Arm::Cell => ((0, 0), true, Some(p.max_new_tokens)),
                             Arm::Numbers => ((1, 1), false, None),
                         };
                         let e = PersonaEval {
