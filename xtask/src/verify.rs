@@ -16,6 +16,10 @@ pub struct Args {
     /// The datasets folder to check against its manifest (default: datasets/ of the project).
     #[arg(long)]
     pub datasets: Option<PathBuf>,
+    /// Also fail when a figure's tables were made by other code, specs or inputs than this checkout
+    /// would use now (each figure's table job against the lock), at this profile.
+    #[arg(long, value_name = "PROFILE")]
+    pub check_current: Option<String>,
 }
 
 /// The committed `results/` at git HEAD, unpacked into a temporary folder.
@@ -52,8 +56,19 @@ pub fn run(args: &Args) -> Result<()> {
     for line in &report.lines {
         println!("{line}");
     }
-    if !report.failures.is_empty() {
-        bail!("verify: {} failures (listed above)", report.failures.len());
+    let mut failures = report.failures.len();
+    if let Some(profile) = &args.check_current {
+        let stale = emsl_repro::currency::stale_figures(&root, profile, &args.results)?;
+        for s in &stale {
+            println!("STALE {s}");
+        }
+        if stale.is_empty() {
+            println!("current: every figure's tables come from this checkout at profile {profile}");
+        }
+        failures += stale.len();
+    }
+    if failures > 0 {
+        bail!("verify: {failures} failures (listed above)");
     }
     println!("verify: everything matched");
     Ok(())
