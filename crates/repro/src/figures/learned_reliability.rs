@@ -131,7 +131,8 @@ fn reliability_tables(p: &ReliabilityParams, inputs: &Inputs) -> Result<Output> 
     let mut rows = Vec::new();
     let mut effects = Vec::new();
     for &hold in &p.holds {
-        // (in-distribution rate, out of cell, open questions) of each fine-tuned arm, by examples.
+        // Each fine-tuned arm: its examples, its in-distribution rate (how reliably it learned), and
+        // its per-seed out-of-cell and open-question counts.
         let mut arms: Vec<(usize, f64, Arm, Arm)> = Vec::new();
         for n in std::iter::once(0).chain(p.examples.iter().copied()) {
             let ns = n.to_string();
