@@ -1,5 +1,5 @@
 # A thin wrapper over `cargo xtask`; every target is one command you can also run by hand.
-.PHONY: reproduce verify smoke test datasets check lint bench notebooks
+.PHONY: reproduce verify smoke test datasets check lint bench notebooks slurm-test
 
 # The main job: every figure at the quick profile into results/ (cached: a second run takes seconds).
 reproduce:
@@ -28,6 +28,11 @@ datasets:
 # Execute every notebook headless (installs evcxr_jupyter and nbclient under .tools/ on first use).
 notebooks:
 	cargo xtask notebooks
+
+# The Slurm executor on a one-node Slurm it starts on this machine (root; installs slurm-wlm and munge
+# with apt-get when missing): the smoke profile with the local executor's bytes, and three faults.
+slurm-test:
+	cluster/test.sh
 
 lint:
 	cargo fmt --all -- --check

@@ -42,5 +42,18 @@ pub fn run(args: &Args) -> Result<()> {
     die_with_parent()?;
     let cfg = stages::read_config(&args.config)?;
     // The one place a job chooses its device: the kit's kernels run on the CPU.
-    stages::run(&cfg, &Device::Cpu)
+    stages::run(&cfg, &Device::Cpu)?;
+    // Into the log, never an output: a cluster executor sizes the job's memory request from it.
+    if let Some(mib) = peak_resident_mib() {
+        eprintln!("{} {mib} MiB", emsl_repro::timings::PEAK_MEMORY_PREFIX);
+    }
+    Ok(())
+}
+
+/// This process's peak resident set (`VmHWM` of /proc/self/status), in MiB, where Linux gives it.
+fn peak_resident_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.div_ceil(1024))
 }

@@ -10,6 +10,7 @@ mod job;
 mod notebook_code;
 mod notebooks;
 mod reproduce;
+mod reproduce_slurm;
 mod verify;
 mod world;
 

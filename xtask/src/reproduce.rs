@@ -28,6 +28,17 @@ pub struct Args {
     /// logs) and its wall time alone replayed on --jobs workers.
     #[arg(long)]
     pub timings: bool,
+    /// Where compute jobs run: local child processes, or Slurm batch jobs (`sbatch`).
+    #[arg(long, value_enum, default_value_t = Executor::Local)]
+    pub executor: Executor,
+    #[command(flatten)]
+    pub slurm: crate::reproduce_slurm::SlurmArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Executor {
+    Local,
+    Slurm,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -47,6 +58,10 @@ pub fn run(args: &Args) -> Result<()> {
         );
         return Ok(());
     }
+    if args.executor == Executor::Slurm {
+        return crate::reproduce_slurm::run(args, &root, &figures_dir, &out);
+    }
+    args.slurm.refuse_without_slurm()?;
     let _held = lock::FolderLock::acquire(&out)?;
     let started = std::time::Instant::now();
     // Plan first: a bad figure file or profile fails before anything runs.

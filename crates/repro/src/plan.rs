@@ -138,6 +138,21 @@ pub fn run(
     Ok(report)
 }
 
+/// Runs a plan's graph on Slurm (`exec::slurm`); prunes as `run` does once every job is recorded.
+pub fn run_on_slurm(
+    settings: &Settings,
+    plan: &Plan,
+    binary: &Path,
+    opts: &exec::slurm::Options,
+    prune: bool,
+) -> Result<exec::slurm::Outcome> {
+    let outcome = exec::slurm::run(settings, &plan.graph, binary, opts)?;
+    if prune && outcome.complete {
+        prune_unneeded(&settings.out, &plan.graph)?;
+    }
+    Ok(outcome)
+}
+
 fn prune_unneeded(out: &Path, graph: &Graph) -> Result<()> {
     let mut lock = crate::lock::Lock::load(out)?;
     let keep: BTreeSet<&str> = graph.jobs.iter().map(|j| j.key.as_str()).collect();

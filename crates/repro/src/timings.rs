@@ -20,15 +20,24 @@ fn untimed(missing: usize, what: &str) -> String {
     }
 }
 
+/// The line the job binary ends its output with: `job peak memory: 312 MiB` (its peak resident set).
+pub const PEAK_MEMORY_PREFIX: &str = "job peak memory:";
+
+/// The number after the last line of a finished compute job's log that starts with `prefix`.
+fn logged(out: &Path, key: &str, prefix: &str) -> Option<f64> {
+    let log = std::fs::read_to_string(out.join("jobs").join(format!("{key}.log"))).ok()?;
+    let line = log.lines().rev().find(|l| l.starts_with(prefix))?;
+    line[prefix.len()..].split_whitespace().next()?.parse().ok()
+}
+
 /// The recorded wall time of a finished compute job, if its log has one.
 pub fn job_seconds(out: &Path, key: &str) -> Option<f64> {
-    let log = std::fs::read_to_string(out.join("jobs").join(format!("{key}.log"))).ok()?;
-    let line = log.lines().rev().find(|l| l.starts_with(LOG_PREFIX))?;
-    line[LOG_PREFIX.len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    logged(out, key, LOG_PREFIX)
+}
+
+/// The recorded peak memory (MiB) of a finished compute job, if its log has one.
+pub fn job_peak_mib(out: &Path, key: &str) -> Option<f64> {
+    logged(out, key, PEAK_MEMORY_PREFIX)
 }
 
 /// The finishing time of `subset` on `workers` workers that, like the executor, always take the ready

@@ -8,6 +8,7 @@
 //! running and the error names the job's key, label and log.
 
 pub mod local;
+pub mod slurm;
 #[cfg(test)]
 mod tests;
 
@@ -59,8 +60,9 @@ pub trait Runner: Sync {
     fn cancel_all(&self);
 }
 
-/// Runs one compute job and returns its output files (relative to `out`).
-fn run_compute(s: &Settings, runner: &dyn Runner, job: &Job) -> Result<Vec<String>> {
+/// Clears what an earlier try of a compute job left and writes its stage config: the start of every
+/// compute job, whichever runner or cluster runs it. Returns the config's and the log's paths.
+pub(crate) fn prepare_compute(s: &Settings, job: &Job) -> Result<(PathBuf, PathBuf)> {
     let partial = store::partial_folder(&s.out, &job.key);
     let done = store::job_folder(&s.out, &job.key);
     for p in [&partial, &done] {
@@ -71,7 +73,14 @@ fn run_compute(s: &Settings, runner: &dyn Runner, job: &Job) -> Result<Vec<Strin
     let config_path = store::config_path(&s.out, &job.key);
     let config = crate::graph::stage_config(&s.root, &s.out, job, &partial)?;
     emsl_io::write_atomic(&config_path, config.as_bytes())?;
-    let log_path = store::log_path(&s.out, &job.key);
+    Ok((config_path, store::log_path(&s.out, &job.key)))
+}
+
+/// Runs one compute job and returns its output files (relative to `out`).
+fn run_compute(s: &Settings, runner: &dyn Runner, job: &Job) -> Result<Vec<String>> {
+    let (config_path, log_path) = prepare_compute(s, job)?;
+    let partial = store::partial_folder(&s.out, &job.key);
+    let done = store::job_folder(&s.out, &job.key);
     let started = Instant::now();
     let compute = ComputeJob {
         key: &job.key,
@@ -108,18 +117,25 @@ fn run_compute(s: &Settings, runner: &dyn Runner, job: &Job) -> Result<Vec<Strin
 
 /// Runs a job; a panic (of a table builder, say) becomes an error like any failure.
 fn run_job(s: &Settings, graph: &Graph, runner: &dyn Runner, job: &Job) -> Result<Vec<String>> {
-    let run = || {
-        if job.task.is_compute() {
-            run_compute(s, runner, job)
-        } else {
-            let place = crate::analysis::Place {
-                root: &s.root,
-                out: &s.out,
-                profile: &s.profile,
-            };
-            crate::analysis::run(&place, graph, job)
-        }
+    if job.task.is_compute() {
+        guarded(job, || run_compute(s, runner, job))
+    } else {
+        run_analysis(s, graph, job)
+    }
+}
+
+/// Runs an analysis job (tables, plots, claims) in this process and returns its output files.
+pub(crate) fn run_analysis(s: &Settings, graph: &Graph, job: &Job) -> Result<Vec<String>> {
+    let place = crate::analysis::Place {
+        root: &s.root,
+        out: &s.out,
+        profile: &s.profile,
     };
+    guarded(job, || crate::analysis::run(&place, graph, job))
+}
+
+/// `run`'s result, a panic turned into an error, with the job's key and label.
+fn guarded(job: &Job, run: impl FnOnce() -> Result<Vec<String>>) -> Result<Vec<String>> {
     let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
         Ok(r) => r,
         Err(panic) => {
@@ -134,7 +150,13 @@ fn run_job(s: &Settings, graph: &Graph, runner: &dyn Runner, job: &Job) -> Resul
     result.with_context(|| format!("job {} ({}) failed", job.key, job.label))
 }
 
-fn entry(graph: &Graph, job: &Job, threads: usize, outputs: BTreeMap<String, String>) -> Entry {
+/// The lock entry of a finished job.
+pub(crate) fn entry(
+    graph: &Graph,
+    job: &Job,
+    threads: usize,
+    outputs: BTreeMap<String, String>,
+) -> Entry {
     let mut inputs: Vec<String> = job
         .task
         .datasets()
@@ -187,6 +209,7 @@ pub fn run(s: &Settings, graph: &Graph, runner: &dyn Runner) -> Result<Report> {
     lock.toolchain = crate::code_version::toolchain();
     let dir = store::jobs_dir(&s.out);
     std::fs::create_dir_all(&dir)?;
+    slurm::refuse_if_submitted(&s.out)?;
     // Leftovers of a killed run: unfinished job folders.
     for e in std::fs::read_dir(&dir)? {
         let p = e?.path();

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# `make slurm-test`: the Slurm executor against a real one-node Slurm (cluster/one-node.sh), not a mock.
+#
+# 1. The smoke profile with `--executor slurm --wait`: its results must be the same bytes as the local
+#    executor's (`cargo xtask verify` against results-smoke/).
+# 2. Three faults, each on the controls figure in a fresh folder: a job that fails (its stage config is
+#    made unreadable while it waits for its input), a job killed at its time limit (its config made
+#    long, every limit 1 minute), and `scancel` of a running job. Each must stop `--wait` with a report
+#    that names the job, its Slurm state and its log; a rerun must complete the graph with the tables
+#    of results-smoke/, byte for byte.
+#
+# Needs root (the daemons) and, where slurm-wlm and munge are missing, apt-get; exits non-zero
+# otherwise. Leaves the cluster down.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+work=target/slurm-test
+cluster/one-node.sh up
+trap 'cluster/one-node.sh down' EXIT
+rm -rf "$work"
+mkdir -p "$work"
+
+say() { echo "slurm-test: $*" >&2; }
+fail() { echo "slurm-test: FAILED: $*" >&2; exit 1; }
+
+# 1. The smoke profile, all of it.
+started=$(date +%s)
+cargo xtask reproduce --profile smoke --out "$work/smoke" --executor slurm --wait
+say "smoke profile on Slurm: $(( $(date +%s) - started )) s"
+cargo xtask verify --results "$work/smoke" --reference results-smoke
+
+# The key of a job of $1 that waits for an input (Slurm reason Dependency) and trains (its config has
+# `steps`), as soon as there is one.
+waiting_training_job() {
+    local out=$1 name reason key
+    for _ in $(seq 1 300); do
+        while IFS='|' read -r name reason; do
+            key=${name#emsl-}
+            if [ "$reason" = Dependency ] && grep -q '^steps = ' "$out/jobs/$key.toml" 2>/dev/null; then
+                echo "$key"
+                return
+            fi
+        done < <(squeue -h -t PENDING -o '%j|%r')
+        sleep 0.1
+    done
+    fail "no job of $out waited for its input"
+}
+
+# Checks that `--wait` on $1 fails and reports state $2 of job $3 with its log; then that a rerun
+# completes the figure with results-smoke's tables.
+expect_failure_then_rerun() {
+    local out=$1 state=$2 key=$3
+    shift 3
+    local report="$out.report"
+    if cargo xtask reproduce --profile smoke --figure controls --out "$out" --executor slurm --wait "$@" \
+        2>"$report"; then
+        fail "--wait succeeded although job $key was made to end in $state"
+    fi
+    grep -q "job $key (.*) failed on Slurm: $state" "$report" || { cat "$report" >&2; fail "no $state report of $key"; }
+    grep -q "its log is $(pwd)/$out/jobs/$key.log" "$report" || { cat "$report" >&2; fail "the report of $key does not name its log"; }
+    say "fault $state: reported as: $(grep -m1 "failed on Slurm" "$report")"
+    cargo xtask reproduce --profile smoke --figure controls --out "$out" --executor slurm --wait "$@" 2>"$out.rerun" \
+        || { cat "$out.rerun" >&2; fail "the rerun after $state did not complete"; }
+    for t in "$out"/controls/*.parquet; do
+        cmp -s "$t" "results-smoke/controls/$(basename "$t")" || fail "$t differs from results-smoke after the rerun"
+    done
+    (cd "$out/controls" && sha256sum --quiet -c SHA256SUMS) || fail "$out/controls/SHA256SUMS does not check"
+    say "fault $state: the rerun completed with results-smoke's tables ($(ls "$out"/controls/*.parquet | wc -l) files, same bytes)"
+}
+
+# 2a. A job that fails: its config becomes unreadable before it starts. Its dependants are cancelled.
+out=$work/fails
+cargo xtask reproduce --profile smoke --figure controls --out "$out" --executor slurm
+key=$(waiting_training_job "$out")
+echo "not a stage config" > "$out/jobs/$key.toml"
+expect_failure_then_rerun "$out" FAILED "$key"
+# Its dependants end with it (cancelled by Slurm or by the coordinator), never left pending.
+grep -Eq "not run: its input $key failed|queued job\(s\) that need it were cancelled" "$out.report" \
+    || fail "the report does not say what happened to the dependants of $key"
+
+# 2b. A job killed at its time limit: every job gets 1 minute (the smoke jobs take seconds), and one
+# is made to train for far longer. Slurm checks limits about every 30 s: this takes 60 to 90 s.
+out=$work/timeout
+limits=(--default-time 1 --min-time 1)
+cargo xtask reproduce --profile smoke --figure controls --out "$out" --executor slurm "${limits[@]}"
+key=$(waiting_training_job "$out")
+sed -i 's/^steps = .*/steps = 100000000/' "$out/jobs/$key.toml"
+expect_failure_then_rerun "$out" TIMEOUT "$key" "${limits[@]}"
+
+# 2c. scancel of a running job.
+out=$work/cancelled
+cargo xtask reproduce --profile smoke --figure controls --out "$out" --executor slurm
+key=""
+for _ in $(seq 1 300); do
+    key=$(squeue -h -t RUNNING -o '%j' | sed -n 's/^emsl-//p' | head -n1)
+    [ -n "$key" ] && break
+    sleep 0.1
+done
+[ -n "$key" ] || fail "no job of $out started running"
+scancel --name="emsl-$key"
+expect_failure_then_rerun "$out" CANCELLED "$key"
+
+say "ok: smoke profile on Slurm has results-smoke's bytes; FAILED, TIMEOUT and CANCELLED reported and recovered"

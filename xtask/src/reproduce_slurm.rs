@@ -1,0 +1,150 @@
+//! `cargo xtask reproduce --executor slurm`: the job graph as Slurm batch jobs (`emsl_repro::exec::
+//! slurm`). Without `--wait` it submits and returns, and a later call collects what finished.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use emsl_repro::exec::slurm::{batch::Sizing, Mode, Options};
+use emsl_repro::exec::Settings;
+use emsl_repro::{lock, plan};
+
+#[derive(clap::Args, Debug)]
+pub struct SlurmArgs {
+    /// Slurm: follow the run until every job finished, collecting as they do; stop at a failure.
+    #[arg(long, conflicts_with_all = ["status", "dry_run"])]
+    pub wait: bool,
+    /// Slurm: collect what finished and report the rest; submit nothing.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub status: bool,
+    /// Slurm: print what would be submitted, with each job's request; ask Slurm nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Slurm: the partition to submit to (default: the cluster's).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Slurm: the account to charge.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Slurm: a job's time limit is this times its recorded (or cost-scaled) wall time.
+    #[arg(long, default_value_t = 3.0)]
+    pub time_factor: f64,
+    /// Slurm: the smallest time limit, in minutes.
+    #[arg(long, default_value_t = 5)]
+    pub min_time: u64,
+    /// Slurm: the time limit (minutes) of a job with no recorded cost to size it from.
+    #[arg(long, default_value_t = 120)]
+    pub default_time: u64,
+    /// Slurm: the memory (MiB) of a job with no recorded peak (a recorded peak asks for twice it).
+    #[arg(long, default_value_t = 4096)]
+    pub default_mem: u64,
+    /// Slurm: threads (and cores) per job; results are bit-exact only at the same count as the
+    /// reference (1, what the local executor uses on 2 cores).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Slurm: seconds between two looks at the queue with --wait.
+    #[arg(long, default_value_t = 2.0)]
+    pub poll: f64,
+}
+
+impl SlurmArgs {
+    /// The Slurm options mean nothing to the local executor: say so rather than ignore them.
+    pub fn refuse_without_slurm(&self) -> Result<()> {
+        if self.wait
+            || self.status
+            || self.dry_run
+            || self.partition.is_some()
+            || self.account.is_some()
+        {
+            bail!("--wait, --status, --dry-run, --partition and --account need --executor slurm");
+        }
+        Ok(())
+    }
+}
+
+pub fn run(
+    args: &crate::reproduce::Args,
+    root: &Path,
+    figures_dir: &Path,
+    out: &Path,
+) -> Result<()> {
+    let a = &args.slurm;
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if !positive(a.time_factor) || a.threads == 0 || !positive(a.poll) {
+        bail!("--time-factor and --poll must be above 0 and --threads at least 1");
+    }
+    let mode = match (a.wait, a.status, a.dry_run) {
+        (true, _, _) => Mode::Wait,
+        (_, true, _) => Mode::Status,
+        (_, _, true) => Mode::DryRun,
+        _ => Mode::Submit,
+    };
+    let _held = match mode {
+        Mode::DryRun => None,
+        _ => Some(lock::FolderLock::acquire(out)?),
+    };
+    let plan = plan::plan(root, figures_dir, &args.profile, &args.figures, out)?;
+    if mode != Mode::DryRun {
+        emsl_repro::datasets::run(&root.join("datasets"), false)?;
+    }
+    let settings = Settings {
+        root: root.to_path_buf(),
+        out: out.to_path_buf(),
+        jobs: 1,
+        threads: a.threads,
+        profile: args.profile.clone(),
+    };
+    let opts = Options {
+        mode,
+        partition: a.partition.clone(),
+        account: a.account.clone(),
+        sizing: Sizing {
+            time_factor: a.time_factor,
+            min_minutes: a.min_time,
+            default_minutes: a.default_time,
+            default_mem_mib: a.default_mem,
+        },
+        poll: Duration::from_secs_f64(a.poll),
+    };
+    let binary = crate::job::binary()?;
+    let o = plan::run_on_slurm(&settings, &plan, &binary, &opts, args.figures.is_empty())?;
+    for f in &o.failures {
+        eprintln!("{f}");
+    }
+    if mode == Mode::Status && !o.failures.is_empty() {
+        bail!(
+            "{} job(s) failed on Slurm (above); `cargo xtask reproduce --executor slurm` resubmits them",
+            o.failures.len()
+        );
+    }
+    if !o.failures.is_empty() {
+        eprintln!(
+            "reproduce: resubmitted the {} failed job(s) above",
+            o.failures.len()
+        );
+    }
+    if let (Some(first), Some(last)) = (o.submitted.first(), o.submitted.last()) {
+        eprintln!(
+            "reproduce: submitted {} job(s) to Slurm (ids {} to {})",
+            o.submitted.len(),
+            first.1,
+            last.1
+        );
+    }
+    if !o.complete && mode != Mode::DryRun {
+        eprintln!(
+            "reproduce: {} job(s) queued or running on Slurm; `cargo xtask reproduce --executor slurm \
+             --status` collects what finished, `--wait` follows them to the end",
+            o.in_flight
+        );
+    }
+    if o.complete {
+        eprintln!(
+            "reproduce: every job is done ({} recorded now, {} were up to date); results in {}",
+            o.ran.len(),
+            o.up_to_date,
+            out.display()
+        );
+    }
+    Ok(())
+}
