@@ -2,6 +2,7 @@
 //! cost) and what it runs (the job binary on the job's stage config, then the rename that marks it
 //! finished).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::graph::{Graph, Job};
@@ -33,35 +34,47 @@ pub struct Request {
 /// The smallest memory request (MiB): the job binary alone maps about 150 MiB.
 const MIN_MEM_MIB: u64 = 1024;
 
-/// The request of `job` at `threads` threads, from what `out` recorded: the job's own log (an earlier
-/// try of the same identity), else the timed jobs of its kind in this graph scaled by the executor's
-/// cost model (the slowest per unit of cost, and the largest peak), else the defaults.
-pub fn request(out: &Path, graph: &Graph, job: &Job, threads: usize, sizing: &Sizing) -> Request {
-    let own =
-        timings::job_seconds(out, &job.key).map(|s| (s, timings::job_peak_mib(out, &job.key)));
-    let (secs, peak, basis) = match own {
-        Some((s, peak)) => (Some(s), peak, "its own log".to_owned()),
-        None => {
-            let kind = job.task.kind();
-            let mut timed = 0;
-            let mut rate = 0.0_f64;
-            let mut peak: Option<f64> = None;
-            for other in graph.jobs.iter().filter(|j| j.task.kind() == kind) {
-                if let Some(s) = timings::job_seconds(out, &other.key) {
-                    timed += 1;
-                    rate = rate.max(s / other.task.cost().max(1.0));
-                    if let Some(p) = timings::job_peak_mib(out, &other.key) {
-                        peak = Some(peak.map_or(p, |q: f64| q.max(p)));
-                    }
-                }
-            }
-            if timed > 0 {
-                let basis = format!("{timed} timed {kind} job(s), scaled by cost");
-                (Some(rate * job.task.cost()), peak, basis)
-            } else {
-                (None, None, "nothing recorded: defaults".to_owned())
+/// What the job logs of a results folder record, read once per submission pass: each job's own wall
+/// time and peak memory, and per kind of job the slowest time per unit of the executor's cost model
+/// and the largest peak among its timed jobs.
+pub struct Recorded {
+    own: BTreeMap<String, (f64, Option<f64>)>,
+    by_kind: BTreeMap<&'static str, (usize, f64, Option<f64>)>,
+}
+
+impl Recorded {
+    pub fn read(out: &Path, graph: &Graph) -> Recorded {
+        let mut own = BTreeMap::new();
+        let mut by_kind: BTreeMap<&'static str, (usize, f64, Option<f64>)> = BTreeMap::new();
+        for job in graph.jobs.iter().filter(|j| j.task.is_compute()) {
+            let Some(secs) = timings::job_seconds(out, &job.key) else {
+                continue;
+            };
+            let peak = timings::job_peak_mib(out, &job.key);
+            own.insert(job.key.clone(), (secs, peak));
+            let k = by_kind.entry(job.task.kind()).or_default();
+            k.0 += 1;
+            k.1 = k.1.max(secs / job.task.cost().max(1.0));
+            if let Some(p) = peak {
+                k.2 = Some(k.2.map_or(p, |q: f64| q.max(p)));
             }
         }
+        Recorded { own, by_kind }
+    }
+}
+
+/// The request of `job` at `threads` threads, from what was recorded: the job's own log (an earlier
+/// try of the same identity), else the timed jobs of its kind in this graph scaled by the executor's
+/// cost model (the slowest per unit of cost, and the largest peak), else the defaults.
+pub fn request(recorded: &Recorded, job: &Job, threads: usize, sizing: &Sizing) -> Request {
+    let kind = job.task.kind();
+    let (secs, peak, basis) = match (recorded.own.get(&job.key), recorded.by_kind.get(kind)) {
+        (Some(&(s, peak)), _) => (Some(s), peak, "its own log".to_owned()),
+        (None, Some(&(timed, rate, peak))) => {
+            let basis = format!("{timed} timed {kind} job(s), scaled by cost");
+            (Some(rate * job.task.cost()), peak, basis)
+        }
+        (None, None) => (None, None, "nothing recorded: defaults".to_owned()),
     };
     let minutes = match secs {
         Some(s) => ((s * sizing.time_factor / 60.0).ceil() as u64).max(sizing.min_minutes),
@@ -138,7 +151,7 @@ mod tests {
         let a = g.add("a", pretrain(1)).unwrap();
         let b = g.add("b", pretrain(2)).unwrap();
         let out = tempfile::tempdir().unwrap();
-        let req = |k: &str| request(out.path(), &g, g.get(k), 1, &SIZING);
+        let req = |k: &str| request(&Recorded::read(out.path(), &g), g.get(k), 1, &SIZING);
         assert_eq!(
             req(&a),
             Request {

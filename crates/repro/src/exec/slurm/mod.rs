@@ -157,6 +157,8 @@ impl Coordinator<'_> {
     /// after the Slurm jobs of its inputs.
     fn submit(&mut self, missing: &[usize]) -> Result<()> {
         let out = self.s.out.clone();
+        // Read before any job of this pass starts (and opens its log afresh).
+        let recorded = batch::Recorded::read(&out, self.graph);
         for &i in missing {
             let job = &self.graph.jobs[i];
             let deps = job.task.deps();
@@ -174,7 +176,7 @@ impl Coordinator<'_> {
             let script = script_path(&out, &job.key);
             let text = batch::script(&out, job, &self.binary, self.s.threads);
             emsl_io::write_atomic(&script, text.as_bytes())?;
-            let req = batch::request(&out, self.graph, job, self.s.threads, &self.opts.sizing);
+            let req = batch::request(&recorded, job, self.s.threads, &self.opts.sizing);
             let log = store::log_path(&out, &job.key);
             let sub = commands::Submission {
                 name: format!("emsl-{}", job.key),
@@ -218,18 +220,13 @@ impl Coordinator<'_> {
 
     /// The jobs of the graph not in the lock and not in flight, with the request each would get.
     fn dry_run(&self) -> Vec<String> {
+        let recorded = batch::Recorded::read(&self.s.out, self.graph);
         let mut lines = Vec::new();
         for job in self.graph.jobs.iter().filter(|j| j.task.is_compute()) {
             if self.done.contains(&job.key) || read_record(&self.s.out, &job.key).is_some() {
                 continue;
             }
-            let r = batch::request(
-                &self.s.out,
-                self.graph,
-                job,
-                self.s.threads,
-                &self.opts.sizing,
-            );
+            let r = batch::request(&recorded, job, self.s.threads, &self.opts.sizing);
             lines.push(format!(
                 "{} ({}): --cpus-per-task={} --mem={}M --time={} ({})",
                 job.key, job.label, r.cpus, r.mem_mib, r.minutes, r.basis
