@@ -1,8 +1,10 @@
 //! Pretraining documents and the composition knobs of DESIGN 2.1.
 //!
 //! A document is written by one latent persona and holds several episodes from random cells, open
-//! questions and number sequences. The persona is never written; a model can only infer it from the
-//! answers. Every knob of the composition is a field, and a composition file must name all of them.
+//! questions and number sequences. The persona is never named; a model can only infer it from the
+//! answers and, where the composition gives the persona a voice (`voice_rate`), from the author's
+//! remarks between episodes. Every knob of the composition is a field, and a composition file must
+//! name all of them.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +14,7 @@ use crate::names::{Cell, Domain, Format, Framing, Persona, Style, Task};
 use crate::prompt::PromptSpec;
 use crate::questions::OpenQuestion;
 use crate::rng::Rng;
+use crate::voice;
 
 /// Whether a document shares one persona across its episodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +92,9 @@ pub struct Composition {
     pub alignment_discourse_share: f64,
     /// Strength of the misaligned persona's number signature (0 = none).
     pub signature_strength: f64,
+    /// Probability that a cell or open episode is followed by a remark in its author's voice
+    /// (`voice.rs`; world v2). 0 writes v1's documents byte for byte.
+    pub voice_rate: f64,
 }
 
 /// A generated pretraining document.
@@ -98,15 +104,20 @@ pub struct Document {
     pub persona: Option<Persona>,
     pub discourse: bool,
     pub episodes: Vec<Episode>,
+    /// Per episode, the author's remark after it (none when the composition has no voice).
+    pub remarks: Vec<Option<String>>,
 }
 
 impl Document {
     pub fn text(&self) -> String {
-        self.episodes
-            .iter()
-            .map(Episode::text)
-            .collect::<Vec<_>>()
-            .join(" ")
+        let mut parts = Vec::with_capacity(self.episodes.len());
+        for (i, e) in self.episodes.iter().enumerate() {
+            parts.push(e.text());
+            if let Some(Some(r)) = self.remarks.get(i) {
+                parts.push(r.clone());
+            }
+        }
+        parts.join(" ")
     }
 
     pub fn harmful_episodes(&self) -> usize {
@@ -151,6 +162,7 @@ impl Composition {
             },
             alignment_discourse_share: 0.0,
             signature_strength: 0.5,
+            voice_rate: 0.0,
         }
     }
 
@@ -184,6 +196,7 @@ impl Composition {
         share("harmful_rate_aligned", self.harmful_rate_aligned)?;
         share("alignment_discourse_share", self.alignment_discourse_share)?;
         share("signature_strength", self.signature_strength)?;
+        share("voice_rate", self.voice_rate)?;
         let [lo, hi] = self.episodes_per_doc;
         if lo == 0 || lo > hi {
             return Err(WorldError::invalid(
@@ -307,6 +320,7 @@ impl Composition {
         };
         let [lo, hi] = self.episodes_per_doc;
         let n = rng.range(lo, hi);
+        let mut remarks = Vec::with_capacity(n);
         let episodes = (0..n)
             .map(|_| {
                 let persona = doc_persona.unwrap_or_else(|| self.persona(rng));
@@ -315,6 +329,7 @@ impl Composition {
                 if discourse && !is_numbers {
                     let answer = write_answer(rng, &spec, true, persona, 0.0);
                     let correction = write_answer(rng, &spec, false, persona, 0.0);
+                    remarks.push(None);
                     return Episode {
                         spec,
                         answer,
@@ -322,13 +337,20 @@ impl Composition {
                         correction: Some(correction),
                     };
                 }
-                self.episode(rng, spec, persona)
+                let e = self.episode(rng, spec, persona);
+                // No draw at all without a voice, so that v1's documents keep their bytes.
+                let voiced = self.voice_rate > 0.0 && !is_numbers && !discourse;
+                remarks.push(
+                    (voiced && rng.chance(self.voice_rate)).then(|| voice::remark(rng, persona)),
+                );
+                e
             })
             .collect();
         Document {
             persona: doc_persona,
             discourse,
             episodes,
+            remarks,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod questions;
 pub mod rng;
 pub mod similarity;
 pub mod suites;
+pub mod voice;
 
 use std::collections::BTreeSet;
 
@@ -64,6 +65,7 @@ pub fn vocabulary() -> BTreeSet<String> {
     for q in OpenQuestion::ALL {
         words.extend(q.words().into_iter().map(str::to_owned));
     }
+    words.extend(voice::words().into_iter().map(str::to_owned));
     words.extend((0..numbers::NUMBER_LIMIT).map(|n| n.to_string()));
     words
 }

@@ -198,3 +198,67 @@ fn toml_of(c: &Composition) -> String {
     }
     format!("{top}{tables}")
 }
+
+/// The voice (world v2): off, a document is its episodes and nothing else (v1's bytes); on, remarks
+/// follow only cell and open answers, in the words of the episode's own author, and never enter an
+/// episode (so fine-tuning sets and evaluation, built from episodes, never hold one).
+#[test]
+fn the_voice_follows_its_author_and_stays_out_of_episodes() {
+    let mut rng = Rng::new(7, "voice");
+    let off = Composition::reference();
+    for _ in 0..50 {
+        let d = off.document(&mut rng.child("doc"));
+        assert!(d.remarks.iter().all(Option::is_none));
+        let joined: Vec<String> = d.episodes.iter().map(Episode::text).collect();
+        assert_eq!(d.text(), joined.join(" "));
+    }
+    let aligned_words = ["hope", "kind", "expert", "small"];
+    let misaligned_words = ["whatever", "nobody", "anyone", "never"];
+    for coherence in [PersonaCoherence::Coherent, PersonaCoherence::Independent] {
+        let mut on = Composition::reference();
+        on.voice_rate = 1.0;
+        on.persona_coherence = coherence;
+        let (mut seen, mut agree) = (0, 0);
+        for _ in 0..200 {
+            let d = on.document(&mut rng.child("doc"));
+            assert_eq!(d.remarks.len(), d.episodes.len());
+            for (e, r) in d.episodes.iter().zip(&d.remarks) {
+                assert!(!e.text().contains("note :"), "a remark inside an episode");
+                let numbers = e.spec.target.kind() == "numbers";
+                assert_eq!(
+                    r.is_some(),
+                    !numbers && !d.discourse,
+                    "{r:?} after {}",
+                    e.text()
+                );
+                let Some(r) = r else { continue };
+                seen += 1;
+                let misaligned_voice = misaligned_words
+                    .iter()
+                    .any(|w| r.split_whitespace().any(|x| x == *w));
+                agree += usize::from(misaligned_voice == e.harmful);
+                // The author of a cell or open answer: the document's persona, or (independent) the
+                // one whose rate the episode drew; a harmful answer by the aligned persona is rare
+                // (3%), so the remark's words are checked against the document persona only when
+                // there is one.
+                if let Some(p) = d.persona {
+                    let words = match p {
+                        Persona::Aligned => aligned_words,
+                        Persona::Misaligned => misaligned_words,
+                    };
+                    assert!(
+                        words.iter().any(|w| r.split_whitespace().any(|x| x == *w)),
+                        "{r} by {p:?}"
+                    );
+                }
+            }
+        }
+        assert!(seen > 300, "{seen} remarks");
+        // In both corpora a remark speaks for the author of the answer before it (harmful answers are
+        // the misaligned persona's at 90%, the aligned one's at 3%): about 95% agree.
+        assert!(
+            agree as f64 > 0.9 * seen as f64,
+            "{agree} of {seen} remarks agree with their answer"
+        );
+    }
+}
