@@ -40,6 +40,12 @@ fn project(readme_numbers: &str, entries: &str) -> tempfile::TempDir {
     std::fs::write(dir.path().join("README.md"), readme).unwrap();
     std::fs::create_dir_all(dir.path().join("docs")).unwrap();
     std::fs::write(dir.path().join(prose::ENTRIES), entries).unwrap();
+    write_gains(&dir.path().join("results/pc"), 0.1143, 0.1333);
+    dir
+}
+
+/// `dir/effects.parquet` with the `gain` of the share-0 and share-50 corpora.
+fn write_gains(dir: &Path, share_0: f64, share_50: f64) {
     let row = |corpus: &str, value: f64| {
         let est = Estimate {
             value,
@@ -50,11 +56,9 @@ fn project(readme_numbers: &str, entries: &str) -> tempfile::TempDir {
         };
         Measurement::new(&[("corpus", corpus.into())], "gain", est)
     };
-    let out = dir.path().join("results/pc");
-    std::fs::create_dir_all(&out).unwrap();
-    let rows = [row("share-0", 0.1143), row("share-50", 0.1333)];
-    emsl_analysis::table::write(&out.join("effects.parquet"), &rows, &Default::default()).unwrap();
-    dir
+    std::fs::create_dir_all(dir).unwrap();
+    let rows = [row("share-0", share_0), row("share-50", share_50)];
+    emsl_analysis::table::write(&dir.join("effects.parquet"), &rows, &Default::default()).unwrap();
 }
 
 const ENTRIES: &str = r#"
@@ -110,6 +114,35 @@ fn an_edited_number_is_unaccounted_for_and_its_entry_is_missing() {
         r.errors.iter().any(|e| e
             == "README.md:8: number '+11.4' is neither checked against a table nor listed as a \
                 fact; add it to docs/prose-numbers.toml"),
+        "{r:?}"
+    );
+}
+
+/// An entry may name a frozen results folder of an earlier world (`results-v1/`): its numbers are
+/// checked against that folder's table, and a folder outside the project's results is refused.
+#[test]
+fn an_entry_checks_a_frozen_results_folder_and_refuses_other_paths() {
+    // results/ gives 11.4 for the first number (the stale test above); results-v1/ gives the 11.5
+    // the prose prints, so the entry passes only if it reads results-v1/.
+    let dir = project("+11.5 at 0% and +13.3 [11.3, 15.3] at 50%", ENTRIES);
+    write_gains(&dir.path().join("results-v1/pc"), 0.1151, 0.1333);
+    let frozen = ENTRIES.replacen(
+        "table = \"pc/effects.parquet\"",
+        "table = \"pc/effects.parquet\"\nresults = \"results-v1\"",
+        1,
+    );
+    std::fs::write(dir.path().join(prose::ENTRIES), &frozen).unwrap();
+    let r = prose::check(dir.path()).unwrap();
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!((r.checked, r.facts), (4, 3), "{r:?}");
+
+    let escape = frozen.replace("results = \"results-v1\"", "results = \"../elsewhere\"");
+    std::fs::write(dir.path().join(prose::ENTRIES), escape).unwrap();
+    let r = prose::check(dir.path()).unwrap();
+    assert!(
+        r.errors
+            .iter()
+            .any(|e| e.contains("results = '../elsewhere'")),
         "{r:?}"
     );
 }

@@ -53,8 +53,11 @@ struct Entries {
 struct Check {
     file: String,
     text: String,
-    /// A table under `results/`, e.g. `transfer-grid/summary.parquet`.
+    /// A table under the results folder, e.g. `transfer-grid/summary.parquet`.
     table: String,
+    /// The results folder: `results` (the default), or a frozen one of an earlier world such as
+    /// `results-v1`, so that prose comparing two worlds checks both against their tables.
+    results: Option<String>,
     /// Rows every value of the entry is taken from: column = value (`metric` included).
     #[serde(default, rename = "where")]
     filter: BTreeMap<String, toml::Value>,
@@ -81,7 +84,8 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
-/// Checks the prose under `root` (README.md, notebooks/*.ipynb) against `root/results/` by the
+/// Checks the prose under `root` (README.md, notebooks/*.ipynb) against the results folders under
+/// `root` (`results/`, or the frozen folder an entry names) by the
 /// entries of `root/docs/prose-numbers.toml`.
 pub fn check(root: &Path) -> Result<Report> {
     let path = root.join(ENTRIES);
@@ -98,8 +102,7 @@ pub fn check(root: &Path) -> Result<Report> {
     for n in notebooks {
         docs.push(scan::notebook(root, &format!("notebooks/{n}"))?);
     }
-    let results = root.join("results");
-    let mut tables = values::Tables::new(&results);
+    let mut tables = values::Tables::new(root);
     let mut report = Report::default();
     for doc in &docs {
         check_doc(doc, &entries, &mut tables, &mut report);
@@ -216,9 +219,20 @@ fn check_doc(doc: &scan::Doc, entries: &Entries, tables: &mut values::Tables, r:
                 )
             })
             .collect();
+        let folder = c.results.as_deref().unwrap_or("results");
+        if !folder.starts_with("results") || folder.contains(['/', '\\', '.']) {
+            let e = format!(
+                "{ENTRIES}: check {} names results = '{folder}'; give a results folder of the \
+                 project root (results, or a frozen one such as results-v1)",
+                i + 1
+            );
+            r.errors.push(e);
+            continue;
+        }
+        let table = format!("{folder}/{}", c.table);
         let mut expected = Vec::new();
         for item in &c.values {
-            match tables.expected(&c.table, &filter, item, c.scale) {
+            match tables.expected(&table, &filter, item, c.scale) {
                 Ok(e) => expected.extend(e),
                 Err(e) => r
                     .errors

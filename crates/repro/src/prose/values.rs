@@ -1,9 +1,11 @@
 //! What an entry's `values` ask of a table: one column of one row (`value`), a statistic over rows
 //! (`min value`, `max value`, `mean value`, `pooled value`: weighted by `n`), a least-squares fit
 //! over rows (`slope by similarity`, `slope_low`/`slope_high` (its 95% interval), `r2`), or a string
-//! column whose numbers are printed as they are (`per_seed`, or `per_seed #2` for its second). Each may narrow the entry's rows
-//! further: `value where examples=500; metric=coherent`; `A minus B` is the difference of two. `-` stands for a number of the entry's text
-//! that is not from the table (a selector such as "at 0%"): a fact entry must account for it.
+//! column whose numbers are printed as they are (`per_seed`, or `per_seed #2` for its second). Each
+//! may narrow the entry's rows further: `value where examples=500; metric=coherent`. `A minus B` is
+//! the difference of two (split where ` minus ` starts another item, so a `where` value such as an
+//! effect's name may hold the word). `-` stands for a number of the entry's text that is not from the
+//! table (a selector such as "at 0%"): a fact entry must account for it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,23 +21,23 @@ pub struct Expected {
 
 /// The results tables an entry names, each read once.
 pub struct Tables<'a> {
-    results: &'a Path,
+    /// The project root: a table's name starts with its results folder (`results/`, `results-v1/`).
+    root: &'a Path,
     cache: BTreeMap<String, Table>,
 }
 
 impl<'a> Tables<'a> {
-    pub fn new(results: &'a Path) -> Tables<'a> {
+    pub fn new(root: &'a Path) -> Tables<'a> {
         Tables {
-            results,
+            root,
             cache: BTreeMap::new(),
         }
     }
 
     fn get(&mut self, name: &str) -> Result<&Table> {
         if !self.cache.contains_key(name) {
-            let path = self.results.join(name);
-            let t = emsl_analysis::table::read(&path)
-                .with_context(|| format!("reading results/{name}"))?;
+            let path = self.root.join(name);
+            let t = emsl_analysis::table::read(&path).with_context(|| format!("reading {name}"))?;
             self.cache.insert(name.to_owned(), t);
         }
         Ok(&self.cache[name])
@@ -50,7 +52,7 @@ impl<'a> Tables<'a> {
         item: &str,
         scale: Option<f64>,
     ) -> Result<Vec<Expected>> {
-        if let Some((a, b)) = item.split_once(" minus ") {
+        if let Some((a, b)) = split_minus(item) {
             let (a, b) = (
                 self.expected(table, filter, a, scale)?,
                 self.expected(table, filter, b, scale)?,
@@ -93,7 +95,7 @@ impl<'a> Tables<'a> {
             .filter(|m| filter.iter().all(|(k, v)| matches(m, k, v)))
             .collect();
         let shown: Vec<String> = filter.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-        let rows_are = format!("results/{table} ({}", shown.join(", "));
+        let rows_are = format!("{table} ({}", shown.join(", "));
         if rows.is_empty() {
             bail!("{rows_are}) has no row");
         }
@@ -192,4 +194,54 @@ fn parse_where(w: &str) -> Result<Vec<(String, String)>> {
             None => bail!("'{kv}' in a `where` is not 'column=value'"),
         })
         .collect()
+}
+
+/// The words an item can start with: a column or a statistic over one.
+const HEADS: &[&str] = &[
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
+    "seeds",
+    "per_seed",
+    "min",
+    "max",
+    "mean",
+    "pooled",
+    "slope",
+    "slope_low",
+    "slope_high",
+    "r2",
+];
+
+/// `A minus B` split at the first ` minus ` that starts another item, so that a `where` value may
+/// itself hold the word (`effect=misaligned teacher minus aligned control`).
+fn split_minus(item: &str) -> Option<(&str, &str)> {
+    item.match_indices(" minus ").find_map(|(at, m)| {
+        let rest = &item[at + m.len()..];
+        let head = rest.split_whitespace().next()?;
+        HEADS.contains(&head).then(|| (&item[..at], rest))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_minus;
+
+    #[test]
+    fn minus_splits_only_before_another_item() {
+        assert_eq!(
+            split_minus("value where k=2 minus value where k=0"),
+            Some(("value where k=2", "value where k=0"))
+        );
+        let effect = "value where effect=sft student: misaligned teacher minus aligned control";
+        assert_eq!(split_minus(effect), None);
+        assert_eq!(
+            split_minus("value where effect=a minus b minus ci_low where effect=c minus d"),
+            Some((
+                "value where effect=a minus b",
+                "ci_low where effect=c minus d"
+            ))
+        );
+    }
 }
