@@ -119,9 +119,15 @@ pub fn run(s: &Place, graph: &Graph, job: &Job) -> Result<Vec<String>> {
             Ok(files.into_iter().map(|f| format!("{figure}/{f}")).collect())
         }
         Task::Claims {
-            claims, figures, ..
+            claims,
+            figures,
+            previous,
+            ..
         } => {
-            let text = crate::claims::render(s.out, figures, claims, s.profile)?;
+            let previous = previous
+                .as_ref()
+                .map(|p| (p.label.as_str(), s.root.join(&p.results)));
+            let text = crate::claims::render(s.out, figures, claims, s.profile, previous)?;
             emsl_io::write_atomic(&s.out.join("CLAIMS.md"), text.as_bytes())?;
             Ok(vec!["CLAIMS.md".to_owned()])
         }

@@ -42,8 +42,9 @@ pub fn plan(
             );
         }
     }
-    let claims = Claims::load(figures_dir)?;
+    let mut claims = Claims::load(figures_dir)?;
     claims.check(&all, figures_dir)?;
+    let previous = claims.take_previous(root, figures_dir, profile, &all)?;
     let prof = spec::load_profile(figures_dir, profile)?;
     let manifest = emsl_io::Manifest::load(&root.join("datasets/manifest.toml"))?;
     let hashes = manifest
@@ -96,6 +97,7 @@ pub fn plan(
                 figures,
                 tables,
                 committed,
+                previous,
             },
         )?;
     }

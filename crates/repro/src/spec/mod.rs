@@ -5,7 +5,7 @@
 
 mod claims;
 
-pub use claims::{Anchor, Claim, Claims, CLAIMS_FILE};
+pub use claims::{Anchor, Claim, Claims, Previous, PreviousTables, CLAIMS_FILE};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
