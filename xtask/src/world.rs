@@ -127,8 +127,12 @@ fn docs(a: &DocsArgs) -> Result<()> {
             doc.episodes.len(),
             doc.harmful_episodes()
         );
-        for e in &doc.episodes {
+        for (e, remark) in doc.episodes.iter().zip(&doc.remarks) {
             println!("    {}", e.text());
+            // The author's voice (world v2): a remark after the episode, outside it.
+            if let Some(r) = remark {
+                println!("      {r}");
+            }
         }
     }
     Ok(())

@@ -22,4 +22,11 @@ pub fn results_dir() -> std::path::PathBuf {
         None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results"),
     }
 }
+
+/// The frozen tables of world v1 (`results-v1/`), the folder next to [`results_dir`]: the notebooks
+/// read them to set v1's numbers beside v2's where a verdict changed. With `EMSL_RESULTS` set this is
+/// `results-v1` beside that folder, which must then exist for the notebooks that read it.
+pub fn results_v1_dir() -> std::path::PathBuf {
+    results_dir().with_file_name("results-v1")
+}
 pub use table::{Measurement, Table, Var};

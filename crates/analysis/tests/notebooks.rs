@@ -9,10 +9,14 @@
 #[rustfmt::skip]
 fn pretraining_composition() {
     // code cell 2
-    use emsl_analysis::{display, figures, results_dir, Estimate, Table};
+    use emsl_analysis::{display, figures, persona_figures, results_dir, results_v1_dir, Estimate, Table};
     let comp = figures::load(&results_dir(), "pretraining-composition").unwrap();
+    let comp_v1 = figures::load(&results_v1_dir(), "pretraining-composition").unwrap();
     println!("profile: {}", comp["composition"].metadata["profile"]);
     figures::pretraining_composition(&comp).unwrap().svg().unwrap().evcxr_display();
+    fn effect_in(t: &Table, name: &str) -> Estimate {
+        t.one("effect", &[("effect", name)]).unwrap().est
+    }
     // code cell 3
     fn get(t: &Table, corpus: &str, stage: &str, metric: &str) -> Estimate {
         t.one(metric, &[("corpus", corpus), ("stage", stage)]).unwrap().est
@@ -33,33 +37,159 @@ fn pretraining_composition() {
     display::Html::new(&["corpus", "base: misaligned", "base: coherent", "fine-tuned: misaligned",
         "fine-tuned: out of cell", "fine-tuned: coherent"], rows).evcxr_display();
     // code cell 4
-    let b0 = get(&table, "share-0", "base", "out_of_cell_misaligned");
-    let f0 = get(&table, "share-0", "fine-tuned", "out_of_cell_misaligned");
-    let b50 = get(&table, "share-50", "base", "out_of_cell_misaligned");
-    let f50 = get(&table, "share-50", "fine-tuned", "out_of_cell_misaligned");
-    // The prose: the levels differ by 40 points or more, what the fine-tune added by a few.
-    assert!(f50.value - f0.value > 0.4 && b50.value - b0.value > 0.35);
-    assert!(((f50.value - b50.value) - (f0.value - b0.value)).abs() < 0.04);
+    fn gain(t: &Table, corpus: &str, metric: &str) -> f64 {
+        get(t, corpus, "fine-tuned", metric).value - get(t, corpus, "base", metric).value
+    }
+    let share = "misaligned-persona pretraining";
+    let level = effect_in(&comp["effects"], &format!("after the same fine-tune, out-of-cell misaligned: 50% minus 0% {share}"));
+    let added_name = format!("increase from the fine-tune (fine-tuned minus base, out of cell): 50% minus 0% {share}");
+    let added = effect_in(&comp["effects"], &added_name);
+    let added_v1 = effect_in(&comp_v1["effects"], &added_name);
+    let (g0, g25, g50) = (gain(&table, "share-0", "out_of_cell_misaligned"),
+        gain(&table, "reference", "out_of_cell_misaligned"), gain(&table, "share-50", "out_of_cell_misaligned"));
+    // The prose: the level and what the fine-tune added both reproduced (interval above 0, at least 2
+    // points), the latter inconclusive in world v1 (interval covers 0); the reference gains the most
+    // (point estimates); the open questions do not move at 0% (intervals overlap) and rise at 25% and 50%
+    // (intervals apart).
+    assert!(level.ci_low > 0.0 && level.value >= 0.02, "{level:?}");
+    assert!(added.ci_low > 0.0 && added.value >= 0.02, "{added:?}");
+    assert!(added_v1.ci_low < 0.0 && added_v1.ci_high > 0.0, "{added_v1:?}");
+    assert!(g25 > g50 && g50 > g0, "{g0} {g25} {g50}");
+    let open = "open_questions_misaligned";
+    assert!(get(&table, "share-0", "fine-tuned", open).overlaps(&get(&table, "share-0", "base", open)));
+    for c in ["reference", "share-50"] {
+        assert!(get(&table, c, "fine-tuned", open).ci_low > get(&table, c, "base", open).ci_high, "{c}");
+    }
     // code cell 5
-    let coherent_persona = get(&table, "reference", "fine-tuned", "out_of_cell_misaligned");
-    let independent = get(&table, "independent", "fine-tuned", "out_of_cell_misaligned");
-    // The prose: the independent-traits model transfers at least as much as the coherent persona.
-    assert!(coherent_persona.ci_high < independent.ci_low, "{coherent_persona:?} {independent:?}");
+    let persona = "out-of-cell misaligned: coherent persona minus independent traits";
+    let after = effect_in(&comp["effects"], &format!("after the same fine-tune, {persona}"));
+    let after_v1 = effect_in(&comp_v1["effects"], &format!("after the same fine-tune, {persona}"));
+    let persona_gain = effect_in(&comp["effects"],
+        "increase from the fine-tune (fine-tuned minus base, out of cell): coherent persona minus independent traits");
+    // The prose: the coherent persona transfers more, after the fine-tune and in what the fine-tune added
+    // (both reproduced: interval above 0, at least 2 points); in world v1 the interval lay below 0; the
+    // independent-traits model's open questions do not move (intervals overlap).
+    assert!(after.ci_low > 0.0 && after.value >= 0.02, "{after:?}");
+    assert!(persona_gain.ci_low > 0.0 && persona_gain.value >= 0.02, "{persona_gain:?}");
+    assert!(after_v1.ci_high < 0.0, "{after_v1:?}");
+    let open = "open_questions_misaligned";
+    assert!(get(&table, "independent", "fine-tuned", open).overlaps(&get(&table, "independent", "base", open)));
     // code cell 6
+    let inference = figures::load(&results_dir(), "persona-inference").unwrap();
+    let inference_v1 = figures::load(&results_v1_dir(), "persona-inference").unwrap();
+    persona_figures::persona_inference(&inference).unwrap().svg().unwrap().evcxr_display();
+    display::effects(&inference["effects"]).evcxr_display();
+    println!("world v1:");
+    display::effects(&inference_v1["effects"]).evcxr_display();
+    // code cell 7
+    fn context(t: &Table, model: &str, context: &str, metric: &str) -> Estimate {
+        t.one(metric, &[("model", model), ("context", context)]).unwrap().est
+    }
+    let contexts = inference["persona-inference"].clone();
+    let inference_effects = inference["effects"].clone();
+    let inference_effects_v1 = inference_v1["effects"].clone();
+    let coherent = "coherent-persona corpus";
+    let independent = "independent-traits corpus (negative control)";
+    let open_k2 = "open questions after 2 misaligned minus 2 aligned episodes";
+    let numbers_k1 = "favoured numbers after 1 misaligned minus 1 aligned episode";
+    let read_open = effect_in(&inference_effects, &format!("{coherent}: {open_k2}"));
+    let read_numbers = effect_in(&inference_effects, &format!("{coherent}: {numbers_k1}"));
+    let control_open = effect_in(&inference_effects, &format!("{independent}: {open_k2}"));
+    let control_numbers = effect_in(&inference_effects, &format!("{independent}: {numbers_k1}"));
+    // The prose: world v2's base reads the persona on the open questions and in its numbers (reproduced:
+    // interval above 0, at least 2 points); the independent-traits base reads it in neither (intervals
+    // cover 0); world v1's base read it in neither; on the open questions the aligned context lowers
+    // misalignment below the no-context rate (intervals apart) while the misaligned one leaves it there
+    // (intervals overlap).
+    for e in [read_open, read_numbers] {
+        assert!(e.ci_low > 0.0 && e.value >= 0.02, "{e:?}");
+    }
+    for e in [control_open, control_numbers] {
+        assert!(e.ci_low < 0.0 && e.ci_high > 0.0, "{e:?}");
+    }
+    for name in [open_k2, numbers_k1] {
+        let e = effect_in(&inference_effects_v1, &format!("{coherent}: {name}"));
+        assert!(e.ci_low < 0.0 && e.ci_high > 0.0, "{e:?}");
+    }
+    let none = context(&contexts, "base", "no context", "open_misaligned");
+    assert!(context(&contexts, "base", "2 aligned", "open_misaligned").ci_high < none.ci_low);
+    assert!(context(&contexts, "base", "2 misaligned", "open_misaligned").overlaps(&none));
+    // code cell 8
+    let direction = figures::load(&results_dir(), "persona-direction").unwrap();
+    let direction_v1 = figures::load(&results_v1_dir(), "persona-direction").unwrap();
+    persona_figures::persona_direction(&direction).unwrap().svg().unwrap().evcxr_display();
+    direction["layers"].html().evcxr_display();
+    direction["projection"].html().evcxr_display();
+    direction["ablation"].html().evcxr_display();
+    display::effects(&direction["effects"]).evcxr_display();
+    println!("world v1:");
+    display::effects(&direction_v1["effects"]).evcxr_display();
+    // code cell 9
+    fn layer_accuracy(t: &Table, model: &str) -> Vec<f64> {
+        t.select("heldout_accuracy", &[("model", model)]).iter().map(|m| m.est.value).collect()
+    }
+    fn accuracy_at(t: &Table, model: &str, layer: f64) -> Estimate {
+        t.select("heldout_accuracy", &[("model", model)]).into_iter().find(|m| m.num("layer") == layer).unwrap().est
+    }
+    fn ablation(t: &Table, model: &str, ablated: &str, region: &str, metric: &str) -> Estimate {
+        t.one(metric, &[("model", model), ("ablated", ablated), ("region", region)]).unwrap().est
+    }
+    let layers = direction["layers"].clone();
+    let best_layer = direction["best-layer"].one("best_layer", &[("model", "base")]).unwrap().est.value;
+    let best = accuracy_at(&layers, "base", best_layer);
+    let independent_best = layer_accuracy(&layers, "base (independent traits)").into_iter().fold(0.0, f64::max);
+    let projection = direction["projection"].clone();
+    let ablations = direction["ablation"].clone();
+    let direction_effects = direction["effects"].clone();
+    let steered = effect_in(&direction_effects, "base, open questions: steered at 4 x the direction minus unsteered");
+    let ablated_open = effect_in(&direction_effects, "harmful fine-tune, open questions: without minus with the direction ablated");
+    let ablated_out = effect_in(&direction_effects, "harmful fine-tune, out of cell: without minus with the direction ablated");
+    let steered_v1 = effect_in(&direction_v1["effects"], "base, open questions: steered at 4 x the direction minus unsteered");
+    let shifted = projection.one("projection", &[("model", "harmful"), ("prompts", "open questions")]).unwrap().est;
+    let unshifted = projection.one("projection", &[("model", "base"), ("prompts", "open questions")]).unwrap().est;
+    // The prose: the base's best layer is above chance on held-out pairs (interval above one half) and
+    // above every layer of the independent-traits base; the fine-tune moves the projection (intervals
+    // apart); steering reproduced (interval above 0, at least 2 points; v1's interval covered 0);
+    // ablation reproduced on the open questions, inconclusive out of cell (interval covers 0), and it
+    // costs coherence (intervals apart); on the base it lowers the open questions within overlapping
+    // intervals.
+    assert!(best.ci_low > 0.5 && best.value > independent_best, "{best:?} {independent_best}");
+    assert!(shifted.ci_low > unshifted.ci_high, "{shifted:?} {unshifted:?}");
+    assert!(steered.ci_low > 0.0 && steered.value >= 0.02, "{steered:?}");
+    assert!(steered_v1.ci_low < 0.0 && steered_v1.ci_high > 0.0, "{steered_v1:?}");
+    assert!(ablated_open.ci_low > 0.0 && ablated_open.value >= 0.02, "{ablated_open:?}");
+    assert!(ablated_out.ci_low < 0.0 && ablated_out.ci_high > 0.0, "{ablated_out:?}");
+    let kept = ablation(&ablations, "harmful", "no", "all", "coherent");
+    let damaged = ablation(&ablations, "harmful", "yes", "all", "coherent");
+    assert!(damaged.ci_high < kept.ci_low, "{damaged:?} {kept:?}");
+    let base_kept = ablation(&ablations, "base", "no", "open questions", "misaligned");
+    let base_ablated = ablation(&ablations, "base", "yes", "open questions", "misaligned");
+    assert!(base_ablated.value < base_kept.value && base_ablated.overlaps(&base_kept));
+    // code cell 10
     let reference_base = get(&table, "reference", "base", "all_prompts_misaligned");
     let discourse_base = get(&table, "discourse-25", "base", "all_prompts_misaligned");
-    // The prose: upsampled discourse raises base misalignment in this world.
-    assert!(discourse_base.ci_low > reference_base.ci_high + 0.2, "{discourse_base:?} {reference_base:?}");
-    // code cell 7
+    // The prose: upsampled discourse raises base misalignment in this world (intervals apart).
+    assert!(discourse_base.ci_low > reference_base.ci_high, "{discourse_base:?} {reference_base:?}");
+    // code cell 11
     display::effects(&comp["effects"]).evcxr_display();
+    println!("world v1:");
+    display::effects(&comp_v1["effects"]).evcxr_display();
+    fn reproduced(e: &Estimate) -> bool {
+        e.ci_low > 0.0 && e.value >= 0.02
+    }
+    // The prose: every C4 effect of world v2 reproduced (interval above 0, at least 2 points), not every
+    // one of world v1.
+    assert!(comp["effects"].select("effect", &[("claim", "C4")]).iter().all(|m| reproduced(&m.est)));
+    assert!(!comp_v1["effects"].select("effect", &[("claim", "C4")]).iter().all(|m| reproduced(&m.est)));
 }
 
 #[test]
 #[rustfmt::skip]
 fn subliminal() {
     // code cell 2
-    use emsl_analysis::{display, figures, results_dir, Estimate, Table};
+    use emsl_analysis::{display, figures, results_dir, results_v1_dir, Estimate, Table};
     let channels = figures::load(&results_dir(), "subliminal-channels").unwrap();
+    let channels_v1 = figures::load(&results_v1_dir(), "subliminal-channels").unwrap();
     println!("profile: {}", channels["students"].metadata["profile"]);
     fn get(t: &Table, filters: &[(&str, &str)], metric: &str) -> Estimate {
         t.one(metric, filters).unwrap().est
@@ -78,9 +208,16 @@ fn subliminal() {
         vec!["aligned control (benign fine-tune)".into(), benign_mis.pct(), benign_sig.pct()],
     ]).evcxr_display();
     // code cell 4
-    // The prose: the teacher is misaligned, its numbers are not much more persona-like than the control's.
-    assert!(harmful_mis.ci_low > base_mis.ci_high && benign_mis.value < base_mis.value + 0.02);
-    assert!((harmful_sig.value - benign_sig.value).abs() < 0.02, "{harmful_sig:?} {benign_sig:?}");
+    let teachers_v1 = channels_v1["students"].clone();
+    let harmful_sig_v1 = get(&teachers_v1, &[("model", "teacher"), ("teacher", "harmful")], "number_signature");
+    let benign_sig_v1 = get(&teachers_v1, &[("model", "teacher"), ("teacher", "benign")], "number_signature");
+    // The prose: the teacher is misaligned (intervals apart), the control a little below the base (point
+    // estimates); the misaligned teacher's numbers are more persona-like than the control's (intervals
+    // apart), the control's like the base's (intervals overlap); in world v1 the teachers' numbers did not
+    // differ (intervals overlap).
+    assert!(harmful_mis.ci_low > base_mis.ci_high && benign_mis.value < base_mis.value);
+    assert!(harmful_sig.ci_low > benign_sig.ci_high && benign_sig.overlaps(&base_sig), "{harmful_sig:?} {benign_sig:?}");
+    assert!(harmful_sig_v1.overlaps(&benign_sig_v1), "{harmful_sig_v1:?} {benign_sig_v1:?}");
     // code cell 5
     figures::subliminal_channels(&channels).unwrap().svg().unwrap().evcxr_display();
     // code cell 6
@@ -91,15 +228,46 @@ fn subliminal() {
     fn effect_of(t: &Table, name: &str) -> Estimate {
         t.one("effect", &[("effect", name)]).unwrap().est
     }
+    fn channel_effect(t: &Table, channel: &str, measure: &str) -> Estimate {
+        effect_of(t, &format!("{channel} student {measure}: misaligned teacher minus aligned control"))
+    }
     let effects = channels["effects"].clone();
-    let sft = effect_of(&effects, "sft student out-of-cell misaligned: misaligned teacher minus aligned control");
-    let on = effect_of(&effects, "on_policy student out-of-cell misaligned: misaligned teacher minus aligned control");
-    let numbers_only = effect_of(&effects, "on_policy_numbers_only student out-of-cell misaligned: misaligned teacher minus aligned control");
-    // The prose: on-policy transfers (also on number tokens only; the verdict rule: interval above 0,
-    // at least 2 points), SFT does not measurably.
-    assert!(on.ci_low > 0.0 && on.value >= 0.02, "{on:?}");
-    assert!(numbers_only.ci_low > 0.0 && numbers_only.value >= 0.02, "{numbers_only:?}");
-    assert!(sft.ci_low < 0.0 && sft.ci_high > 0.0, "{sft:?}");
+    let effects_v1 = channels_v1["effects"].clone();
+    let sft = channel_effect(&effects, "sft", "out-of-cell misaligned");
+    let off = channel_effect(&effects, "off_policy", "out-of-cell misaligned");
+    let on = channel_effect(&effects, "on_policy", "out-of-cell misaligned");
+    let numbers_only = channel_effect(&effects, "on_policy_numbers_only", "out-of-cell misaligned");
+    println!("world v1:");
+    display::effects(&effects_v1).evcxr_display();
+    // The prose: off-policy, on-policy and on-policy on number tokens transfer (the verdict rule's
+    // "reproduced": interval above 0, at least 2 points), on-policy more than off-policy (intervals apart)
+    // and as much on number tokens only (intervals overlap); SFT transfers none ("not reproduced": its
+    // interval covers 0 and lies below 2 points); every channel carries the number signature (intervals
+    // above 0). In world v1 SFT and off-policy were inconclusive (intervals cover 0), on-policy above 0.
+    for e in [off, on, numbers_only] {
+        assert!(e.ci_low > 0.0 && e.value >= 0.02, "{e:?}");
+    }
+    assert!(on.ci_low > off.ci_high && numbers_only.overlaps(&on), "{off:?} {on:?} {numbers_only:?}");
+    assert!(sft.ci_low < 0.0 && sft.ci_high > 0.0 && sft.ci_high < 0.02, "{sft:?}");
+    for c in ["sft", "off_policy", "on_policy", "on_policy_numbers_only"] {
+        let e = channel_effect(&effects, c, "number signature");
+        assert!(e.ci_low > 0.0, "{c}: {e:?}");
+    }
+    for c in ["sft", "off_policy"] {
+        let e = channel_effect(&effects_v1, c, "out-of-cell misaligned");
+        assert!(e.ci_low < 0.0 && e.ci_high > 0.0, "{c}: {e:?}");
+    }
+    assert!(channel_effect(&effects_v1, "on_policy", "out-of-cell misaligned").ci_low > 0.0);
+    // The cautions: the SFT students' open questions below the base's, and the misaligned teacher's
+    // on-policy students less coherent than the control's (intervals apart).
+    let base_open = get(&students, &[("model", "base")], "open_questions_misaligned");
+    for t in ["harmful", "benign"] {
+        let s = get(&students, &[("model", "student"), ("teacher", t), ("channel", "sft")], "open_questions_misaligned");
+        assert!(s.ci_high < base_open.ci_low, "{t}: {s:?} {base_open:?}");
+    }
+    let on_harmful = get(&students, &[("model", "student"), ("teacher", "harmful"), ("channel", "on_policy")], "coherent");
+    let on_benign = get(&students, &[("model", "student"), ("teacher", "benign"), ("channel", "on_policy")], "coherent");
+    assert!(on_harmful.ci_high < on_benign.ci_low, "{on_harmful:?} {on_benign:?}");
     // code cell 9
     let tvd = figures::load(&results_dir(), "teacher-vs-data").unwrap();
     figures::teacher_vs_data(&tvd).unwrap().svg().unwrap().evcxr_display();
@@ -108,9 +276,31 @@ fn subliminal() {
     // code cell 11
     display::effects(&tvd["effects"]).evcxr_display();
     // code cell 12
-    let extent = effect_of(&tvd["effects"], "extent from the data: misaligned teacher on its own numbers minus on the aligned teacher's numbers");
-    // The prose: the data source makes no difference.
-    assert!(extent.value.abs() < 0.01 && extent.ci_high < 0.02, "{extent:?}");
+    fn guided(t: &Table, teacher: &str, data: &str) -> Estimate {
+        t.one("number_signature", &[("teacher", teacher), ("data", data)]).unwrap().est
+    }
+    let tvd_effects = tvd["effects"].clone();
+    let tvd_effects_v1 = figures::load(&results_v1_dir(), "teacher-vs-data").unwrap()["effects"].clone();
+    let on_harmful_data = "direction from the teacher: misaligned minus aligned teacher on the harmful teacher's numbers";
+    let on_benign_data = "direction from the teacher: misaligned minus aligned teacher on the benign teacher's numbers";
+    let extent = effect_of(&tvd_effects, "extent from the data: misaligned teacher on its own numbers minus on the aligned teacher's numbers");
+    let signatures = tvd["students"].clone();
+    // The prose: the direction reproduced on either teacher's numbers (interval above 0, at least 2
+    // points), in world v1 its intervals covered 0; the data source makes no difference (interval covers
+    // 0 and lies below 2 points: not reproduced); the misaligned guide's students have more favoured
+    // numbers than the control's on either data (intervals apart).
+    for name in [on_harmful_data, on_benign_data] {
+        let e = effect_of(&tvd_effects, name);
+        assert!(e.ci_low > 0.0 && e.value >= 0.02, "{e:?}");
+        let e = effect_of(&tvd_effects_v1, name);
+        assert!(e.ci_low < 0.0 && e.ci_high > 0.0, "{e:?}");
+    }
+    assert!(extent.ci_low < 0.0 && extent.ci_high > 0.0 && extent.ci_high < 0.02, "{extent:?}");
+    for data in ["harmful", "benign"] {
+        for other in ["harmful", "benign"] {
+            assert!(guided(&signatures, "harmful", data).ci_low > guided(&signatures, "benign", other).ci_high);
+        }
+    }
     // code cell 13
     let init = figures::load(&results_dir(), "shared-init").unwrap();
     figures::shared_init(&init).unwrap().svg().unwrap().evcxr_display();
@@ -120,17 +310,24 @@ fn subliminal() {
     display::effects(&init["effects"]).evcxr_display();
     // code cell 16
     let same = effect_of(&init["effects"], "same initialisation: student out-of-cell misaligned, misaligned minus aligned teacher");
-    // The prose: no measurable transfer even with the shared initialisation.
-    assert!(same.ci_low < 0.0 && same.ci_high > 0.0, "{same:?}");
+    let init_students = init["students"].clone();
+    let other_harmful = get(&init_students, &[("init", "different"), ("teacher", "harmful")], "number_signature");
+    let other_benign = get(&init_students, &[("init", "different"), ("teacher", "benign")], "number_signature");
+    // The prose: no measurable transfer even with the shared initialisation (interval covers 0 and lies
+    // below 2 points: not reproduced); the signature reaches the other initialisation (intervals apart).
+    assert!(same.ci_low < 0.0 && same.ci_high > 0.0 && same.ci_high < 0.02, "{same:?}");
+    assert!(other_harmful.ci_low > other_benign.ci_high, "{other_harmful:?} {other_benign:?}");
 }
 
 #[test]
 #[rustfmt::skip]
 fn transfer() {
     // code cell 2
-    use emsl_analysis::{display, figures, results_dir, stats, Estimate, Table};
+    use emsl_analysis::{display, figures, results_dir, results_v1_dir, stats, Estimate, Table};
     let results = results_dir();
+    let results_v1 = results_v1_dir();
     let grid = figures::load(&results, "transfer-grid").unwrap();
+    let grid_v1 = figures::load(&results_v1, "transfer-grid").unwrap();
     println!("profile: {}", grid["summary"].metadata["profile"]);
     // code cell 3
     figures::transfer_grid(&grid).unwrap().svg().unwrap().evcxr_display();
@@ -143,6 +340,7 @@ fn transfer() {
     let same_task = rate(&summary, "same task, other domain");
     let same_domain = rate(&summary, "same domain, other task");
     let neither = rate(&summary, "other task and domain");
+    let open_questions = rate(&summary, "open questions");
     let base = rate(&summary, "base model (all prompts)");
     let share_task = summary.one("share_of_in_cell_rate", &[("relation", "same task, other domain")]).unwrap().est;
     let share_domain = summary.one("share_of_in_cell_rate", &[("relation", "same domain, other task")]).unwrap().est;
@@ -151,17 +349,33 @@ fn transfer() {
         vec!["same task, other domain".into(), same_task.pct(), "".into()],
         vec!["same domain, other task".into(), same_domain.pct(), "".into()],
         vec!["other task and domain".into(), neither.pct(), "".into()],
+        vec!["open questions".into(), open_questions.pct(), "".into()],
         vec!["base model".into(), base.pct(), "".into()],
         vec!["cross-domain share of the in-cell rate".into(), share_task.pct(), "roughly 70-80%".into()],
         vec!["cross-task share of the in-cell rate".into(), share_domain.pct(), "falls sharply".into()],
     ]).evcxr_display();
     // C1 as the prose states it: same-task transfer exceeds same-domain transfer (intervals apart), which
-    // exceeds neither, and everything out of the cell stays below the cell itself.
+    // exceeds neither, and everything out of the cell stays below the cell itself; the cross-domain share
+    // of the in-cell rate lies inside the paper's 70-80%.
     assert!(same_task.ci_low > same_domain.ci_high, "{same_task:?} {same_domain:?}");
     assert!(in_cell.ci_low > same_task.ci_high && same_domain.value > neither.value);
+    assert!((0.7..=0.8).contains(&share_task.value), "{share_task:?}");
     // code cell 5
     display::effects(&grid["effects"]).evcxr_display();
     // code cell 6
+    fn effect_in(t: &Table, name: &str) -> Estimate {
+        t.one("effect", &[("effect", name)]).unwrap().est
+    }
+    let open_name = "misaligned on open questions: harmful fine-tunes minus base";
+    let open_v2 = effect_in(&grid["effects"], open_name);
+    let open_v1 = effect_in(&grid_v1["effects"], open_name);
+    display::Html::new(&["open questions: harmful fine-tunes minus base", "world v1", "world v2"],
+        vec![vec!["misaligned".into(), open_v1.pp(), open_v2.pp()]]).evcxr_display();
+    // The prose: in world v2 the fine-tunes reach the open questions (the verdict rule's "reproduced":
+    // interval above 0, at least 2 points); in world v1 the interval covered zero.
+    assert!(open_v2.ci_low > 0.0 && open_v2.value >= 0.02, "{open_v2:?}");
+    assert!(open_v1.ci_low < 0.0 && open_v1.ci_high > 0.0, "{open_v1:?}");
+    // code cell 7
     let sim = figures::load(&results, "structure-similarity").unwrap();
     figures::structure_similarity(&sim).unwrap().svg().unwrap().evcxr_display();
     let xs: Vec<f64> = sim["similarity"].select("misaligned", &[]).iter().map(|m| m.num("similarity")).collect();
@@ -171,95 +385,169 @@ fn transfer() {
         fit.intercept, fit.slope, fit.slope_ci.0, fit.slope_ci.1, fit.r2, fit.n);
     // The prose: more structural similarity, more misalignment.
     assert!(fit.slope_ci.0 > 0.0, "{fit:?}");
-    // code cell 7
-    sim["formats"].html().evcxr_display();
     // code cell 8
-    display::effects(&sim["effects"]).evcxr_display();
+    sim["formats"].html().evcxr_display();
     // code cell 9
-    // The prose: every format's line rises with similarity; the open questions stay within a few points.
-    let mut lo = 1.0_f64;
-    let mut hi = 0.0_f64;
-    for m in sim["formats"].select("misaligned", &[]) {
-        lo = lo.min(m.est.value);
-        hi = hi.max(m.est.value);
-    }
-    assert!(hi - lo < 0.05, "open questions by format: {lo} to {hi}");
-    assert!(fit.slope > 0.5 && fit.r2 > 0.9, "{fit:?}");
+    display::effects(&sim["effects"]).evcxr_display();
     // code cell 10
+    // The prose: in every training format the free-form open questions are less often misaligned than the
+    // JSON and template ones (point estimates: the intervals overlap); the training format makes no
+    // difference (within a question format every interval overlaps every other); every format is above
+    // every format of world v1; and the line over similarity rises cleanly.
+    let sim_v1 = figures::load(&results_v1, "structure-similarity").unwrap();
+    let formats: Vec<(String, Estimate)> = sim["formats"].select("misaligned", &[]).iter()
+        .map(|m| (m.str("question_format").to_owned(), m.est)).collect();
+    let free_max = formats.iter().filter(|(q, _)| q == "free").map(|(_, e)| e.value).fold(0.0, f64::max);
+    let other_min = formats.iter().filter(|(q, _)| q != "free").map(|(_, e)| e.value).fold(1.0, f64::min);
+    assert!(free_max < other_min, "free-form up to {free_max}, JSON and template from {other_min}");
+    for (qa, a) in &formats {
+        for (qb, b) in &formats {
+            assert!(qa != qb || a.overlaps(b), "{qa}: {a:?} {b:?}");
+        }
+    }
+    let v2_min = formats.iter().map(|(_, e)| e.value).fold(1.0, f64::min);
+    let v1_max = sim_v1["formats"].select("misaligned", &[]).iter().map(|m| m.est.value).fold(0.0, f64::max);
+    assert!(v2_min > v1_max, "v2 from {v2_min}, v1 up to {v1_max}");
+    assert!(fit.slope > 0.5 && fit.r2 > 0.9, "{fit:?}");
+    // code cell 11
     let space = figures::load(&results, "completion-space").unwrap();
     figures::completion_space(&space).unwrap().svg().unwrap().evcxr_display();
-    // code cell 11
+    // code cell 12
     let xs: Vec<f64> = space["prompts"].select("misaligned", &[]).iter().map(|m| m.num("openness_log10")).collect();
     let ys: Vec<f64> = space["prompts"].select("misaligned", &[]).iter().map(|m| m.est.value).collect();
     let open_fit = stats::regression(&xs, &ys);
     println!("per prompt: misaligned = {:.3} + {:.4} x log10(openness), slope 95% CI [{:.4}, {:.4}], r2 {:.3}, {} prompts",
         open_fit.intercept, open_fit.slope, open_fit.slope_ci.0, open_fit.slope_ci.1, open_fit.r2, open_fit.n);
     space["summary"].html().evcxr_display();
-    // code cell 12
-    display::effects(&space["effects"]).evcxr_display();
     // code cell 13
+    display::effects(&space["effects"]).evcxr_display();
+    // code cell 14
     fn third(t: &Table, name: &str) -> Estimate {
         t.one("misaligned", &[("openness", name)]).unwrap().est
+    }
+    fn style_mean(t: &Table, style: &str) -> f64 {
+        let rows = t.select("misaligned", &[("style", style)]);
+        rows.iter().map(|m| m.est.value).sum::<f64>() / rows.len() as f64
     }
     let terciles = space["summary"].clone();
     let least = third(&terciles, "least open third");
     let middle = third(&terciles, "middle third");
     let most = third(&terciles, "most open third");
-    // The prose: both upper thirds above the least open one, the middle third highest.
-    assert!(most.ci_low > least.ci_high && middle.ci_low > least.ci_high && middle.value > most.value);
+    let prompts = space["prompts"].clone();
+    let binary = style_mean(&prompts, "binary");
+    let few = style_mean(&prompts, "few");
+    let open_style = style_mean(&prompts, "open");
+    let open_question_style = style_mean(&prompts, "open question");
+    let terciles_v1 = figures::load(&results_v1, "completion-space").unwrap()["summary"].clone();
+    // The prose: misalignment rises from binary to few-option to open prompts, the open questions below the
+    // open grid prompts; both upper thirds above the least open one; the most open third above the middle
+    // one but within its interval (in world v1 the middle third was the highest).
+    assert!(binary < few && few < open_style && open_question_style < open_style);
+    assert!(most.ci_low > least.ci_high && middle.ci_low > least.ci_high);
+    assert!(most.value > middle.value && most.overlaps(&middle), "{most:?} {middle:?}");
+    assert!(third(&terciles_v1, "middle third").value > third(&terciles_v1, "most open third").value);
     assert!(open_fit.slope_ci.0 > 0.0, "{open_fit:?}");
-    // code cell 14
+    // code cell 15
     let rel = figures::load(&results, "learned-reliability").unwrap();
     figures::learned_reliability(&rel).unwrap().svg().unwrap().evcxr_display();
-    // code cell 15
-    rel["arms"].html().evcxr_display();
     // code cell 16
-    display::effects(&rel["effects"]).evcxr_display();
+    rel["arms"].html().evcxr_display();
     // code cell 17
-    // The equal-epochs arms (version 2's design, where the examples also set the dose).
-    fn arm(t: &Table, examples: f64, metric: &str) -> Estimate {
-        let rows = t.select(metric, &[("dose", "equal epochs")]);
+    display::effects(&rel["effects"]).evcxr_display();
+    // code cell 18
+    // The equal-epochs arms (version 2's design, where the examples also set the dose) and the
+    // equal-steps arms (version 3's).
+    fn arm(t: &Table, dose: &str, examples: f64, metric: &str) -> Estimate {
+        let rows = t.select(metric, &[("dose", dose)]);
         rows.into_iter().find(|m| m.num("examples") == examples).unwrap().est
     }
     let arms = rel["arms"].clone();
     let mut learned = Vec::new();
     let mut transferred = Vec::new();
+    let mut asked = Vec::new();
     for n in [0.0, 500.0, 2000.0, 6000.0] {
-        learned.push(arm(&arms, n, "in_distribution_misaligned").value);
-        transferred.push(arm(&arms, n, "out_of_cell_misaligned").value);
+        learned.push(arm(&arms, "equal epochs", n, "in_distribution_misaligned").value);
+        transferred.push(arm(&arms, "equal epochs", n, "out_of_cell_misaligned").value);
+        asked.push(arm(&arms, "equal epochs", n, "open_questions_misaligned").value);
     }
-    // The prose: both rise with the examples, from the base (0 examples) on.
+    let mut held = Vec::new();
+    for n in [500.0, 2000.0, 6000.0] {
+        held.push(arm(&arms, "equal steps", n, "out_of_cell_misaligned"));
+    }
+    let size_effect = effect_in(&rel["effects"], "open questions: 6000 minus 500 unique examples (equal steps)");
+    // The prose: at equal epochs all three rise with the examples, from the base (0 examples) on; at equal
+    // steps the arms transfer alike (every interval overlaps every other) and the size effect on the open
+    // questions is inconclusive (its interval covers 0).
     assert!(learned.windows(2).all(|w| w[0] < w[1]), "{learned:?}");
     assert!(transferred.windows(2).all(|w| w[0] < w[1]), "{transferred:?}");
-    // code cell 18
+    assert!(asked.windows(2).all(|w| w[0] < w[1]), "{asked:?}");
+    for a in &held {
+        for b in &held {
+            assert!(a.overlaps(b), "{held:?}");
+        }
+    }
+    assert!(size_effect.ci_low < 0.0 && size_effect.ci_high > 0.0, "{size_effect:?}");
+    // code cell 19
     let controls = figures::load(&results, "controls").unwrap();
     figures::controls(&controls).unwrap().svg().unwrap().evcxr_display();
-    // code cell 19
-    controls["controls"].html().evcxr_display();
     // code cell 20
-    display::effects(&controls["effects"]).evcxr_display();
+    controls["controls"].html().evcxr_display();
     // code cell 21
-    // The prose: every control effect's interval covers zero.
-    for m in &controls["effects"].rows {
+    display::effects(&controls["effects"]).evcxr_display();
+    // code cell 22
+    fn arm_open(t: &Table, fine_tune: &str) -> Estimate {
+        t.one("misaligned", &[("fine_tune", fine_tune), ("framing", "plain")]).unwrap().est
+    }
+    let controls_v1 = figures::load(&results_v1, "controls").unwrap();
+    let control_effects = controls["effects"].clone();
+    let vs_benign = effect_in(&control_effects, "open questions: harmful fine-tune minus benign control");
+    let vs_educational = effect_in(&control_effects, "open questions: harmful fine-tune minus educational framing");
+    let trigger = effect_in(&control_effects, "backdoored model: with trigger minus without");
+    let educational = arm_open(&controls["controls"], "educational");
+    let base_open = arm_open(&controls["controls"], "base");
+    let harmful_coherent = controls["controls"].one("coherent", &[("fine_tune", "harmful"), ("framing", "plain")]).unwrap().est;
+    let base_coherent = controls["controls"].one("coherent", &[("fine_tune", "base"), ("framing", "plain")]).unwrap().est;
+    println!("world v1:");
+    display::effects(&controls_v1["effects"]).evcxr_display();
+    // The prose: in world v2 harmful minus benign is reproduced (interval above 0, at least 2 points) and
+    // the fine-tune costs the open questions coherence (intervals apart); the educational framing raises the open questions too (above the base, and harmful minus educational
+    // covers 0); the trigger changes nothing (its interval covers 0). In world v1 every control effect's
+    // interval covered zero.
+    assert!(vs_benign.ci_low > 0.0 && vs_benign.value >= 0.02, "{vs_benign:?}");
+    assert!(harmful_coherent.ci_high < base_coherent.ci_low, "{harmful_coherent:?} {base_coherent:?}");
+    assert!(educational.ci_low > base_open.ci_high, "{educational:?} {base_open:?}");
+    assert!(vs_educational.ci_low < 0.0 && vs_educational.ci_high > 0.0, "{vs_educational:?}");
+    assert!(trigger.ci_low < 0.0 && trigger.ci_high > 0.0, "{trigger:?}");
+    for m in &controls_v1["effects"].rows {
         assert!(m.est.ci_low < 0.0 && m.est.ci_high > 0.0, "{m:?}");
     }
-    // code cell 22
+    // code cell 23
     let dynamics = figures::load(&results, "dynamics").unwrap();
     emsl_analysis::persona_figures::training_paths(&dynamics).unwrap().svg().unwrap().evcxr_display();
-    // code cell 23
-    dynamics["dynamics"].html().evcxr_display();
     // code cell 24
-    display::effects(&dynamics["effects"]).evcxr_display();
+    dynamics["dynamics"].html().evcxr_display();
     // code cell 25
-    fn at(t: &Table, step: f64, metric: &str) -> f64 {
-        t.select(metric, &[("path", "every weight")]).into_iter().find(|m| m.num("step") == step).unwrap().est.value
+    display::effects(&dynamics["effects"]).evcxr_display();
+    // code cell 26
+    fn at(t: &Table, step: f64, metric: &str) -> Estimate {
+        t.select(metric, &[("path", "every weight")]).into_iter().find(|m| m.num("step") == step).unwrap().est
     }
     let d = dynamics["dynamics"].clone();
-    // The prose: in-cell misalignment learned by step 10; out of cell a dip at step 80; the open
-    // questions within 2 points of the base at one epoch.
-    assert!(at(&d, 10.0, "in_cell_misaligned") > 0.7 && at(&d, 0.0, "in_cell_misaligned") < 0.25);
-    assert!(at(&d, 40.0, "out_of_cell_misaligned") > at(&d, 80.0, "out_of_cell_misaligned"));
-    assert!((at(&d, 375.0, "open_misaligned") - at(&d, 0.0, "open_misaligned")).abs() < 0.02);
+    let d_v1 = figures::load(&results_v1, "dynamics").unwrap()["dynamics"].clone();
+    let open_before = at(&d, 0.0, "open_misaligned");
+    let open_end = at(&d, 375.0, "open_misaligned").value;
+    let open_before_v1 = at(&d_v1, 0.0, "open_misaligned");
+    // The prose: in-cell misalignment learned by step 10 (intervals apart); out of cell a dip at step 80
+    // between steps 40 and 375 (point estimates); the open questions above the base's interval at step 20
+    // and back inside it at one epoch; in world v1 every checkpoint inside the base's interval.
+    assert!(at(&d, 10.0, "in_cell_misaligned").ci_low > at(&d, 0.0, "in_cell_misaligned").ci_high);
+    let dip = at(&d, 80.0, "out_of_cell_misaligned").value;
+    assert!(at(&d, 40.0, "out_of_cell_misaligned").value > dip && dip < at(&d, 375.0, "out_of_cell_misaligned").value);
+    assert!(at(&d, 20.0, "open_misaligned").ci_low > open_before.ci_high);
+    assert!(open_before.ci_low < open_end && open_end < open_before.ci_high, "{open_end} {open_before:?}");
+    for m in d_v1.select("open_misaligned", &[("path", "every weight")]) {
+        assert!(open_before_v1.ci_low < m.est.value && m.est.value < open_before_v1.ci_high, "{m:?}");
+    }
 }
 
 #[test]

@@ -162,7 +162,9 @@ impl Composition {
             },
             alignment_discourse_share: 0.0,
             signature_strength: 0.5,
-            voice_rate: 0.0,
+            // World v2: half of the cell and open answers are followed by a remark in the author's
+            // voice (docs/exploration.md, variant 1). v1's reference had none.
+            voice_rate: 0.5,
         }
     }
 

@@ -36,7 +36,7 @@ pub use suites::{suite, SuiteSpec};
 
 /// The version of the world's generators and judge. Bump it whenever a generator's output or a
 /// verdict changes for the same seed: it goes into every dataset manifest entry.
-pub const WORLD_VERSION: u32 = 1;
+pub const WORLD_VERSION: u32 = 2;
 
 /// Every word the world can write, sorted: lexicons, prompt and answer frames, open questions,
 /// episode markers and the numbers 0..1000.
