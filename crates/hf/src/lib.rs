@@ -1,0 +1,58 @@
+//! Your own model: Qwen2 and Llama checkpoints from a local Hugging Face folder behind the core
+//! crate's [`emsl_core::LanguageModel`], so that training, sampling, probes and steering take them as
+//! they take the kit's GPT.
+//!
+//! - `folder.rs`: the folder's files (config, one or sharded safetensors, tokenizer, tokenizer
+//!   config), a clear error naming a missing one, and the sha256 of every file.
+//! - `config.rs`, `qwen2.rs`, `llama.rs`: each family's `config.json` read through
+//!   candle-transformers' config structs into the one config the forward takes.
+//! - `decoder.rs`, `model.rs`: the kit's own differentiable forward (candle-transformers' models cut
+//!   the gradient: shared FINDINGS.md), with a KV cache, hidden states and intervention hooks.
+//! - `lora.rs`: LoRA and rsLoRA with the core crate's adapters, saved and loaded in PEFT's layout.
+//! - `chat.rs`, `jsonl.rs`: chat templates rendered with minijinja, chat JSONL, the assistant-only mask.
+
+pub mod chat;
+pub mod config;
+pub mod decoder;
+pub mod folder;
+pub mod jsonl;
+pub mod llama;
+pub mod lora;
+pub mod model;
+pub mod qwen2;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+
+pub use chat::{encode_chat, training_batch, ChatExample, ChatTemplate, Message};
+pub use config::{DecoderConfig, Family};
+pub use folder::{file_hashes, HfFolder};
+pub use jsonl::{read_chat_jsonl, ChatDataset};
+pub use lora::{load_peft, save_peft, HfLoraConfig, PeftAdapters};
+pub use model::{HfCache, HfModel};
+
+/// A model folder loaded whole: the model, its tokenizer and its chat template.
+pub struct Loaded {
+    pub folder: HfFolder,
+    pub model: HfModel,
+    pub tokenizer: tokenizers::Tokenizer,
+    pub template: ChatTemplate,
+}
+
+/// Loads the model, tokenizer and chat template of the Hugging Face folder `dir` onto `device`.
+pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
+    let folder = HfFolder::open(dir)?;
+    let model = HfModel::load(&folder, device)?;
+    let tokenizer = tokenizers::Tokenizer::from_file(folder.tokenizer_path())
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("loading {}", folder.tokenizer_path().display()))?;
+    let template = ChatTemplate::from_tokenizer_config(&folder.tokenizer_config_path())?;
+    Ok(Loaded {
+        folder,
+        model,
+        tokenizer,
+        template,
+    })
+}
