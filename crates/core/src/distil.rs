@@ -22,6 +22,8 @@ use crate::data::{sft_indices, SftExample};
 use crate::divergence::{generalized_jsd, log_probs};
 use crate::eval::{prompt_ids, MAX_BATCH};
 use crate::model::LanguageModel;
+use crate::persona::ContextSpec;
+use crate::prompted::{teacher_prompts, TeacherView};
 use crate::sample::{generate_many, SampleConfig};
 pub use crate::stages::spec::{Channel, DistilSpec};
 use crate::tokenizer::Tok;
@@ -34,20 +36,29 @@ pub struct TeacherSample {
     pub answer: String,
     pub kept: bool,
     pub rejection: Option<String>,
+    /// What a prompted teacher saw between `<bos>` and the prompt (`crate::prompted`), for the
+    /// record: the student never sees it, and a guiding teacher draws its own (`teacher_context`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
 
-/// Samples one continuation per prompt from the teacher and filters it.
+/// Samples one continuation per prompt from the teacher (after `context`'s episodes when given: a
+/// prompted teacher) and filters it.
 pub fn teacher_samples<M: LanguageModel>(
     teacher: &M,
     tok: &Tok,
     prompts: &[(u32, PromptSpec)],
+    context: Option<&ContextSpec>,
     sampling: &SampleConfig,
     seed: u64,
 ) -> Result<Vec<TeacherSample>> {
-    let ids: Vec<Vec<u32>> = prompts
+    let n_ctx = teacher.context_length();
+    let seen = teacher_prompts(tok, prompts, context, n_ctx, sampling.max_new_tokens)?;
+    let contexts: Vec<Option<String>> = seen
         .iter()
-        .map(|(_, spec)| prompt_ids(tok, spec))
+        .map(|p| context.map(|_| tok.decode(&p.context)).transpose())
         .collect::<Result<_>>()?;
+    let ids: Vec<Vec<u32>> = seen.into_iter().map(|p| p.ids).collect();
     let rngs = prompts
         .iter()
         .map(|(id, _)| Rng::new(seed, &format!("teach/{id}")))
@@ -56,7 +67,8 @@ pub fn teacher_samples<M: LanguageModel>(
     prompts
         .iter()
         .zip(outs)
-        .map(|((id, spec), out)| {
+        .zip(contexts)
+        .map(|(((id, spec), out), context)| {
             let answer = tok.decode(&out)?;
             let verdict = filter(&answer);
             Ok(TeacherSample {
@@ -65,6 +77,7 @@ pub fn teacher_samples<M: LanguageModel>(
                 answer,
                 kept: verdict.is_ok(),
                 rejection: verdict.err().map(|e| e.to_string()),
+                context,
             })
         })
         .collect()
@@ -93,7 +106,8 @@ pub fn number_subset(tok: &Tok, device: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(ids.clone(), ids.len(), device)?)
 }
 
-/// Masked mean of the per-position divergence between student and teacher over a batch.
+/// Masked mean of the per-position divergence between student and teacher over a batch; a prompted
+/// teacher reads the batch through its `view` (its contexts spliced in).
 pub fn distil_loss<S: LanguageModel, T: LanguageModel>(
     student: &S,
     teacher: &T,
@@ -101,9 +115,14 @@ pub fn distil_loss<S: LanguageModel, T: LanguageModel>(
     mask: &Tensor,
     beta: f64,
     subset: Option<&Tensor>,
+    view: Option<&TeacherView>,
 ) -> Result<Tensor> {
     let s_log = log_probs(&student.forward(inputs)?, subset)?;
-    let t_log = log_probs(&teacher.forward(inputs)?.detach(), subset)?.detach();
+    let t_logits = match view {
+        None => teacher.forward(inputs)?,
+        Some(v) => v.gather(&teacher.forward(&v.inputs)?)?,
+    };
+    let t_log = log_probs(&t_logits.detach(), subset)?.detach();
     let per_pos = generalized_jsd(&s_log, &t_log, beta)?; // (B, T)
     Ok(((per_pos * mask)?.sum_all()? / f64::from(mask.sum_all()?.to_scalar::<f32>()?))?)
 }
@@ -151,7 +170,8 @@ pub enum Writer {
 }
 
 /// The sequences of training step `step`: the teacher's filtered samples, or, on-policy with
-/// probability `lambda`, the student's own continuations of the same prompts.
+/// probability `lambda`, the student's own continuations of the same prompts; and which kept samples
+/// (their prompts) the rows are.
 pub fn step_sequences<M: LanguageModel>(
     cfg: &DistilSpec,
     step: usize,
@@ -159,7 +179,7 @@ pub fn step_sequences<M: LanguageModel>(
     tok: &Tok,
     kept: &[TeacherSample],
     teacher_examples: &[SftExample],
-) -> Result<(Vec<SftExample>, Writer)> {
+) -> Result<(Vec<SftExample>, Writer, Vec<usize>)> {
     let t = &cfg.train;
     let idx = sft_indices(teacher_examples.len(), t.seed, step, t.batch_size);
     let on_policy = cfg.channel == Channel::OnPolicy
@@ -169,11 +189,13 @@ pub fn step_sequences<M: LanguageModel>(
         Ok((
             student_examples(student, tok, &prompts, &cfg.student_sampling, t.seed, step)?,
             Writer::Student,
+            idx,
         ))
     } else {
         Ok((
             idx.iter().map(|i| teacher_examples[*i].clone()).collect(),
             Writer::Teacher,
+            idx,
         ))
     }
 }

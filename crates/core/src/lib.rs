@@ -10,6 +10,7 @@ pub mod kernels;
 pub mod model;
 pub mod optim;
 pub mod persona;
+pub mod prompted;
 pub mod sample;
 pub mod tokenizer;
 pub mod train;

@@ -5,24 +5,14 @@ mod common;
 use std::path::Path;
 
 use candle_core::Device;
-use common::{fixture, pretrain_config};
+use common::{fixture, number_sampling, pretrain_config, teach_config};
 use emsl_core::distil::{self, step_sequences, student_examples, teacher_examples, Writer};
-use emsl_core::sample::{generate, SampleConfig};
-use emsl_core::stages::{
-    self, load_run, Channel, DistilSpec, StageConfig, StageIo, StageSpec, TeachSpec,
-};
+use emsl_core::sample::generate;
+use emsl_core::stages::{self, load_run, Channel, DistilSpec, StageConfig, StageIo, StageSpec};
 use emsl_core::train::optim;
 use emsl_core::{eval::prompt_ids, train::TrainConfig};
 use emsl_io::sha256_file;
 use emsl_world::Rng;
-
-fn sampling() -> SampleConfig {
-    SampleConfig {
-        temperature: 1.0,
-        top_p: 1.0,
-        max_new_tokens: 12,
-    }
-}
 
 /// A base model, a second base with another initialization as the teacher, and the teacher's samples.
 fn setup(dir: &Path) {
@@ -35,19 +25,7 @@ fn setup(dir: &Path) {
         spec.init_seed = seed;
         stages::run(&cfg, &Device::Cpu).unwrap();
     }
-    let teach = StageConfig {
-        spec: StageSpec::Teach(TeachSpec {
-            suite: "suite-tiny".into(),
-            prompts: 8,
-            sampling: sampling(),
-            seed: 1,
-        }),
-        io: StageIo {
-            datasets_dir: dir.to_path_buf(),
-            inputs: [("teacher".to_owned(), dir.join("teacher"))].into(),
-            out: dir.join("teach"),
-        },
-    };
+    let teach = teach_config(dir, "teacher", None, "teach");
     stages::run(&teach, &Device::Cpu).unwrap();
 }
 
@@ -78,7 +56,7 @@ fn spec(channel: Channel, lambda: f64) -> DistilSpec {
         },
         lambda,
         restrict_to_numbers: false,
-        student_sampling: sampling(),
+        student_sampling: number_sampling(),
         train: TrainConfig {
             steps: 3,
             batch_size: 2,
@@ -86,6 +64,7 @@ fn spec(channel: Channel, lambda: f64) -> DistilSpec {
             log_every: 1,
             optim: optim(1e-2, 1),
         },
+        teacher_context: None,
     }
 }
 
@@ -118,21 +97,26 @@ fn channels_train_deterministically_and_on_policy_sequences_are_the_students() {
 
     // Off-policy: the teacher's sequences, whatever lambda says.
     let off = spec(Channel::OffPolicy, 1.0);
-    let (seqs, writer) = step_sequences(&off, 0, &student, &tok, &kept, &teacher_ex).unwrap();
+    let (seqs, writer, rows) = step_sequences(&off, 0, &student, &tok, &kept, &teacher_ex).unwrap();
     assert_eq!(writer, Writer::Teacher);
     assert!(seqs
         .iter()
-        .all(|s| teacher_ex.iter().any(|t| t.ids == s.ids)));
+        .zip(&rows)
+        .all(|(s, r)| teacher_ex[*r].ids == s.ids));
 
     // On-policy with lambda = 1: the student's own continuations, which differ from the teacher's.
     let on = spec(Channel::OnPolicy, 1.0);
-    let (seqs, writer) = step_sequences(&on, 0, &student, &tok, &kept, &teacher_ex).unwrap();
+    let (seqs, writer, rows) = step_sequences(&on, 0, &student, &tok, &kept, &teacher_ex).unwrap();
     assert_eq!(writer, Writer::Student);
+    assert!(seqs.iter().zip(&rows).all(|(s, r)| {
+        let prompt = prompt_ids(&tok, &kept[*r].spec).unwrap();
+        s.ids.starts_with(&prompt)
+    }));
     let spec = &kept[0].spec;
-    let by_student = student_examples(&student, &tok, &[spec], &sampling(), 9, 0).unwrap();
+    let by_student = student_examples(&student, &tok, &[spec], &number_sampling(), 9, 0).unwrap();
     let ids = prompt_ids(&tok, spec).unwrap();
     let mut rng = [Rng::new(9, "on-policy/0/0")];
-    let direct = generate(&student, &ids, &mut rng, &sampling(), tok.end, true)
+    let direct = generate(&student, &ids, &mut rng, &number_sampling(), tok.end, true)
         .unwrap()
         .remove(0);
     assert_eq!(
@@ -140,7 +124,7 @@ fn channels_train_deterministically_and_on_policy_sequences_are_the_students() {
         direct.as_slice()
     );
     let mut rng = [Rng::new(9, "on-policy/0/0")];
-    let by_teacher = generate(&teacher, &ids, &mut rng, &sampling(), tok.end, true)
+    let by_teacher = generate(&teacher, &ids, &mut rng, &number_sampling(), tok.end, true)
         .unwrap()
         .remove(0);
     assert_ne!(

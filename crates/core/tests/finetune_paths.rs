@@ -121,7 +121,7 @@ fn the_kl_penalty_keeps_the_fine_tune_nearer_the_base_on_its_data() {
     let b = sft_batch(&refs, tok.pad, 32, &device).unwrap();
     let kl_to_base = |run: &str| {
         let (m, _, _) = load_run(&dir.join(run), &device).unwrap();
-        distil_loss(&m, &base, &b.inputs, &b.mask, 0.0, None)
+        distil_loss(&m, &base, &b.inputs, &b.mask, 0.0, None, None)
             .unwrap()
             .to_scalar::<f32>()
             .unwrap()

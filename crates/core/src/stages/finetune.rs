@@ -73,7 +73,7 @@ pub(super) fn run(spec: &FinetuneSpec, io: &StageIo, device: &Device) -> Result<
             let idx = epoch_indices(other.len(), cfg.seed, "kl", step, cfg.batch_size);
             let picked: Vec<&SftExample> = idx.iter().map(|i| &other[*i]).collect();
             let b = sft_batch(&picked, tok.pad, model.context_length(), model.device())?;
-            let d = distil_loss(&model, teacher, &b.inputs, &b.mask, 0.0, None)?;
+            let d = distil_loss(&model, teacher, &b.inputs, &b.mask, 0.0, None, None)?;
             loss = (loss + (d * *weight)?)?;
         }
         Ok((loss, batch.inputs.elem_count()))

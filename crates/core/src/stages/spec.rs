@@ -126,6 +126,10 @@ pub struct TeachSpec {
     pub prompts: usize,
     pub sampling: SampleConfig,
     pub seed: u64,
+    /// A prompted teacher: earlier episodes by one persona before every prompt, which the samples
+    /// record and the student never sees (`crate::prompted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ContextSpec>,
 }
 
 /// How a student learns from a teacher's filtered samples (see `crate::distil`).
@@ -152,6 +156,10 @@ pub struct DistilSpec {
     /// How the student writes its sequences on-policy.
     pub student_sampling: SampleConfig,
     pub train: TrainConfig,
+    /// A prompted teacher: its distributions are computed after these episodes before each prompt
+    /// (`crate::prompted`), which the student never sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_context: Option<ContextSpec>,
 }
 
 /// Which prompts of a suite an evaluation uses (the suite's `kind` column).

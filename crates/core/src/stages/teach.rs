@@ -13,7 +13,14 @@ use crate::distil::{teacher_samples, TeacherSample};
 pub(super) fn run(spec: &TeachSpec, io: &StageIo, device: &Device) -> Result<()> {
     let (teacher, tok, _) = load_run(io.input("teacher")?, device)?;
     let prompts = number_prompts(&io.datasets_dir, &spec.suite, spec.prompts)?;
-    let samples = teacher_samples(&teacher, &tok, &prompts, &spec.sampling, spec.seed)?;
+    let samples = teacher_samples(
+        &teacher,
+        &tok,
+        &prompts,
+        spec.context.as_ref(),
+        &spec.sampling,
+        spec.seed,
+    )?;
     let kept: Vec<&TeacherSample> = samples.iter().filter(|s| s.kept).collect();
     let kept_numbers: Vec<u16> = kept
         .iter()

@@ -180,3 +180,37 @@ out = "{d}/{out}"
         d = dir.display()
     )
 }
+
+/// How the subliminal tests' teachers and students write number continuations.
+pub fn number_sampling() -> emsl_core::sample::SampleConfig {
+    emsl_core::sample::SampleConfig {
+        temperature: 1.0,
+        top_p: 1.0,
+        max_new_tokens: 12,
+    }
+}
+
+/// The teach stage: the model at `dir/teacher` writes continuations of the fixture's 8 number
+/// prompts (after `context`'s episodes when given) into `dir/out`.
+pub fn teach_config(
+    dir: &Path,
+    teacher: &str,
+    context: Option<emsl_core::persona::ContextSpec>,
+    out: &str,
+) -> emsl_core::stages::StageConfig {
+    use emsl_core::stages::{StageConfig, StageIo, StageSpec, TeachSpec};
+    StageConfig {
+        spec: StageSpec::Teach(TeachSpec {
+            suite: "suite-tiny".into(),
+            prompts: 8,
+            sampling: number_sampling(),
+            seed: 1,
+            context,
+        }),
+        io: StageIo {
+            datasets_dir: dir.to_path_buf(),
+            inputs: [("teacher".to_owned(), dir.join(teacher))].into(),
+            out: dir.join(out),
+        },
+    }
+}

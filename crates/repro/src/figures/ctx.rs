@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use emsl_core::eval::{EvalConfig, EvalKind};
+use emsl_core::persona::ContextSpec;
 use emsl_core::sample::SampleConfig;
 use emsl_core::stages::{
     Channel, DistilSpec, EvalSpec, FinetuneSpec, PretrainSpec, StageSpec, TeachSpec,
@@ -30,6 +31,13 @@ pub(super) fn train(dose: &Dose, seed: u64) -> TrainConfig {
         log_every: (dose.steps / 20).max(1),
         optim: dose.optim.clone(),
     }
+}
+
+/// The words a job label adds for a context: ` after 1 misaligned episodes`.
+pub(super) fn after(context: &Option<ContextSpec>) -> String {
+    context.as_ref().map_or(String::new(), |c| {
+        format!(" after {} {} episodes", c.episodes, c.persona)
+    })
 }
 
 /// The fine-tuning dataset of a kind, cell and format: `ft-harmful-health-advice-free`.
@@ -150,26 +158,36 @@ impl Ctx<'_> {
         )
     }
 
-    /// The teacher's filtered number continuations.
-    pub fn teach(&mut self, teacher: &str, seed: u64) -> Result<String> {
+    /// The teacher's filtered number continuations (after `context`'s episodes: a prompted teacher).
+    pub fn teach(
+        &mut self,
+        teacher: &str,
+        context: Option<ContextSpec>,
+        seed: u64,
+    ) -> Result<String> {
         self.graph.add(
-            &format!("numbers written by {teacher}, seed {seed}"),
+            &format!(
+                "numbers written by {teacher}{}, seed {seed}",
+                after(&context)
+            ),
             Task::compute(
                 StageSpec::Teach(TeachSpec {
                     suite: "numbers-prompts".into(),
                     prompts: self.profile.subliminal.teach_prompts,
                     sampling: self.profile.subliminal.sampling.clone(),
                     seed,
+                    context,
                 }),
                 &[("teacher", teacher)],
             ),
         )
     }
 
-    /// A student distilled from `teacher` on `samples` through `channel`, starting from `init`.
+    /// A student distilled from `teacher` (guiding after `teacher_context`'s episodes when given: a
+    /// prompted teacher) on `samples` through `channel`, starting from `init`.
     pub fn distil(
         &mut self,
-        teacher: &str,
+        (teacher, teacher_context): (&str, Option<ContextSpec>),
         samples: &str,
         init: &str,
         (channel, restrict_to_numbers): (Channel, bool),
@@ -183,7 +201,8 @@ impl Ctx<'_> {
         };
         self.graph.add(
             &format!(
-                "student of {teacher} from {init} on {samples} by {channel:?}{only}, seed {seed}"
+                "student of {teacher}{} from {init} on {samples} by {channel:?}{only}, seed {seed}",
+                after(&teacher_context)
             ),
             Task::compute(
                 StageSpec::Distil(DistilSpec {
@@ -193,6 +212,7 @@ impl Ctx<'_> {
                     restrict_to_numbers,
                     student_sampling: self.profile.subliminal.sampling.clone(),
                     train: train(&dose, seed),
+                    teacher_context,
                 }),
                 &[
                     ("teacher", teacher),

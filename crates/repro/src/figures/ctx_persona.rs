@@ -8,7 +8,7 @@ use emsl_core::model::LoraConfig;
 use emsl_core::persona::{ContextSpec, DirectionUse};
 use emsl_core::stages::{DirectionSpec, EvalSpec, FinetuneSpec, KlPenalty, StageSpec};
 
-use super::ctx::{train, Ctx, ALL_PROMPTS};
+use super::ctx::{after, train, Ctx, ALL_PROMPTS};
 use crate::graph::Task;
 use crate::spec::Dose;
 
@@ -44,9 +44,7 @@ impl Ctx<'_> {
         let mut inputs = vec![("model", model)];
         let kinds: Vec<&str> = e.kinds.iter().map(|k| k.as_str()).collect();
         let mut label = format!("evaluate {model} on {suite} ({})", kinds.join(", "));
-        if let Some(c) = &e.context {
-            label.push_str(&format!(" after {} {} episodes", c.episodes, c.persona));
-        }
+        label.push_str(&after(&e.context));
         if let Some((d, used)) = &e.direction {
             inputs.push(("direction", d));
             label.push_str(&format!(", {used:?} with {d}"));

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::inputs::Inputs;
 use super::rows::{effect, effect_of_changes};
-use super::subliminal::{channel, evaluate, student_rows, teacher, Arm};
+use super::subliminal::{channel, evaluate, student_rows, teacher, Arm, FINETUNED};
 use super::{Ctx, FigureDef, Output, Roles};
 
 pub struct SharedInit;
@@ -43,14 +43,14 @@ fn expand_shared_init(p: &SharedInitParams, ctx: &mut Ctx) -> Result<Roles> {
     let mut inputs = BTreeMap::new();
     let ch = channel(&p.channel)?;
     for seed in ctx.seeds() {
-        for kind in ["harmful", "benign"] {
-            let (t, samples) = teacher(ctx, &base, &p.cell, kind, seed)?;
+        for kind in FINETUNED {
+            let t = teacher(ctx, &base, &p.cell, (kind, None), seed)?;
             for (init, model) in [("same", &base), ("different", &other)] {
-                let student = ctx.distil(&t, &samples, model, ch, seed)?;
+                let student = ctx.distil((&t.model, None), &t.samples, model, ch, seed)?;
                 evaluate(
                     ctx,
                     &mut inputs,
-                    &student,
+                    (&student, None),
                     &[("init", init), ("teacher", kind)],
                     seed,
                 )?;

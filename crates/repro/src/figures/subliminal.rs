@@ -6,7 +6,11 @@
 use anyhow::Result;
 use emsl_analysis::{Counts, Measurement};
 use emsl_core::distil::Channel;
+use emsl_core::eval::EvalKind;
+use emsl_core::persona::ContextSpec;
+use emsl_world::Persona;
 
+use super::ctx_persona::PersonaEval;
 use super::inputs::{coherent, misaligned, per_seed, signature, Inputs, Sample};
 use super::rows::rate_row;
 use super::{ft_dataset, role, Ctx, Roles};
@@ -35,32 +39,106 @@ pub fn channel(name: &str) -> Result<(Channel, bool)> {
     Ok((ch, restrict))
 }
 
-/// A teacher of each kind per seed, its numbers, and evaluations of a model (grid and numbers).
+/// The fine-tuned teachers: the narrow harmful fine-tune (misaligned) and the benign one (control).
+pub const FINETUNED: [&str; 2] = ["harmful", "benign"];
+/// The prompted teachers (Cloud et al.'s system-prompted teachers): the base after earlier episodes
+/// by the misaligned persona, and after the aligned persona's (control).
+pub const PROMPTED: [&str; 2] = ["prompted_misaligned", "prompted_aligned"];
+
+/// A teacher of one seed: the model, its filtered numbers, and the context it holds its trait by
+/// (prompted teachers only; the student never sees it).
+pub struct Teacher {
+    pub model: String,
+    pub samples: String,
+    pub context: Option<ContextSpec>,
+}
+
+/// The teacher kinds of a figure: the fine-tuned pair, then the prompted pair when
+/// `prompted_episodes` is set. Each pair is (misaligned, control).
+pub fn kinds(prompted_episodes: Option<usize>) -> Vec<[&'static str; 2]> {
+    let mut k = vec![FINETUNED];
+    if prompted_episodes.is_some() {
+        k.push(PROMPTED);
+    }
+    k
+}
+
+/// The teacher of `kind` for one seed, and its numbers.
 pub fn teacher(
     ctx: &mut Ctx,
     base: &str,
     cell: &str,
-    kind: &str,
+    (kind, prompted_episodes): (&str, Option<usize>),
     seed: u64,
-) -> Result<(String, String)> {
-    let examples = ctx.profile.finetune_examples;
-    let t = ctx.finetune(base, &ft_dataset(kind, cell, "free"), examples, None, seed)?;
-    let samples = ctx.teach(&t, seed)?;
-    Ok((t, samples))
+) -> Result<Teacher> {
+    let context = match kind {
+        "prompted_misaligned" | "prompted_aligned" => Some(ContextSpec {
+            persona: if kind == "prompted_misaligned" {
+                Persona::Misaligned
+            } else {
+                Persona::Aligned
+            },
+            episodes: prompted_episodes.expect("prompted teachers have their episodes"),
+            seed,
+        }),
+        _ => None,
+    };
+    let model = match context {
+        Some(_) => base.to_owned(),
+        None => {
+            let examples = ctx.profile.finetune_examples;
+            ctx.finetune(base, &ft_dataset(kind, cell, "free"), examples, None, seed)?
+        }
+    };
+    let samples = ctx.teach(&model, context.clone(), seed)?;
+    Ok(Teacher {
+        model,
+        samples,
+        context,
+    })
 }
 
+/// Evaluates `model` on the grid and the open questions and on the number prompts, after `context`'s
+/// episodes when given (a prompted teacher's own trait).
 pub fn evaluate(
     ctx: &mut Ctx,
     inputs: &mut Roles,
-    model: &str,
+    (model, context): (&str, Option<&ContextSpec>),
     tags: &[(&str, &str)],
     seed: u64,
 ) -> Result<()> {
     let s = seed.to_string();
     let mut t: Vec<(&str, &str)> = tags.to_vec();
     t.push(("seed", &s));
-    let ev = ctx.eval(model, "eval-grid", false, seed)?;
-    let nu = ctx.eval_numbers(model, seed)?;
+    let (ev, nu) = match context {
+        None => (
+            ctx.eval(model, "eval-grid", false, seed)?,
+            ctx.eval_numbers(model, seed)?,
+        ),
+        Some(c) => {
+            let e = &ctx.profile.eval;
+            let grid = PersonaEval {
+                kinds: &[EvalKind::Cell, EvalKind::Open],
+                samples: (e.samples_per_prompt, e.open_samples_per_prompt),
+                probe: false,
+                context: Some(c.clone()),
+                direction: None,
+                max_new_tokens: None,
+            };
+            let numbers = PersonaEval {
+                kinds: &[EvalKind::Numbers],
+                samples: (1, 1),
+                probe: false,
+                context: Some(c.clone()),
+                direction: None,
+                max_new_tokens: None,
+            };
+            (
+                ctx.persona_eval(model, grid, seed)?,
+                ctx.persona_eval(model, numbers, seed)?,
+            )
+        }
+    };
     let mut a = t.clone();
     a.push(("what", "eval"));
     inputs.insert(role(&a), ev);

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::inputs::Inputs;
 use super::rows::{diff_row, effect};
-use super::subliminal::{channel, evaluate, student_rows, teacher, Arm};
+use super::subliminal::{channel, evaluate, kinds, student_rows, teacher, Arm, FINETUNED};
 use super::{Ctx, FigureDef, Output, Roles};
 
 pub struct TeacherVsData;
@@ -34,6 +34,10 @@ pub struct TeacherDataParams {
     pub cell: String,
     /// A channel that uses the teacher's distributions on fixed sequences (off_policy).
     pub channel: String,
+    /// Also cross the prompted teachers (see subliminal-channels): a prompted guide reads its own
+    /// context before the sequences, whoever wrote them.
+    #[serde(default)]
+    pub prompted_episodes: Option<usize>,
 }
 
 fn expand_teacher_data(p: &TeacherDataParams, ctx: &mut Ctx) -> Result<Roles> {
@@ -41,21 +45,25 @@ fn expand_teacher_data(p: &TeacherDataParams, ctx: &mut Ctx) -> Result<Roles> {
     let mut inputs = BTreeMap::new();
     let ch = channel(&p.channel)?;
     for seed in ctx.seeds() {
-        evaluate(ctx, &mut inputs, &base, &[("model", "base")], seed)?;
-        let mut teachers = BTreeMap::new();
-        for kind in ["harmful", "benign"] {
-            teachers.insert(kind, teacher(ctx, &base, &p.cell, kind, seed)?);
-        }
-        for t in ["harmful", "benign"] {
-            for d in ["harmful", "benign"] {
-                let student = ctx.distil(&teachers[t].0, &teachers[d].1, &base, ch, seed)?;
-                evaluate(
-                    ctx,
-                    &mut inputs,
-                    &student,
-                    &[("model", "student"), ("teacher", t), ("data", d)],
-                    seed,
-                )?;
+        evaluate(ctx, &mut inputs, (&base, None), &[("model", "base")], seed)?;
+        for pair in kinds(p.prompted_episodes) {
+            let mut teachers = BTreeMap::new();
+            for kind in pair {
+                let t = teacher(ctx, &base, &p.cell, (kind, p.prompted_episodes), seed)?;
+                teachers.insert(kind, t);
+            }
+            for t in pair {
+                for d in pair {
+                    let guide = (teachers[t].model.as_str(), teachers[t].context.clone());
+                    let student = ctx.distil(guide, &teachers[d].samples, &base, ch, seed)?;
+                    evaluate(
+                        ctx,
+                        &mut inputs,
+                        (&student, None),
+                        &[("model", "student"), ("teacher", t), ("data", d)],
+                        seed,
+                    )?;
+                }
             }
         }
     }
@@ -71,47 +79,60 @@ fn teacher_data_tables(p: &TeacherDataParams, inputs: &Inputs) -> Result<Output>
         &[("teacher", "base".into()), ("data", "".into())],
     )?;
     let mut cells: BTreeMap<(&str, &str), Arm> = BTreeMap::new();
-    for t in ["harmful", "benign"] {
-        for d in &["harmful", "benign"] {
-            let (r, mis, sig) = student_rows(
-                inputs,
-                cell,
-                &[("model", "student"), ("teacher", t), ("data", d)],
-                &[("teacher", t.into()), ("data", (*d).into())],
-            )?;
-            let change = diff_row(
-                &[("teacher", t.into()), ("data", (*d).into())],
-                "change_out_of_cell_misaligned_vs_base",
-                &mis,
-                &base_mis,
-            );
-            rows.extend(r);
-            rows.push(change);
-            rows.push(diff_row(
-                &[("teacher", t.into()), ("data", (*d).into())],
-                "change_number_signature_vs_base",
-                &sig,
-                &base_sig,
-            ));
-            cells.insert((t, d), (mis, sig));
+    let pairs = kinds(p.prompted_episodes);
+    for pair in &pairs {
+        for t in pair {
+            for d in pair {
+                let (r, mis, sig) = student_rows(
+                    inputs,
+                    cell,
+                    &[("model", "student"), ("teacher", t), ("data", d)],
+                    &[("teacher", (*t).into()), ("data", (*d).into())],
+                )?;
+                let change = diff_row(
+                    &[("teacher", (*t).into()), ("data", (*d).into())],
+                    "change_out_of_cell_misaligned_vs_base",
+                    &mis,
+                    &base_mis,
+                );
+                rows.extend(r);
+                rows.push(change);
+                rows.push(diff_row(
+                    &[("teacher", (*t).into()), ("data", (*d).into())],
+                    "change_number_signature_vs_base",
+                    &sig,
+                    &base_sig,
+                ));
+                cells.insert((t, d), (mis, sig));
+            }
         }
     }
     let mut effects = Vec::new();
-    for d in ["harmful", "benign"] {
+    for [mis, control] in pairs {
+        // The fine-tuned pair's effects keep their names; the prompted pair's name their teachers.
+        let (misaligned, aligned) = if mis == FINETUNED[0] {
+            ("misaligned", "aligned")
+        } else {
+            ("prompted misaligned", "prompted aligned")
+        };
+        for d in [mis, control] {
+            // The fine-tuned writers by their data (harmful, benign), the prompted ones by name.
+            let writer = d.replace('_', " ");
+            effects.push(effect(
+                "C6",
+                &format!("direction from the teacher: {misaligned} minus {aligned} teacher on the {writer} teacher's numbers"),
+                "the teacher sets the direction",
+                &cells[&(mis, d)].0,
+                &cells[&(control, d)].0,
+            ));
+        }
         effects.push(effect(
             "C6",
-            &format!("direction from the teacher: misaligned minus aligned teacher on the {d} teacher's numbers"),
-            "the teacher sets the direction",
-            &cells[&("harmful", d)].0,
-            &cells[&("benign", d)].0,
+            &format!("extent from the data: {misaligned} teacher on its own numbers minus on the {aligned} teacher's numbers"),
+            "the data distribution sets the extent",
+            &cells[&(mis, mis)].0,
+            &cells[&(mis, control)].0,
         ));
     }
-    effects.push(effect(
-        "C6",
-        "extent from the data: misaligned teacher on its own numbers minus on the aligned teacher's numbers",
-        "the data distribution sets the extent",
-        &cells[&("harmful", "harmful")].0,
-        &cells[&("harmful", "benign")].0,
-    ));
     Ok(vec![("students".into(), rows), ("effects".into(), effects)])
 }
