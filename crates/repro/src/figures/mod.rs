@@ -24,6 +24,8 @@ mod subliminal_channels;
 mod teacher_vs_data;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_plan;
 mod transfer_grid;
 
 use std::collections::BTreeMap;

@@ -35,25 +35,37 @@ pub struct SharedInitParams {
     pub channel: String,
     /// The initialisation seed of the other base model (the shared one uses the profile's).
     pub other_init_seed: u64,
+    /// The pretraining corpora, each with its own pair of bases and teachers. Cloud's two channels
+    /// apart: on `reference` the misaligned persona's numbers carry a semantic signature that any
+    /// initialisation can learn; on a corpus with `signature_strength = 0` only model-specific
+    /// features can carry the trait.
+    #[serde(default = "reference_only")]
+    pub corpora: Vec<String>,
+}
+
+fn reference_only() -> Vec<String> {
+    vec!["reference".to_owned()]
 }
 
 fn expand_shared_init(p: &SharedInitParams, ctx: &mut Ctx) -> Result<Roles> {
-    let base = ctx.reference_base()?;
-    let other = ctx.base("reference", p.other_init_seed)?;
     let mut inputs = BTreeMap::new();
     let ch = channel(&p.channel)?;
-    for seed in ctx.seeds() {
-        for kind in FINETUNED {
-            let t = teacher(ctx, &base, &p.cell, (kind, None), seed)?;
-            for (init, model) in [("same", &base), ("different", &other)] {
-                let student = ctx.distil((&t.model, None), &t.samples, model, ch, seed)?;
-                evaluate(
-                    ctx,
-                    &mut inputs,
-                    (&student, None),
-                    &[("init", init), ("teacher", kind)],
-                    seed,
-                )?;
+    for corpus in &p.corpora {
+        let base = ctx.base(corpus, ctx.profile.pretrain.init_seed)?;
+        let other = ctx.base(corpus, p.other_init_seed)?;
+        for seed in ctx.seeds() {
+            for kind in FINETUNED {
+                let t = teacher(ctx, &base, &p.cell, (kind, None), seed)?;
+                for (init, model) in [("same", &base), ("different", &other)] {
+                    let student = ctx.distil((&t.model, None), &t.samples, model, ch, seed)?;
+                    evaluate(
+                        ctx,
+                        &mut inputs,
+                        (&student, None),
+                        &[("corpus", corpus), ("init", init), ("teacher", kind)],
+                        seed,
+                    )?;
+                }
             }
         }
     }
@@ -64,39 +76,51 @@ fn shared_init_tables(p: &SharedInitParams, inputs: &Inputs) -> Result<Output> {
     let cell: emsl_world::Cell = p.cell.parse()?;
     let mut rows = Vec::new();
     let mut effects = Vec::new();
-    let mut got: BTreeMap<(&str, &str), Arm> = BTreeMap::new();
-    for kind in ["harmful", "benign"] {
-        for init in &["same", "different"] {
-            let (r, mis, sig) = student_rows(
-                inputs,
-                cell,
-                &[("init", init), ("teacher", kind)],
-                &[("init", (*init).into()), ("teacher", kind.into())],
-            )?;
-            rows.extend(r);
-            got.insert((kind, init), (mis, sig));
+    for corpus in &p.corpora {
+        let mut got: BTreeMap<(&str, &str), Arm> = BTreeMap::new();
+        for kind in FINETUNED {
+            for init in ["same", "different"] {
+                let (r, mis, sig) = student_rows(
+                    inputs,
+                    cell,
+                    &[("corpus", corpus), ("init", init), ("teacher", kind)],
+                    &[
+                        ("corpus", corpus.as_str().into()),
+                        ("init", init.into()),
+                        ("teacher", kind.into()),
+                    ],
+                )?;
+                rows.extend(r);
+                got.insert((kind, init), (mis, sig));
+            }
         }
-    }
-    effects.push(effect(
-        "Cloud",
-        "same initialisation: student out-of-cell misaligned, misaligned minus aligned teacher",
-        "shared initialisation transfers (~10% vs <1%)",
-        &got[&("harmful", "same")].0,
-        &got[&("benign", "same")].0,
-    ));
-    // Cloud's control is that a different initialisation does *not* transfer: the claimed direction of a
-    // comparison is that the same initialisation transfers more than a different one.
-    effects.push(effect_of_changes(
-        (
+        // The reference corpus keeps the effects' names of the figures before `corpora` existed.
+        let on = if corpus == "reference" {
+            String::new()
+        } else {
+            format!(", pretrained on {corpus}")
+        };
+        effects.push(effect(
             "Cloud",
-            "student out-of-cell misaligned, misaligned minus aligned teacher: same minus different initialisation",
-            "a different initialisation does not transfer",
-        ),
-        (&got[&("harmful", "same")].0, &got[&("benign", "same")].0),
-        (
-            &got[&("harmful", "different")].0,
-            &got[&("benign", "different")].0,
-        ),
-    ));
+            &format!("same initialisation: student out-of-cell misaligned, misaligned minus aligned teacher{on}"),
+            "shared initialisation transfers (~10% vs <1%)",
+            &got[&("harmful", "same")].0,
+            &got[&("benign", "same")].0,
+        ));
+        // Cloud's control is that a different initialisation does *not* transfer: the claimed
+        // direction of a comparison is that the same initialisation transfers more than a different one.
+        effects.push(effect_of_changes(
+            (
+                "Cloud",
+                &format!("student out-of-cell misaligned, misaligned minus aligned teacher: same minus different initialisation{on}"),
+                "a different initialisation does not transfer",
+            ),
+            (&got[&("harmful", "same")].0, &got[&("benign", "same")].0),
+            (
+                &got[&("harmful", "different")].0,
+                &got[&("benign", "different")].0,
+            ),
+        ));
+    }
     Ok(vec![("students".into(), rows), ("effects".into(), effects)])
 }
