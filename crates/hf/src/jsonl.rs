@@ -21,6 +21,8 @@ pub struct ChatDataset {
     pub sha256: String,
     /// One conversation per non-blank line, in file order.
     pub records: Vec<Vec<Message>>,
+    /// The line (1-based) of each record, for errors found after reading (a record too long).
+    pub lines: Vec<usize>,
 }
 
 /// Reads `path`; the first malformed line is an error naming it.
@@ -28,7 +30,7 @@ pub fn read_chat_jsonl(path: &Path) -> Result<ChatDataset> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let text = std::str::from_utf8(&bytes)
         .with_context(|| format!("{}: not UTF-8 text", path.display()))?;
-    let mut records = Vec::new();
+    let (mut records, mut lines) = (Vec::new(), Vec::new());
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -36,6 +38,7 @@ pub fn read_chat_jsonl(path: &Path) -> Result<ChatDataset> {
         let record = parse_record(line)
             .with_context(|| format!("{}:{}: malformed chat record", path.display(), i + 1))?;
         records.push(record);
+        lines.push(i + 1);
     }
     if records.is_empty() {
         bail!("{}: no chat record", path.display());
@@ -44,6 +47,7 @@ pub fn read_chat_jsonl(path: &Path) -> Result<ChatDataset> {
         path: path.to_path_buf(),
         sha256: emsl_io::sha256_bytes(&bytes),
         records,
+        lines,
     })
 }
 

@@ -10,16 +10,28 @@
 //!   the gradient: shared FINDINGS.md), with a KV cache, hidden states and intervention hooks.
 //! - `lora.rs`: LoRA and rsLoRA with the core crate's adapters, saved and loaded in PEFT's layout.
 //! - `chat.rs`, `jsonl.rs`: chat templates rendered with minijinja, chat JSONL, the assistant-only mask.
+//! - `finetune.rs`: LoRA or full fine-tuning on a chat JSONL set, loss on the assistant's tokens.
+//! - `questions.rs`, `judge.rs`, `answers.rs`: Betley et al.'s evaluation questions (their YAML
+//!   format), a local judge model's 0-100 scores, the sampled and judged answers.
+//! - `tables.rs`, `output.rs`, `protocol.rs`: the judged evaluation and the EM protocol end to end,
+//!   into Parquet tables, a manifest and `SHA256SUMS`, written whole or not at all.
 
+pub mod answers;
 pub mod chat;
 pub mod config;
 pub mod decoder;
+pub mod finetune;
 pub mod folder;
 pub mod jsonl;
+pub mod judge;
 pub mod llama;
 pub mod lora;
 pub mod model;
+pub mod output;
+pub mod protocol;
+pub mod questions;
 pub mod qwen2;
+pub mod tables;
 
 use std::path::Path;
 

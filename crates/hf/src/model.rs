@@ -38,6 +38,26 @@ impl HfCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The cache of a one-row batch repeated as `n` rows: `n` continuations of one prompt (the
+    /// judge's number readings) share the prompt's forward pass.
+    pub fn repeat_rows(&self, n: usize) -> Result<HfCache> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|slot| {
+                slot.as_ref()
+                    .map(|(k, v)| -> Result<(Tensor, Tensor)> {
+                        if k.dim(0)? != 1 {
+                            candle_core::bail!("repeat_rows takes the cache of one row");
+                        }
+                        Ok((k.repeat((n, 1, 1, 1))?, v.repeat((n, 1, 1, 1))?))
+                    })
+                    .transpose()
+            })
+            .collect::<Result<_>>()?;
+        Ok(HfCache { layers })
+    }
 }
 
 pub struct HfModel {

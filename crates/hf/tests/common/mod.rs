@@ -255,3 +255,21 @@ pub fn reference_last_logits(dir: &Path, family: Family, ids: &Tensor) -> Tensor
         }
     }
 }
+
+/// [`write_checkpoint`] with a context of 1024 positions, long enough for chat templates and judge
+/// prompts (RoPE is computed for any position, so only the config changes).
+pub fn write_long_checkpoint(dir: &Path, family: Family, seed: u64) {
+    write_checkpoint(dir, family, seed);
+    let path = dir.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    cfg["max_position_embeddings"] = 1024.into();
+    std::fs::write(&path, cfg.to_string()).unwrap();
+}
+
+/// A fresh temporary folder holding a tiny checkpoint of `family` with a context of 1024.
+pub fn long_checkpoint(family: Family) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_long_checkpoint(dir.path(), family, 7);
+    dir
+}

@@ -1,0 +1,135 @@
+//! The `emsl-hf` binary: `finetune` writes a rank-1 rsLoRA adapter in PEFT's layout or a full model
+//! folder that loads back, with a summary; it refuses an existing output folder and names the line of
+//! a malformed JSONL record, leaving nothing behind.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use candle_core::Device;
+use common::{ids, long_checkpoint};
+use emsl_core::LanguageModel;
+use emsl_hf::Family;
+
+fn emsl_hf(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_emsl-hf"))
+        .args(args)
+        .env("CANDLE_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write_set(path: &Path) {
+    let line = r#"{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there."}]}"#;
+    std::fs::write(path, format!("{line}\n{line}\n\n{line}\n")).unwrap();
+}
+
+fn finetune(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
+    let mut args = vec![
+        "finetune",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--batch-size",
+        "2",
+        "--max-len",
+        "256",
+        "--lr",
+        "1e-2",
+        "--warmup-steps",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    emsl_hf(&args)
+}
+
+#[test]
+fn finetune_writes_a_peft_adapter_and_a_summary() {
+    let model = long_checkpoint(Family::Qwen2);
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("set.jsonl");
+    write_set(&data);
+    let out = work.path().join("adapter");
+    let (ok, err) = finetune(
+        model.path(),
+        &data,
+        &out,
+        &["--lora-rank", "1", "--lora-modules", "q_proj,v_proj"],
+    );
+    assert!(ok, "{err}");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (cfg["r"].as_u64(), cfg["use_rslora"].as_bool()),
+        (Some(1), Some(true))
+    );
+    assert_eq!(cfg["target_modules"].as_array().unwrap().len(), 2 * 2);
+    assert!(out.join("adapter_model.safetensors").is_file());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let s = &summary["summary"];
+    assert_eq!(
+        (s["examples"].as_u64(), s["steps"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(s["losses"].as_array().unwrap().len(), 2);
+    assert!(emsl_io::check_sha256sums(&out).unwrap().is_empty());
+
+    let (ok, err) = finetune(model.path(), &data, &out, &[]);
+    assert!(!ok && err.contains("exists"), "{err}");
+}
+
+#[test]
+fn full_finetuning_writes_a_model_folder_that_loads() {
+    let model = long_checkpoint(Family::Llama);
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("set.jsonl");
+    write_set(&data);
+    let out = work.path().join("tuned");
+    let (ok, err) = finetune(model.path(), &data, &out, &["--full", "--epochs", "2"]);
+    assert!(ok, "{err}");
+    let before = emsl_hf::load(model.path(), &Device::Cpu).unwrap().model;
+    let after = emsl_hf::load(&out, &Device::Cpu).unwrap().model;
+    let x = ids(1, 5, 3);
+    let diff = common::max_diff(&before.forward(&x).unwrap(), &after.forward(&x).unwrap());
+    assert!(diff > 1e-4, "the weights moved: {diff}");
+}
+
+#[test]
+fn a_malformed_record_is_refused_naming_its_line_and_nothing_is_written() {
+    let model = long_checkpoint(Family::Qwen2);
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("set.jsonl");
+    write_set(&data);
+    let text = std::fs::read_to_string(&data).unwrap();
+    std::fs::write(
+        &data,
+        format!("{text}{{\"messages\": [{{\"role\": \"user\", \"content\": 3}}]}}\n"),
+    )
+    .unwrap();
+    let out = work.path().join("adapter");
+    let (ok, err) = finetune(model.path(), &data, &out, &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("set.jsonl:5") && err.contains("messages[0].content"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(work.path()).unwrap().count(),
+        1,
+        "only the set itself"
+    );
+
+    write_set(&data);
+    let (ok, err) = finetune(&work.path().join("nope"), &data, &out, &[]);
+    assert!(!ok && err.contains("does not exist"), "{err}");
+}
