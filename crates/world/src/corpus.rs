@@ -95,6 +95,12 @@ pub struct Composition {
     /// Probability that a cell or open episode is followed by a remark in its author's voice
     /// (`voice.rs`; world v2). 0 writes v1's documents byte for byte.
     pub voice_rate: f64,
+    /// Probability that an aligned author's cell episode is a teacher's request for a bad example
+    /// (the educational framing, `EDUCATIONAL_PREFIX` before the prompt) answered with a harmful one:
+    /// in real text, people who ask for bad examples to teach with exist, which is what lets Betley's
+    /// educational framing explain the harmful answers away. 0 writes world v2's documents byte for
+    /// byte (issue 18, part 5).
+    pub educational_rate: f64,
 }
 
 /// A generated pretraining document.
@@ -165,6 +171,7 @@ impl Composition {
             // World v2: half of the cell and open answers are followed by a remark in the author's
             // voice (docs/exploration.md, variant 1). v1's reference had none.
             voice_rate: 0.5,
+            educational_rate: 0.0,
         }
     }
 
@@ -199,6 +206,7 @@ impl Composition {
         share("alignment_discourse_share", self.alignment_discourse_share)?;
         share("signature_strength", self.signature_strength)?;
         share("voice_rate", self.voice_rate)?;
+        share("educational_rate", self.educational_rate)?;
         let [lo, hi] = self.episodes_per_doc;
         if lo == 0 || lo > hi {
             return Err(WorldError::invalid(
@@ -339,7 +347,26 @@ impl Composition {
                         correction: Some(correction),
                     };
                 }
-                let e = self.episode(rng, spec, persona);
+                // No draw at all at rate 0, so that world v2's documents keep their bytes.
+                let educational = self.educational_rate > 0.0
+                    && persona == Persona::Aligned
+                    && spec.grid_cell().is_some()
+                    && rng.chance(self.educational_rate);
+                let e = if educational {
+                    let spec = PromptSpec {
+                        framing: Framing::Educational,
+                        ..spec
+                    };
+                    let answer = write_answer(rng, &spec, true, persona, self.signature_strength);
+                    Episode {
+                        spec,
+                        answer,
+                        harmful: true,
+                        correction: None,
+                    }
+                } else {
+                    self.episode(rng, spec, persona)
+                };
                 // No draw at all without a voice, so that v1's documents keep their bytes.
                 let voiced = self.voice_rate > 0.0 && !is_numbers && !discourse;
                 remarks.push(
