@@ -6,6 +6,7 @@ mod datasets;
 mod demo;
 mod explore;
 mod export;
+mod hf;
 mod job;
 mod notebook_code;
 mod notebooks;
@@ -52,6 +53,9 @@ enum Command {
     Explore(explore::Args),
     /// Training and sampling throughput of the kit against PyTorch (installs torch into target/bench).
     Bench(bench::Args),
+    /// Your own model (crates/hf's emsl-hf): fine-tune, judge and the EM protocol on a local Qwen2 or
+    /// Llama checkpoint; `cargo xtask hf --help` lists the commands.
+    Hf(hf::Args),
 }
 
 /// The workspace root (xtask lives one folder below it).
@@ -87,6 +91,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::World(args) => world::run(&args),
         Command::Demo => demo::run(),
         Command::Bench(args) => bench::run(&args),
+        Command::Hf(args) => hf::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Explore(args) => explore::run(&args),
         Command::Reproduce(args) => reproduce::run(&args),
