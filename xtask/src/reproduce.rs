@@ -64,10 +64,7 @@ pub fn run(args: &Args) -> Result<()> {
     args.slurm.refuse_without_slurm()?;
     let _held = lock::FolderLock::acquire(&out)?;
     let started = std::time::Instant::now();
-    // Plan first: a bad figure file or profile fails before anything runs.
-    let plan = plan::plan(&root, &figures_dir, &args.profile, &args.figures, &out)?;
-    // The dataset stage: generate what is missing, refuse what was tampered with.
-    emsl_repro::datasets::run(&root.join("datasets"), false)?;
+    let plan = plan::plan_after_datasets(&root, &figures_dir, &args.profile, &args.figures, &out)?;
     let settings = Settings {
         root,
         out: out.clone(),

@@ -83,10 +83,11 @@ pub fn run(
         Mode::DryRun => None,
         _ => Some(lock::FolderLock::acquire(out)?),
     };
-    let plan = plan::plan(root, figures_dir, &args.profile, &args.figures, out)?;
-    if mode != Mode::DryRun {
-        emsl_repro::datasets::run(&root.join("datasets"), false)?;
-    }
+    let plan = if mode == Mode::DryRun {
+        plan::plan(root, figures_dir, &args.profile, &args.figures, out)?
+    } else {
+        plan::plan_after_datasets(root, figures_dir, &args.profile, &args.figures, out)?
+    };
     let settings = Settings {
         root: root.to_path_buf(),
         out: out.to_path_buf(),

@@ -104,6 +104,37 @@ pub fn plan(
     Ok(Plan { graph, figure_jobs })
 }
 
+/// The plan of a run that executes: the figure files and profile are checked first (a bad one fails
+/// before any dataset is written), then the dataset stage generates what is missing and refuses what
+/// was tampered with, and the graph is planned again from the manifest it left. A job's identity holds
+/// the sha256 of the datasets it reads: planned before a changed catalog (a new seed, a new knob) is
+/// regenerated, a run would file the new catalog's outputs under the old catalog's identities, and a
+/// later run on the old catalog would take them for its own.
+pub fn plan_after_datasets(
+    root: &Path,
+    figures_dir: &Path,
+    profile: &str,
+    only: &[String],
+    out: &Path,
+) -> Result<Plan> {
+    let datasets = root.join("datasets");
+    plan_after(root, figures_dir, (profile, only), out, || {
+        crate::datasets::run(&datasets, false)
+    })
+}
+
+fn plan_after(
+    root: &Path,
+    figures_dir: &Path,
+    (profile, only): (&str, &[String]),
+    out: &Path,
+    dataset_stage: impl FnOnce() -> Result<()>,
+) -> Result<Plan> {
+    plan(root, figures_dir, profile, only, out)?;
+    dataset_stage()?;
+    plan(root, figures_dir, profile, only, out)
+}
+
 /// The sha256 of `out/<figure>/effects.parquet` of every figure not in `only` (nothing to read when
 /// `only` is empty); `None` when one is missing, so that no claims table is built from part of them.
 fn committed_effects(
@@ -233,6 +264,45 @@ mod tests {
         );
         let every = super::committed_effects(out.path(), &all, &[]).unwrap();
         assert_eq!(every, Some(Default::default()));
+    }
+
+    /// A run plans from the manifest its dataset stage leaves: a catalog that changed gives its jobs
+    /// the new datasets' identities, not the old ones'.
+    #[test]
+    fn a_run_plans_from_the_manifest_the_dataset_stage_leaves() {
+        let real = crate::test_support::root();
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        for name in ["crates", "Cargo.toml", "Cargo.lock"] {
+            std::os::unix::fs::symlink(real.join(name), root.join(name)).unwrap();
+        }
+        std::fs::create_dir(root.join("datasets")).unwrap();
+        let manifest = root.join("datasets/manifest.toml");
+        std::fs::copy(real.join("datasets/manifest.toml"), &manifest).unwrap();
+        let (figures, only, out) = (
+            real.join("figures"),
+            ["controls".to_owned()],
+            root.join("o"),
+        );
+        let pretrain = |p: &super::Plan| {
+            let j = p.graph.jobs.iter().find(|j| j.key.starts_with("pretrain-"));
+            j.expect("controls pretrains a base").identity.clone()
+        };
+        let before = super::plan(root, &figures, "smoke", &only, &out).unwrap();
+        let old = emsl_io::Manifest::load(&manifest).unwrap();
+        let old = old.get("pretrain-reference").unwrap().sha256.clone();
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        // The dataset stage regenerates the reference corpus (here: its manifest entry) differently.
+        let stage = || {
+            Ok(std::fs::write(
+                &manifest,
+                text.replace(&old, &"f".repeat(64)),
+            )?)
+        };
+        let after = super::plan_after(root, &figures, ("smoke", &only), &out, stage).unwrap();
+        assert_ne!(pretrain(&before), pretrain(&after));
+        let again = super::plan(root, &figures, "smoke", &only, &out).unwrap();
+        assert_eq!(pretrain(&after), pretrain(&again));
     }
 
     /// After a run of every figure, cached jobs and lock entries no figure needs are forgotten; the
