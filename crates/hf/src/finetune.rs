@@ -137,12 +137,12 @@ pub fn file_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// Writes what `finetune` trained into `dir`: the adapter in PEFT's layout, or every weight as
+/// Writes what `finetune` (or `distil`) trained into `dir`: the adapter in PEFT's layout, or every weight as
 /// `model.safetensors` beside copies of the input folder's config and tokenizer files (a model
 /// folder that loads like the input).
-pub fn save_finetuned(dir: &Path, loaded: &Loaded, cfg: &FinetuneConfig) -> Result<()> {
+pub fn save_finetuned(dir: &Path, loaded: &Loaded, lora: Option<&HfLoraConfig>) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    if let Some(lora) = &cfg.lora {
+    if let Some(lora) = lora {
         return save_peft(dir, &loaded.model, lora);
     }
     let tensors: std::collections::HashMap<String, candle_core::Tensor> = loaded

@@ -11,6 +11,8 @@
 //! - `lora.rs`: LoRA and rsLoRA with the core crate's adapters, saved and loaded in PEFT's layout.
 //! - `chat.rs`, `jsonl.rs`: chat templates rendered with minijinja, chat JSONL, the assistant-only mask.
 //! - `finetune.rs`: LoRA or full fine-tuning on a chat JSONL set, loss on the assistant's tokens.
+//! - `distil.rs`: distillation between two checkpoints sharing a tokenizer (the core crate's SFT,
+//!   off-policy and on-policy channels) on chat prompts.
 //! - `questions.rs`, `judge.rs`, `answers.rs`: Betley et al.'s evaluation questions (their YAML
 //!   format), a local judge model's 0-100 scores, the sampled and judged answers.
 //! - `tables.rs`, `output.rs`, `protocol.rs`: the judged evaluation and the EM protocol end to end,
@@ -20,6 +22,7 @@ pub mod answers;
 pub mod chat;
 pub mod config;
 pub mod decoder;
+pub mod distil;
 pub mod finetune;
 pub mod folder;
 pub mod jsonl;

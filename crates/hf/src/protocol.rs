@@ -218,7 +218,11 @@ pub fn run_em(
         } else {
             "model"
         };
-        save_finetuned(&staged.path().join(arm).join(weights), &tuned, tune)?;
+        save_finetuned(
+            &staged.path().join(arm).join(weights),
+            &tuned,
+            tune.lora.as_ref(),
+        )?;
         write_json(&staged.path().join(arm).join("summary.json"), &summary)?;
         let records = evaluate(&tuned, &judge, &questions, answers)?;
         write_jsonl(&staged.path().join(arm).join("samples.jsonl"), &records)?;

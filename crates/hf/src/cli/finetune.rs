@@ -36,7 +36,7 @@ pub fn run(args: &Args) -> Result<()> {
     emsl_hf::finetune::encode_dataset(&loaded, &data, cfg.max_len)?;
     let staged = Staged::new(&args.out)?;
     let summary = finetune(&mut loaded, &data, &cfg, "finetune")?;
-    save_finetuned(staged.path(), &loaded, &cfg)?;
+    save_finetuned(staged.path(), &loaded, cfg.lora.as_ref())?;
     let record = json!({
         "command": "emsl-hf finetune",
         "model": folder_inputs(&args.model)?,

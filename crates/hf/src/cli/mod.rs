@@ -1,5 +1,6 @@
 //! The subcommands and the options they share.
 
+mod distil;
 mod em;
 mod finetune;
 mod judge;
@@ -36,6 +37,9 @@ enum Command {
     /// The EM protocol end to end: judge the base model, fine-tune on a set and on a control set,
     /// judge both, write the misaligned rates with intervals as Parquet tables with checksums.
     Em(em::Args),
+    /// Distil a teacher into a student that shares its tokenizer, on chat prompts: sft on the
+    /// teacher's answers, off-policy forward KL or JSD(beta), or on-policy GKD (beta, lambda).
+    Distil(distil::Args),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -43,6 +47,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Finetune(args) => finetune::run(&args),
         Command::Judge(args) => judge::run(&args),
         Command::Em(args) => em::run(&args),
+        Command::Distil(args) => distil::run(&args),
     }
 }
 
