@@ -98,8 +98,8 @@ pub fn teacher(
     })
 }
 
-/// Evaluates `model` on the grid and the open questions and on the number prompts, after `context`'s
-/// episodes when given (a prompted teacher's own trait).
+/// Evaluates `model` on the grid and the open questions and on the number prompts; after `context`'s
+/// episodes when given (a prompted teacher's own trait), on the open questions and the number prompts.
 pub fn evaluate(
     ctx: &mut Ctx,
     inputs: &mut Roles,
@@ -117,8 +117,10 @@ pub fn evaluate(
         ),
         Some(c) => {
             let e = &ctx.profile.eval;
+            // The open questions only: with an episode before it, the grid's longest prompts (a
+            // summarization in the JSON format) leave no room for the answer in 128 positions.
             let grid = PersonaEval {
-                kinds: &[EvalKind::Cell, EvalKind::Open],
+                kinds: &[EvalKind::Open],
                 samples: (e.samples_per_prompt, e.open_samples_per_prompt),
                 probe: false,
                 context: Some(c.clone()),
