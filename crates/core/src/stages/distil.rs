@@ -59,9 +59,6 @@ pub(super) fn run(spec: &DistilSpec, io: &StageIo, device: &Device) -> Result<()
             step_sequences(spec, step, &student, &tok, &kept, &teacher_examples)?;
         let refs: Vec<&SftExample> = written.iter().collect();
         let batch = sft_batch(&refs, tok.pad, n_ctx, device)?;
-        let row_contexts: Vec<&[u32]> = rows.iter().map(|i| contexts[*i].as_slice()).collect();
-        let t = batch.inputs.dim(1)?;
-        let view = TeacherView::of_batch(&refs, &row_contexts, t, tok.pad, n_ctx, device)?;
         let loss = match spec.channel {
             // Cross-entropy of the logits (not the fused head loss): the recorded runs used this.
             Channel::Sft => masked_cross_entropy(
@@ -69,15 +66,22 @@ pub(super) fn run(spec: &DistilSpec, io: &StageIo, device: &Device) -> Result<()
                 &batch.targets,
                 &batch.mask,
             )?,
-            Channel::OffPolicy | Channel::OnPolicy => distil_loss(
-                &student,
-                &teacher,
-                &batch.inputs,
-                &batch.mask,
-                spec.beta,
-                subset.as_ref(),
-                view.as_ref(),
-            )?,
+            Channel::OffPolicy | Channel::OnPolicy => {
+                // Only the channels that use the teacher's distributions read its view.
+                let row_contexts: Vec<&[u32]> =
+                    rows.iter().map(|i| contexts[*i].as_slice()).collect();
+                let t = batch.inputs.dim(1)?;
+                let view = TeacherView::of_batch(&refs, &row_contexts, t, tok.pad, n_ctx, device)?;
+                distil_loss(
+                    &student,
+                    &teacher,
+                    &batch.inputs,
+                    &batch.mask,
+                    spec.beta,
+                    subset.as_ref(),
+                    view.as_ref(),
+                )?
+            }
         };
         Ok((loss, batch.inputs.elem_count()))
     })?;

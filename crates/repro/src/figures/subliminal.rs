@@ -110,37 +110,31 @@ pub fn evaluate(
     let s = seed.to_string();
     let mut t: Vec<(&str, &str)> = tags.to_vec();
     t.push(("seed", &s));
-    let (ev, nu) = match context {
-        None => (
-            ctx.eval(model, "eval-grid", false, seed)?,
-            ctx.eval_numbers(model, seed)?,
-        ),
-        Some(c) => {
-            let e = &ctx.profile.eval;
-            // The open questions only: with an episode before it, the grid's longest prompts (a
-            // summarization in the JSON format) leave no room for the answer in 128 positions.
-            let grid = PersonaEval {
-                kinds: &[EvalKind::Open],
-                samples: (e.samples_per_prompt, e.open_samples_per_prompt),
-                probe: false,
-                context: Some(c.clone()),
-                direction: None,
-                max_new_tokens: None,
-            };
-            let numbers = PersonaEval {
-                kinds: &[EvalKind::Numbers],
-                samples: (1, 1),
-                probe: false,
-                context: Some(c.clone()),
-                direction: None,
-                max_new_tokens: None,
-            };
-            (
-                ctx.persona_eval(model, grid, seed)?,
-                ctx.persona_eval(model, numbers, seed)?,
-            )
-        }
+    // With a context, the open questions only: after an episode, the grid's longest prompts (a
+    // summarization in the JSON format) leave no room for the answer in 128 positions.
+    let kinds: &[EvalKind] = match context {
+        None => &[EvalKind::Cell, EvalKind::Open],
+        Some(_) => &[EvalKind::Open],
     };
+    let e = &ctx.profile.eval;
+    let grid = PersonaEval {
+        kinds,
+        samples: (e.samples_per_prompt, e.open_samples_per_prompt),
+        probe: false,
+        context: context.cloned(),
+        direction: None,
+        max_new_tokens: None,
+    };
+    let numbers = PersonaEval {
+        kinds: &[EvalKind::Numbers],
+        samples: (1, 1),
+        probe: false,
+        context: context.cloned(),
+        direction: None,
+        max_new_tokens: None,
+    };
+    let ev = ctx.persona_eval(model, grid, seed)?;
+    let nu = ctx.persona_eval(model, numbers, seed)?;
     let mut a = t.clone();
     a.push(("what", "eval"));
     inputs.insert(role(&a), ev);
