@@ -29,6 +29,30 @@ pub fn plan(
     only: &[String],
     out: &Path,
 ) -> Result<Plan> {
+    let hashes = manifest_hashes(root)?;
+    plan_from(root, figures_dir, (profile, only), out, hashes)
+}
+
+/// The sha256 of every dataset of `root/datasets/manifest.toml`, by name.
+fn manifest_hashes(root: &Path) -> Result<BTreeMap<String, String>> {
+    let manifest = emsl_io::Manifest::load(&root.join("datasets/manifest.toml"))?;
+    Ok(manifest
+        .names()
+        .into_iter()
+        .map(|n| {
+            let sha = manifest.get(&n).expect("listed").sha256.clone();
+            (n, sha)
+        })
+        .collect())
+}
+
+fn plan_from(
+    root: &Path,
+    figures_dir: &Path,
+    (profile, only): (&str, &[String]),
+    out: &Path,
+    hashes: BTreeMap<String, String>,
+) -> Result<Plan> {
     let all = spec::load_figures(figures_dir, profile)?;
     for name in only {
         if !all.iter().any(|f| &f.file.name == name) {
@@ -46,15 +70,6 @@ pub fn plan(
     claims.check(&all, figures_dir)?;
     let previous = claims.take_previous(root, figures_dir, profile, &all)?;
     let prof = spec::load_profile(figures_dir, profile)?;
-    let manifest = emsl_io::Manifest::load(&root.join("datasets/manifest.toml"))?;
-    let hashes = manifest
-        .names()
-        .into_iter()
-        .map(|n| {
-            let sha = manifest.get(&n).expect("listed").sha256.clone();
-            (n, sha)
-        })
-        .collect();
     let mut graph = Graph::new(hashes, CodeVersions::of_sources(root)?);
     let mut figure_jobs = BTreeMap::new();
     for fig in all
@@ -130,7 +145,15 @@ fn plan_after(
     out: &Path,
     dataset_stage: impl FnOnce() -> Result<()>,
 ) -> Result<Plan> {
-    plan(root, figures_dir, profile, only, out)?;
+    // The check: the catalog's datasets that the stage is about to write (a new composition) have no
+    // manifest entry yet; they stand in with a placeholder hash, which no planned job keeps.
+    let mut hashes = manifest_hashes(root)?;
+    for d in crate::catalog::load(&root.join("datasets"))?.1 {
+        hashes
+            .entry(d.name)
+            .or_insert_with(|| "to be generated".to_owned());
+    }
+    plan_from(root, figures_dir, (profile, only), out, hashes)?;
     dataset_stage()?;
     plan(root, figures_dir, profile, only, out)
 }
@@ -276,9 +299,7 @@ mod tests {
         for name in ["crates", "Cargo.toml", "Cargo.lock"] {
             std::os::unix::fs::symlink(real.join(name), root.join(name)).unwrap();
         }
-        std::fs::create_dir(root.join("datasets")).unwrap();
-        let manifest = root.join("datasets/manifest.toml");
-        std::fs::copy(real.join("datasets/manifest.toml"), &manifest).unwrap();
+        let manifest = catalog_in(&real, root);
         let (figures, only, out) = (
             real.join("figures"),
             ["controls".to_owned()],
@@ -303,6 +324,62 @@ mod tests {
         assert_ne!(pretrain(&before), pretrain(&after));
         let again = super::plan(root, &figures, "smoke", &only, &out).unwrap();
         assert_eq!(pretrain(&after), pretrain(&again));
+    }
+
+    /// `root/datasets` with the real catalog and a copy of the real manifest, whose path it returns.
+    fn catalog_in(real: &std::path::Path, root: &std::path::Path) -> std::path::PathBuf {
+        std::fs::create_dir(root.join("datasets")).unwrap();
+        for name in ["datasets.toml", "compositions"] {
+            std::os::unix::fs::symlink(
+                real.join("datasets").join(name),
+                root.join("datasets").join(name),
+            )
+            .unwrap();
+        }
+        let manifest = root.join("datasets/manifest.toml");
+        std::fs::copy(real.join("datasets/manifest.toml"), &manifest).unwrap();
+        manifest
+    }
+
+    /// A dataset the catalog declares and the manifest does not yet hold (a new composition) does not
+    /// stop the check before the dataset stage, which is what writes it (a plan without the stage
+    /// refuses it, naming it).
+    #[test]
+    fn a_dataset_new_to_the_catalog_is_planned_after_the_stage_writes_it() {
+        let real = crate::test_support::root();
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        for name in ["crates", "Cargo.toml", "Cargo.lock"] {
+            std::os::unix::fs::symlink(real.join(name), root.join(name)).unwrap();
+        }
+        let manifest = catalog_in(&real, root);
+        let full = std::fs::read_to_string(&manifest).unwrap();
+        let mut without = emsl_io::Manifest::load(&manifest).unwrap();
+        without.datasets.retain(|e| e.name != "pretrain-reference");
+        without.save(&manifest).unwrap();
+        let (figures, only, out) = (
+            real.join("figures"),
+            ["controls".to_owned()],
+            root.join("o"),
+        );
+        let Err(err) = super::plan(root, &figures, "smoke", &only, &out) else {
+            panic!("a plan without the dataset stage took a dataset the manifest lacks")
+        };
+        assert!(
+            format!("{err:#}").contains("'pretrain-reference'"),
+            "{err:#}"
+        );
+        let stage = || Ok(std::fs::write(&manifest, &full)?);
+        let after = super::plan_after(root, &figures, ("smoke", &only), &out, stage).unwrap();
+        let again = super::plan(root, &figures, "smoke", &only, &out).unwrap();
+        let ids = |p: &super::Plan| {
+            p.graph
+                .jobs
+                .iter()
+                .map(|j| j.identity.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&after), ids(&again));
     }
 
     /// After a run of every figure, cached jobs and lock entries no figure needs are forgotten; the
