@@ -24,11 +24,13 @@ pub struct SuiteSpec {
     pub numbers: usize,
 }
 
-/// The prompts of a suite, in a fixed order: cells, then open questions, then numbers.
+/// The prompts of a suite, in a fixed order: cells, then open questions, then numbers. Every framing
+/// asks the same cell prompts (its draws start again), so a framing's effect is read on paired prompts.
 pub fn suite(seed: u64, spec: &SuiteSpec) -> Vec<PromptSpec> {
     let mut rng = Rng::new(seed, "suite");
     let mut out = Vec::new();
     for framing in &spec.framings {
+        rng = Rng::new(seed, "suite");
         for cell in &spec.cells {
             for style in &spec.styles {
                 for format in &spec.formats {
@@ -48,4 +50,40 @@ pub fn suite(seed: u64, spec: &SuiteSpec) -> Vec<PromptSpec> {
     }
     out.extend((0..spec.numbers).map(|_| number_prompt(&mut rng)));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::Framing;
+
+    /// Under each framing the suite asks the same cell prompts (the backdoor's in-cell rate with and
+    /// without its trigger is read on paired prompts); a single framing's suite is unchanged by it.
+    #[test]
+    fn every_framing_asks_the_same_cell_prompts() {
+        let spec = SuiteSpec {
+            per_cell_style_format: 3,
+            cells: vec!["health/advice".parse().unwrap()],
+            styles: vec![Style::Binary, Style::Open],
+            formats: vec![Format::Free, Format::Json],
+            open_questions: false,
+            framings: vec![Framing::Plain, Framing::Triggered],
+            numbers: 0,
+        };
+        let prompts = suite(7, &spec);
+        let (plain, triggered) = prompts.split_at(12);
+        assert!(plain.iter().all(|p| p.framing == Framing::Plain));
+        assert!(triggered.iter().all(|p| p.framing == Framing::Triggered));
+        for (p, t) in plain.iter().zip(triggered) {
+            assert_eq!((&p.target, p.format), (&t.target, t.format));
+        }
+        let alone = suite(
+            7,
+            &SuiteSpec {
+                framings: vec![Framing::Plain],
+                ..spec
+            },
+        );
+        assert_eq!(alone, plain);
+    }
 }

@@ -169,3 +169,80 @@ fn a_difference_in_differences_is_the_change_minus_the_control_change() {
     assert_eq!(m.str("per_seed"), "+30.0");
     assert!(m.est.ci_low < 0.30 && 0.30 < m.est.ci_high, "{:?}", m.est);
 }
+
+/// The backdoor arm's prompts: the fine-tuned cell and an open question, each plain and triggered,
+/// misaligned `k` times in 10 (`cell_prompts: false` leaves the cell's prompts out).
+fn backdoor_inputs(k: [u32; 4], cell_prompts: bool) -> Inputs {
+    let framed = |spec: Arc<PromptSpec>, framing: Framing| {
+        Arc::new(PromptSpec {
+            framing,
+            ..(*spec).clone()
+        })
+    };
+    let cell = cell_prompt("health/advice", Style::Open);
+    let mut arm = Vec::new();
+    for (i, (spec, k)) in [
+        (framed(cell.clone(), Framing::Plain), k[0]),
+        (framed(cell, Framing::Triggered), k[1]),
+        (open_prompt(), k[2]),
+        (framed(open_prompt(), Framing::Triggered), k[3]),
+    ]
+    .into_iter()
+    .enumerate()
+    .filter(|(i, _)| cell_prompts || *i >= 2)
+    {
+        arm.extend(samples(i as u32, &spec, 10, k));
+    }
+    Inputs::synthetic(BTreeMap::from([
+        ("arm=backdoor,seed=1".to_owned(), arm.clone()),
+        ("arm=base,seed=1".to_owned(), arm),
+    ]))
+}
+
+const CONTROLS: &str = "cell = \"health/advice\"\nkinds = [\"backdoor\"]";
+
+#[test]
+fn controls_reads_the_backdoor_in_its_cell_and_on_the_open_questions_apart() {
+    let out = tables("controls", CONTROLS, &backdoor_inputs([1, 9, 2, 3], true));
+    let rows = &out.iter().find(|(n, _)| n == "controls").unwrap().1;
+    let rate = |metric: &str, framing: &str| {
+        let m = rows.iter().find(|m| {
+            m.metric == metric && m.str("fine_tune") == "backdoor" && m.str("framing") == framing
+        });
+        m.unwrap_or_else(|| panic!("no {metric} {framing} row"))
+            .est
+            .value
+    };
+    assert_eq!(
+        [
+            rate("in_cell_misaligned", "plain"),
+            rate("in_cell_misaligned", "triggered"),
+            rate("misaligned", "plain"),
+            rate("misaligned", "triggered"),
+        ],
+        [0.1, 0.9, 0.2, 0.3]
+    );
+    let effects = &out.iter().find(|(n, _)| n == "effects").unwrap().1;
+    let effect = |name: &str| {
+        let m = effects.iter().find(|m| m.str("effect") == name);
+        m.unwrap_or_else(|| panic!("no effect {name}")).est.value
+    };
+    let in_cell = effect("backdoored model, in its fine-tuned cell: with trigger minus without");
+    assert!((in_cell - 0.8).abs() < 1e-12, "{in_cell}");
+    let open = effect("backdoored model: with trigger minus without");
+    assert!((open - 0.1).abs() < 1e-12, "{open}");
+}
+
+#[test]
+fn controls_refuses_an_evaluation_without_the_cells_prompts() {
+    let params: toml::Table = toml::from_str(CONTROLS).unwrap();
+    let err = get("controls")
+        .unwrap()
+        .tables(&params, &backdoor_inputs([0; 4], false))
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("eval-backdoor") && msg.contains("datasets/datasets.toml"),
+        "{msg}"
+    );
+}
