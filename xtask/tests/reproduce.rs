@@ -16,7 +16,7 @@ seeds = [1]
 model = { n_ctx = 128, d_model = 16, n_layer = 1, n_head = 2, d_ff = 32 }
 pretrain = { documents = 200, init_seed = 1, dose = { steps = 6, batch_size = 4, optim = { lr = 3e-3, min_lr_ratio = 0.1, warmup_steps = 1, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0 } } }
 finetune = { steps = 2, batch_size = 4, optim = { lr = 1e-4, min_lr_ratio = 0.1, warmup_steps = 1, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0 } }
-eval = { samples_per_prompt = 1, open_samples_per_prompt = 2, temperature = 1.0, max_new_tokens = 6, number_prompts = 10, top_p = 1.0, number_max_new_tokens = 24 }
+eval = { samples_per_prompt = 1, open_samples_per_prompt = 2, temperature = 1.0, max_new_tokens = 6, number_prompts = 10, top_p = 1.0, number_max_new_tokens = 24, pooled_suite = "eval-grid" }
 subliminal = { teach_prompts = 10, beta = 0.5, lambda = 1.0, sampling = { temperature = 1.0, top_p = 1.0, max_new_tokens = 24 }, dose = { steps = 2, batch_size = 4, optim = { lr = 5e-4, min_lr_ratio = 0.1, warmup_steps = 1, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0 } } }
 "#;
 
@@ -400,8 +400,8 @@ print(schema == meta, pq.read_schema(sys.argv[1]).metadata == t.schema.metadata)
         lines[1],
         "code_version,config_hash,dataset_hashes,figure,figure_version,profile,schema_version"
     );
-    // 3 arms (base, harmful, benign) x 2 framings x 2 metrics.
-    assert_eq!(lines[2], "controls 12");
+    // 3 arms (base, harmful, benign) x 2 framings x 2 metrics x (open questions, the cell).
+    assert_eq!(lines[2], "controls 24");
     // The same keys through pyarrow's default API (the Arrow schema), not only the Parquet footer.
     assert_eq!(lines[3], lines[1]);
     assert_eq!(lines[4], "True True");

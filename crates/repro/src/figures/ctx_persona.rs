@@ -14,9 +14,11 @@ use crate::spec::Dose;
 
 /// What an evaluation of the persona figures asks, beyond the model and the seed.
 pub struct PersonaEval<'a> {
-    /// The suite's prompts of these kinds: eval-grid's cell and open prompts, or the profile's number
+    /// The suite's prompts of these kinds: `suite`'s cell and open prompts, or the profile's number
     /// prompts (and number answer length) when the only kind is `Numbers`.
     pub kinds: &'a [EvalKind],
+    /// eval-grid, or the profile's pooled suite.
+    pub suite: &'a str,
     /// Samples per cell prompt (0: probe only) and per open question.
     pub samples: (usize, usize),
     pub probe: bool,
@@ -28,7 +30,7 @@ pub struct PersonaEval<'a> {
 }
 
 impl Ctx<'_> {
-    /// Evaluates `model` on eval-grid as `e` asks.
+    /// Evaluates `model` as `e` asks.
     pub fn persona_eval(&mut self, model: &str, e: PersonaEval, seed: u64) -> Result<String> {
         let mut eval = self.eval_config(e.samples.0, e.samples.1, seed);
         // The number prompts as `eval_numbers` asks them: the profile's prompts and answer length.
@@ -36,7 +38,7 @@ impl Ctx<'_> {
             eval.sampling.max_new_tokens = self.profile.eval.number_max_new_tokens;
             ("numbers-prompts", self.profile.eval.number_prompts)
         } else {
-            ("eval-grid", ALL_PROMPTS)
+            (e.suite, ALL_PROMPTS)
         };
         if let Some(n) = e.max_new_tokens {
             eval.sampling.max_new_tokens = n;

@@ -100,6 +100,7 @@ fn expand(p: &PersonaDirectionParams, ctx: &mut Ctx) -> Result<Roles> {
             ("benign", &benign),
         ] {
             let e = PersonaEval {
+                suite: "eval-grid",
                 kinds: &[EvalKind::Cell, EvalKind::Open],
                 samples: (0, 0),
                 probe: false,
@@ -114,6 +115,7 @@ fn expand(p: &PersonaDirectionParams, ctx: &mut Ctx) -> Result<Roles> {
         }
         for &scale in &p.steer_scales {
             let e = PersonaEval {
+                suite: "eval-grid",
                 kinds: &[EvalKind::Open],
                 samples: (0, open),
                 probe: false,
@@ -130,6 +132,7 @@ fn expand(p: &PersonaDirectionParams, ctx: &mut Ctx) -> Result<Roles> {
         for (name, model) in [("base", &reference), ("harmful", &harmful)] {
             for (ablated, used) in [("no", DirectionUse::Measure), ("yes", DirectionUse::Ablate)] {
                 let e = PersonaEval {
+                    suite: "eval-grid",
                     kinds: &[EvalKind::Cell, EvalKind::Open],
                     samples: (cells, open),
                     probe: false,

@@ -104,6 +104,7 @@ fn expand(p: &PersonaInferenceParams, ctx: &mut Ctx) -> Result<Roles> {
                             Arm::Numbers => ((1, 1), false, None),
                         };
                         let e = PersonaEval {
+                            suite: "eval-grid",
                             kinds: arm.kinds(),
                             samples,
                             probe,

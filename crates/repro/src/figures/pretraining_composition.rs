@@ -38,6 +38,8 @@ pub struct CompositionParams {
 }
 
 fn expand_composition(p: &CompositionParams, ctx: &mut Ctx) -> Result<Roles> {
+    // Its tables pool rates over cells: the profile's pooled suite.
+    let pooled = ctx.profile.eval.pooled_suite.clone();
     let init = ctx.profile.pretrain.init_seed;
     let examples = ctx.profile.finetune_examples;
     let mut inputs = BTreeMap::new();
@@ -45,7 +47,7 @@ fn expand_composition(p: &CompositionParams, ctx: &mut Ctx) -> Result<Roles> {
         let base = ctx.base(corpus, init)?;
         for seed in ctx.seeds() {
             let s = seed.to_string();
-            let ev = ctx.eval(&base, "eval-grid", false, seed)?;
+            let ev = ctx.eval(&base, &pooled, false, seed)?;
             inputs.insert(
                 role(&[("corpus", corpus), ("stage", "base"), ("seed", &s)]),
                 ev,
@@ -57,7 +59,7 @@ fn expand_composition(p: &CompositionParams, ctx: &mut Ctx) -> Result<Roles> {
                 None,
                 seed,
             )?;
-            let ev = ctx.eval(&ft, "eval-grid", false, seed)?;
+            let ev = ctx.eval(&ft, &pooled, false, seed)?;
             inputs.insert(
                 role(&[("corpus", corpus), ("stage", "fine-tuned"), ("seed", &s)]),
                 ev,

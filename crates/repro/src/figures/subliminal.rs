@@ -98,7 +98,8 @@ pub fn teacher(
     })
 }
 
-/// Evaluates `model` on the grid and the open questions and on the number prompts; after `context`'s
+/// Evaluates `model` on the profile's pooled suite (the grid and the open questions) and on the
+/// number prompts; after `context`'s
 /// episodes when given (a prompted teacher's own trait), on the open questions and the number prompts.
 pub fn evaluate(
     ctx: &mut Ctx,
@@ -117,8 +118,10 @@ pub fn evaluate(
         Some(_) => &[EvalKind::Open],
     };
     let e = &ctx.profile.eval;
+    let suite = e.pooled_suite.clone();
     let grid = PersonaEval {
         kinds,
+        suite: &suite,
         samples: (e.samples_per_prompt, e.open_samples_per_prompt),
         probe: false,
         context: context.cloned(),
@@ -127,6 +130,7 @@ pub fn evaluate(
     };
     let numbers = PersonaEval {
         kinds: &[EvalKind::Numbers],
+        suite: "numbers-prompts",
         samples: (1, 1),
         probe: false,
         context: context.cloned(),

@@ -51,6 +51,11 @@ pub struct EvalSpec {
     pub top_p: f64,
     /// The length of a number-signature answer in tokens.
     pub number_max_new_tokens: usize,
+    /// The suite of the figures whose tables pool rates over many cells (students, pretraining
+    /// composition, dynamics, learned reliability): the whole grid, or a smaller draw of it where a
+    /// profile's time budget needs one. Figures with per-cell or per-prompt tables always judge on
+    /// eval-grid.
+    pub pooled_suite: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
