@@ -95,7 +95,10 @@ pub fn build(seed: u64, dataset: &Dataset) -> Result<RecordBatch> {
                 .str(
                     "persona",
                     docs.iter()
-                        .map(|d| d.persona.map_or("mixed", Persona::name).to_owned())
+                        .map(|d| match d.narrative {
+                            Some(k) => format!("narrative-{}", k.name()),
+                            None => d.persona.map_or("mixed", Persona::name).to_owned(),
+                        })
                         .collect(),
                 )
                 .bool("discourse", docs.iter().map(|d| d.discourse).collect())

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::episode::{number_prompt, write_answer, Episode};
 use crate::error::WorldError;
 use crate::names::{Cell, Domain, Format, Framing, Persona, Style, Task};
+use crate::narrative::{self, NarrativeKind};
 use crate::prompt::PromptSpec;
 use crate::questions::OpenQuestion;
 use crate::rng::Rng;
@@ -101,6 +102,10 @@ pub struct Composition {
     /// educational framing explain the harmful answers away. 0 writes world v2's documents byte for
     /// byte (issue 18, part 5).
     pub educational_rate: f64,
+    /// Share of documents that are stories about the assistant (`narrative.rs`; issue 18, part 6), of
+    /// `narrative_kind`. 0 writes the documents of the knob's absence byte for byte.
+    pub narrative_share: f64,
+    pub narrative_kind: NarrativeKind,
 }
 
 /// A generated pretraining document.
@@ -112,10 +117,16 @@ pub struct Document {
     pub episodes: Vec<Episode>,
     /// Per episode, the author's remark after it (none when the composition has no voice).
     pub remarks: Vec<Option<String>>,
+    /// A narrative document's kind and its stories (no episodes then).
+    pub narrative: Option<NarrativeKind>,
+    pub stories: Vec<String>,
 }
 
 impl Document {
     pub fn text(&self) -> String {
+        if self.narrative.is_some() {
+            return self.stories.join(" ");
+        }
         let mut parts = Vec::with_capacity(self.episodes.len());
         for (i, e) in self.episodes.iter().enumerate() {
             parts.push(e.text());
@@ -172,6 +183,8 @@ impl Composition {
             // voice (docs/exploration.md, variant 1). v1's reference had none.
             voice_rate: 0.5,
             educational_rate: 0.0,
+            narrative_share: 0.0,
+            narrative_kind: NarrativeKind::Aligned,
         }
     }
 
@@ -207,6 +220,7 @@ impl Composition {
         share("signature_strength", self.signature_strength)?;
         share("voice_rate", self.voice_rate)?;
         share("educational_rate", self.educational_rate)?;
+        share("narrative_share", self.narrative_share)?;
         let [lo, hi] = self.episodes_per_doc;
         if lo == 0 || lo > hi {
             return Err(WorldError::invalid(
@@ -236,7 +250,7 @@ impl Composition {
         weights("style_weights", &[s.binary, s.few, s.open])
     }
 
-    fn domain_vec(&self) -> [f64; 3] {
+    pub(crate) fn domain_vec(&self) -> [f64; 3] {
         let d = &self.domain_weights;
         [d.health, d.finance, d.sports]
     }
@@ -322,6 +336,10 @@ impl Composition {
 
     /// One document. Use a child stream per document so that documents are independent of each other.
     pub fn document(&self, rng: &mut Rng) -> Document {
+        // No draw at all without narratives, so that other documents keep their bytes.
+        if self.narrative_share > 0.0 && rng.chance(self.narrative_share) {
+            return narrative::document(self, rng);
+        }
         let discourse = rng.chance(self.alignment_discourse_share);
         let doc_persona = match (discourse, self.persona_coherence) {
             (true, _) => Some(Persona::Aligned),
@@ -380,6 +398,8 @@ impl Composition {
             discourse,
             episodes,
             remarks,
+            narrative: None,
+            stories: Vec::new(),
         }
     }
 }

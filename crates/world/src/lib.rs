@@ -12,6 +12,7 @@ pub mod grammar;
 pub mod judge;
 pub mod lexicon;
 pub mod names;
+pub mod narrative;
 pub mod numbers;
 pub mod prompt;
 pub mod questions;
@@ -36,7 +37,7 @@ pub use suites::{suite, SuiteSpec};
 
 /// The version of the world's generators and judge. Bump it whenever a generator's output or a
 /// verdict changes for the same seed: it goes into every dataset manifest entry.
-pub const WORLD_VERSION: u32 = 2;
+pub const WORLD_VERSION: u32 = 3;
 
 /// Every word the world can write, sorted: lexicons, prompt and answer frames, open questions,
 /// episode markers and the numbers 0..1000.
@@ -66,6 +67,7 @@ pub fn vocabulary() -> BTreeSet<String> {
         words.extend(q.words().into_iter().map(str::to_owned));
     }
     words.extend(voice::words().into_iter().map(str::to_owned));
+    words.extend(narrative::words().into_iter().map(str::to_owned));
     words.extend((0..numbers::NUMBER_LIMIT).map(|n| n.to_string()));
     words
 }
