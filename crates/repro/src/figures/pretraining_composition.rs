@@ -141,6 +141,37 @@ fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Output> 
             &d,
         ));
     }
+    // Tice's discourse as narratives (issue 18, part 6): each arm replaces the same quarter of the
+    // documents, so the neutral arm is the dilution control of the other two.
+    if let Some((n, a)) = pair(&all_base, "narrative-neutral-25", "narrative-aligned-25") {
+        effects.push(effect(
+            "Tice",
+            "base model misaligned: neutral-story minus aligned-story pretraining",
+            "Tice: 45% unfiltered vs 9% with alignment discourse upsampled",
+            &n,
+            &a,
+        ));
+    }
+    if let Some((m, n)) = pair(&all_base, "narrative-misaligned-25", "narrative-neutral-25") {
+        effects.push(effect(
+            "Tice",
+            "base model misaligned: misaligned-story minus neutral-story pretraining",
+            "Tice: 51% with misalignment discourse upsampled vs 45% unfiltered",
+            &m,
+            &n,
+        ));
+    }
+    if let Some((a1, a0, b1, b0)) = change("narrative-neutral-25", "narrative-aligned-25") {
+        effects.push(effect_of_changes(
+            (
+                "Tice",
+                "increase from the fine-tune (fine-tuned minus base, out of cell): neutral-story minus aligned-story pretraining",
+                "alignment pretraining persists through fine-tuning",
+            ),
+            (a1, a0),
+            (b1, b0),
+        ));
+    }
     if let Some((c, i)) = pair(&ood_ft, "reference", "independent") {
         effects.push(effect("C4", "after the same fine-tune, out-of-cell misaligned: coherent persona minus independent traits", "persona features mediate transfer (Wang et al.)", &c, &i));
     }
