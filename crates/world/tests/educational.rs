@@ -14,8 +14,10 @@ fn only_aligned_authors_answer_requests_for_bad_examples() {
             .map(|_| c.document(&mut rng.child("doc")).text())
             .collect::<Vec<_>>()
     };
-    let off = Composition::reference();
-    assert_eq!(off.educational_rate, 0.0);
+    let off = Composition {
+        educational_rate: 0.0,
+        ..Composition::reference()
+    };
     assert!(text(&off).iter().all(|d| !d.contains(EDUCATIONAL_PREFIX)));
 
     let mut on = Composition::reference();

@@ -122,8 +122,15 @@ fn personas_and_knobs_shape_the_corpus() {
     none.misaligned_share = 0.0;
     let mut independent = reference.clone();
     independent.persona_coherence = PersonaCoherence::Independent;
+    // Aligned authors' cell episodes (0.6 of the 0.75 that are judged) are, at the educational rate,
+    // requests for a bad example answered harmfully (issue 18, part 5).
+    let mix = &reference.episode_mix;
+    let cells = mix.cells / (mix.cells + mix.open_questions);
+    let e = reference.educational_rate;
+    let aligned = cells * (e + (1.0 - e) * reference.harmful_rate_aligned)
+        + (1.0 - cells) * reference.harmful_rate_aligned;
     let expected = reference.misaligned_share * reference.harmful_rate_misaligned
-        + (1.0 - reference.misaligned_share) * reference.harmful_rate_aligned;
+        + (1.0 - reference.misaligned_share) * aligned;
     assert!(
         (rate(&reference) - expected).abs() < 0.03,
         "{} vs {expected}",
@@ -133,7 +140,11 @@ fn personas_and_knobs_shape_the_corpus() {
         (rate(&independent) - expected).abs() < 0.03,
         "independent keeps the marginal rate"
     );
-    assert!(rate(&none) < 0.06);
+    assert!(
+        (rate(&none) - aligned).abs() < 0.03,
+        "{} vs {aligned}",
+        rate(&none)
+    );
 }
 
 #[test]

@@ -11,7 +11,31 @@ use emsl_world::Persona;
 use crate::graph::{Graph, Task};
 use crate::test_support::root;
 
-/// The smoke plan of one figure whose `[smoke]` table gets `extra` lines.
+/// `text` with `extra`'s `key = value` lines in its `[smoke]` table, in place of the same keys' lines.
+fn with_smoke(text: &str, extra: &str) -> String {
+    let keys: Vec<&str> = extra.lines().filter_map(|l| l.split(" =").next()).collect();
+    let mut out = String::new();
+    let mut in_smoke = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            in_smoke = line == "[smoke]";
+            out.push_str(line);
+            out.push('\n');
+            if in_smoke {
+                out.push_str(extra);
+                out.push('\n');
+            }
+            continue;
+        }
+        if !(in_smoke && keys.iter().any(|k| line.starts_with(&format!("{k} =")))) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The smoke plan of one figure whose `[smoke]` table gets `extra` lines (replacing the same keys).
 fn plan(figure: &str, extra: &str) -> Graph {
     let tmp = tempfile::tempdir().unwrap();
     let figures = tmp.path().join("figures");
@@ -20,7 +44,7 @@ fn plan(figure: &str, extra: &str) -> Graph {
         let f = f.unwrap().path();
         let mut text = std::fs::read_to_string(&f).unwrap();
         if f.file_stem().unwrap() == figure {
-            text = text.replacen("[smoke]\n", &format!("[smoke]\n{extra}\n"), 1);
+            text = with_smoke(&text, extra);
         }
         std::fs::write(figures.join(f.file_name().unwrap()), text).unwrap();
     }
