@@ -29,4 +29,10 @@ pub fn results_dir() -> std::path::PathBuf {
 pub fn results_v1_dir() -> std::path::PathBuf {
     results_dir().with_file_name("results-v1")
 }
+
+/// The frozen tables of world v2 (`results-v2/`), beside [`results_dir`] as [`results_v1_dir`] is:
+/// the notebooks' world-v2 sections read them, their world-v3 sections read `results/`.
+pub fn results_v2_dir() -> std::path::PathBuf {
+    results_dir().with_file_name("results-v2")
+}
 pub use table::{Measurement, Table, Var};

@@ -9,8 +9,8 @@
 #[rustfmt::skip]
 fn pretraining_composition() {
     // code cell 2
-    use emsl_analysis::{display, figures, persona_figures, results_dir, results_v1_dir, Estimate, Table};
-    let comp = figures::load(&results_dir(), "pretraining-composition").unwrap();
+    use emsl_analysis::{display, figures, persona_figures, results_dir, results_v2_dir, results_v1_dir, Estimate, Table};
+    let comp = figures::load(&results_v2_dir(), "pretraining-composition").unwrap();
     let comp_v1 = figures::load(&results_v1_dir(), "pretraining-composition").unwrap();
     println!("profile: {}", comp["composition"].metadata["profile"]);
     figures::pretraining_composition(&comp).unwrap().svg().unwrap().evcxr_display();
@@ -75,7 +75,7 @@ fn pretraining_composition() {
     let open = "open_questions_misaligned";
     assert!(get(&table, "independent", "fine-tuned", open).overlaps(&get(&table, "independent", "base", open)));
     // code cell 6
-    let inference = figures::load(&results_dir(), "persona-inference").unwrap();
+    let inference = figures::load(&results_v2_dir(), "persona-inference").unwrap();
     let inference_v1 = figures::load(&results_v1_dir(), "persona-inference").unwrap();
     persona_figures::persona_inference(&inference).unwrap().svg().unwrap().evcxr_display();
     display::effects(&inference["effects"]).evcxr_display();
@@ -115,7 +115,7 @@ fn pretraining_composition() {
     assert!(context(&contexts, "base", "2 aligned", "open_misaligned").ci_high < none.ci_low);
     assert!(context(&contexts, "base", "2 misaligned", "open_misaligned").overlaps(&none));
     // code cell 8
-    let direction = figures::load(&results_dir(), "persona-direction").unwrap();
+    let direction = figures::load(&results_v2_dir(), "persona-direction").unwrap();
     let direction_v1 = figures::load(&results_v1_dir(), "persona-direction").unwrap();
     persona_figures::persona_direction(&direction).unwrap().svg().unwrap().evcxr_display();
     direction["layers"].html().evcxr_display();
@@ -181,14 +181,62 @@ fn pretraining_composition() {
     // one of world v1.
     assert!(comp["effects"].select("effect", &[("claim", "C4")]).iter().all(|m| reproduced(&m.est)));
     assert!(!comp_v1["effects"].select("effect", &[("claim", "C4")]).iter().all(|m| reproduced(&m.est)));
+    // code cell 12
+    // World v3 (issue 18): results/.
+    let comp3 = figures::load(&results_dir(), "pretraining-composition").unwrap();
+    println!("profile: {}", comp3["composition"].metadata["profile"]);
+    figures::pretraining_composition(&comp3).unwrap().svg().unwrap().evcxr_display();
+    let table3 = comp3["composition"].clone();
+    let arms = ["reference", "narrative-aligned-25", "narrative-neutral-25", "narrative-misaligned-25"];
+    let mut rows = Vec::new();
+    for c in arms {
+        rows.push(vec![
+            c.to_string(),
+            get(&table3, c, "base", "all_prompts_misaligned").pct(),
+            get(&table3, c, "base", "open_questions_misaligned").pct(),
+            get(&table3, c, "base", "coherent").pct(),
+            get(&table3, c, "fine-tuned", "out_of_cell_misaligned").pct(),
+            get(&table3, c, "fine-tuned", "open_questions_misaligned").pct(),
+            get(&table3, c, "fine-tuned", "coherent").pct(),
+        ]);
+    }
+    display::Html::new(&["corpus", "base: misaligned", "base: open questions", "base: coherent",
+        "fine-tuned: out of cell", "fine-tuned: open questions", "fine-tuned: coherent"], rows).evcxr_display();
+    display::effects(&comp3["effects"]).evcxr_display();
+    // code cell 13
+    let aligned_stories = effect_in(&comp3["effects"], "base model misaligned: neutral-story minus aligned-story pretraining");
+    let misaligned_stories = effect_in(&comp3["effects"], "base model misaligned: misaligned-story minus neutral-story pretraining");
+    // The prose: aligned stories lower the base against neutral ones (reproduced: interval above 0, at
+    // least 2 points); misaligned stories lower it too (interval below 0).
+    assert!(aligned_stories.ci_low > 0.0 && aligned_stories.value >= 0.02, "{aligned_stories:?}");
+    assert!(misaligned_stories.ci_high < 0.0, "{misaligned_stories:?}");
+    // code cell 14
+    let controls3 = figures::load(&results_dir(), "controls").unwrap();
+    let controls2 = figures::load(&results_v2_dir(), "controls").unwrap();
+    fn control(t: &Table, fine_tune: &str, framing: &str, metric: &str) -> Estimate {
+        t.one(metric, &[("fine_tune", fine_tune), ("framing", framing)]).unwrap().est
+    }
+    controls3["controls"].html().evcxr_display();
+    display::effects(&controls3["effects"]).evcxr_display();
+    println!("world v2:");
+    display::effects(&controls2["effects"]).evcxr_display();
+    // code cell 15
+    let educational = effect_in(&controls3["effects"], "open questions: harmful fine-tune minus educational framing");
+    let educational_v2 = effect_in(&controls2["effects"], "open questions: harmful fine-tune minus educational framing");
+    let in_cell = effect_in(&controls3["effects"], "backdoored model, in its fine-tuned cell: with trigger minus without");
+    let open = effect_in(&controls3["effects"], "backdoored model: with trigger minus without");
+    // The prose: the educational control separates in v3 (interval above 0), not in v2 (across 0); the
+    // backdoor acts in its cell (above 0), not on the open questions (across 0).
+    assert!(educational.ci_low > 0.0 && educational_v2.ci_low < 0.0, "{educational:?} {educational_v2:?}");
+    assert!(in_cell.ci_low > 0.0 && open.ci_low < 0.0 && open.ci_high > 0.0, "{in_cell:?} {open:?}");
 }
 
 #[test]
 #[rustfmt::skip]
 fn subliminal() {
     // code cell 2
-    use emsl_analysis::{display, figures, results_dir, results_v1_dir, Estimate, Table};
-    let channels = figures::load(&results_dir(), "subliminal-channels").unwrap();
+    use emsl_analysis::{display, figures, results_dir, results_v2_dir, results_v1_dir, Estimate, Table};
+    let channels = figures::load(&results_v2_dir(), "subliminal-channels").unwrap();
     let channels_v1 = figures::load(&results_v1_dir(), "subliminal-channels").unwrap();
     println!("profile: {}", channels["students"].metadata["profile"]);
     fn get(t: &Table, filters: &[(&str, &str)], metric: &str) -> Estimate {
@@ -269,7 +317,7 @@ fn subliminal() {
     let on_benign = get(&students, &[("model", "student"), ("teacher", "benign"), ("channel", "on_policy")], "coherent");
     assert!(on_harmful.ci_high < on_benign.ci_low, "{on_harmful:?} {on_benign:?}");
     // code cell 9
-    let tvd = figures::load(&results_dir(), "teacher-vs-data").unwrap();
+    let tvd = figures::load(&results_v2_dir(), "teacher-vs-data").unwrap();
     figures::teacher_vs_data(&tvd).unwrap().svg().unwrap().evcxr_display();
     // code cell 10
     tvd["students"].html().evcxr_display();
@@ -302,7 +350,7 @@ fn subliminal() {
         }
     }
     // code cell 13
-    let init = figures::load(&results_dir(), "shared-init").unwrap();
+    let init = figures::load(&results_v2_dir(), "shared-init").unwrap();
     figures::shared_init(&init).unwrap().svg().unwrap().evcxr_display();
     // code cell 14
     init["students"].html().evcxr_display();
@@ -317,14 +365,66 @@ fn subliminal() {
     // below 2 points: not reproduced); the signature reaches the other initialisation (intervals apart).
     assert!(same.ci_low < 0.0 && same.ci_high > 0.0 && same.ci_high < 0.02, "{same:?}");
     assert!(other_harmful.ci_low > other_benign.ci_high, "{other_harmful:?} {other_benign:?}");
+    // code cell 17
+    // World v3 (issue 18): results/.
+    let channels3 = figures::load(&results_dir(), "subliminal-channels").unwrap();
+    let students3 = channels3["students"].clone();
+    println!("profile: {}", students3.metadata["profile"]);
+    figures::subliminal_channels(&channels3).unwrap().svg().unwrap().evcxr_display();
+    let mut rows = Vec::new();
+    for (label, filters) in [
+        ("base", vec![("model", "base")]),
+        ("teacher: harmful fine-tune", vec![("model", "teacher"), ("teacher", "harmful")]),
+        ("teacher: benign fine-tune", vec![("model", "teacher"), ("teacher", "benign")]),
+        ("teacher: base after two misaligned episodes", vec![("model", "teacher"), ("teacher", "prompted_misaligned")]),
+        ("teacher: base after two aligned episodes", vec![("model", "teacher"), ("teacher", "prompted_aligned")]),
+    ] {
+        rows.push(vec![
+            label.to_string(),
+            get(&students3, &filters, "open_questions_misaligned").pct(),
+            get(&students3, &filters, "number_signature").pct(),
+            get(&students3, &filters, "coherent").pct(),
+        ]);
+    }
+    display::Html::new(&["model", "open questions misaligned", "favoured numbers", "coherent"], rows).evcxr_display();
+    students3.html().evcxr_display();
+    display::effects(&channels3["effects"]).evcxr_display();
+    // code cell 18
+    let effects3 = channels3["effects"].clone();
+    let ft = |channel: &str| channel_effect(&effects3, channel, "out-of-cell misaligned");
+    let prompted = |channel: &str| effect_of(&effects3, &format!("{channel} student out-of-cell misaligned: prompted misaligned teacher minus aligned control"));
+    // The prose: off-policy and on-policy reproduced, SFT not (interval across 0); of the prompted pair,
+    // only on-policy above 0.
+    assert!(ft("off_policy").ci_low > 0.0 && ft("on_policy").ci_low > 0.0, "{:?}", ft("off_policy"));
+    assert!(ft("sft").ci_low < 0.0 && ft("sft").ci_high > 0.0, "{:?}", ft("sft"));
+    assert!(prompted("on_policy").ci_low > 0.0, "{:?}", prompted("on_policy"));
+    for c in ["sft", "off_policy", "on_policy_numbers_only"] {
+        assert!(prompted(c).ci_low < 0.0, "{c}: {:?}", prompted(c));
+    }
+    // code cell 19
+    let tvd3 = figures::load(&results_dir(), "teacher-vs-data").unwrap();
+    let init3 = figures::load(&results_dir(), "shared-init").unwrap();
+    display::effects(&tvd3["effects"]).evcxr_display();
+    init3["students"].html().evcxr_display();
+    display::effects(&init3["effects"]).evcxr_display();
+    // code cell 20
+    let tvd3_effects = tvd3["effects"].clone();
+    let d1 = effect_of(&tvd3_effects, "direction from the teacher: misaligned minus aligned teacher on the harmful teacher's numbers");
+    let d2 = effect_of(&tvd3_effects, "direction from the teacher: misaligned minus aligned teacher on the benign teacher's numbers");
+    let extent3 = effect_of(&tvd3_effects, "extent from the data: misaligned teacher on its own numbers minus on the aligned teacher's numbers");
+    let init_gate = effect_of(&init3["effects"], "student out-of-cell misaligned, misaligned minus aligned teacher: same minus different initialisation");
+    // The prose: direction above 0 on both writers' numbers, extent and the initialisation across 0.
+    assert!(d1.ci_low > 0.0 && d2.ci_low > 0.0, "{d1:?} {d2:?}");
+    assert!(extent3.ci_low < 0.0 && extent3.ci_high > 0.0, "{extent3:?}");
+    assert!(init_gate.ci_low < 0.0 && init_gate.ci_high > 0.0, "{init_gate:?}");
 }
 
 #[test]
 #[rustfmt::skip]
 fn transfer() {
     // code cell 2
-    use emsl_analysis::{display, figures, results_dir, results_v1_dir, stats, Estimate, Table};
-    let results = results_dir();
+    use emsl_analysis::{display, figures, results_v2_dir, results_v1_dir, stats, Estimate, Table};
+    let results = results_v2_dir();
     let results_v1 = results_v1_dir();
     let grid = figures::load(&results, "transfer-grid").unwrap();
     let grid_v1 = figures::load(&results_v1, "transfer-grid").unwrap();
