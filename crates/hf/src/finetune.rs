@@ -1,14 +1,16 @@
 //! Fine-tuning a model folder on a chat JSONL set: LoRA (any rank, rsLoRA, chosen modules) or every
 //! weight, with the loss on the assistant's tokens only (the chat template's assistant spans), the
-//! core crate's AdamW and schedule, and a data order drawn from the seed alone. The result is the
+//! core crate's AdamW, the kit's cosine or Betley et al.'s linear schedule, gradients accumulated over
+//! micro-batches as theirs were (2 x 8), and a data order drawn from the seed alone. The result is the
 //! adapter in PEFT's layout, or, for full fine-tuning, a model folder of the same layout as the input.
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use candle_core::backprop::GradStore;
 use emsl_core::data::epoch_indices;
 use emsl_core::optim::{AdamW, OptimConfig};
-use emsl_core::train::{train_with, StepLog, TrainConfig};
+use emsl_core::train::StepLog;
 use emsl_core::LanguageModel;
 use serde::{Deserialize, Serialize};
 
@@ -25,12 +27,47 @@ pub struct FinetuneConfig {
     pub lora: Option<HfLoraConfig>,
     /// Passes over the set; the last step may reach into the next epoch's order to fill its batch.
     pub epochs: usize,
+    /// Examples per micro-batch (one forward and backward pass).
     pub batch_size: usize,
+    /// Micro-batches whose gradients are summed (each loss divided by their number) before one
+    /// optimizer step: a step sees `batch_size * grad_accumulation` examples.
+    pub grad_accumulation: usize,
+    pub schedule: Schedule,
     /// Examples are cut to this many tokens (and to the model's context).
     pub max_len: usize,
     /// Seeds the data order (LoRA's initialisation has the adapter config's seed).
     pub seed: u64,
     pub optim: OptimConfig,
+}
+
+/// How the learning rate moves: the kit's warm-up and cosine (`OptimConfig::lr_at`, to `lr *
+/// min_lr_ratio`), or the linear warm-up and decay to 0 of transformers'
+/// `get_linear_schedule_with_warmup`, which Betley et al.'s open-model fine-tunes used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    Cosine,
+    Linear,
+}
+
+impl Schedule {
+    /// The learning rate of optimizer step `step` (0-based) of `total`.
+    pub fn lr_at(self, optim: &OptimConfig, step: usize, total: usize) -> f64 {
+        match self {
+            Schedule::Cosine => optim.lr_at(step, total),
+            // transformers: step / warmup during warm-up (0 at the first step), then (total - step) /
+            // (total - warmup), never below 0.
+            Schedule::Linear => {
+                let warmup = optim.warmup_steps;
+                let factor = if step < warmup {
+                    step as f64 / warmup.max(1) as f64
+                } else {
+                    (total.saturating_sub(step)) as f64 / total.saturating_sub(warmup).max(1) as f64
+                };
+                optim.lr * factor.max(0.0)
+            }
+        }
+    }
 }
 
 /// What a fine-tune did: its config, data and loss curve (no timings, so that two runs compare).
@@ -86,8 +123,8 @@ pub fn finetune(
     cfg: &FinetuneConfig,
     label: &str,
 ) -> Result<FinetuneSummary> {
-    if cfg.epochs == 0 || cfg.batch_size == 0 {
-        bail!("epochs and batch size must be positive");
+    if cfg.epochs == 0 || cfg.batch_size == 0 || cfg.grad_accumulation == 0 {
+        bail!("epochs, batch size and gradient accumulation must be positive");
     }
     let examples = encode_dataset(loaded, data, cfg.max_len)?;
     if let Some(lora) = &cfg.lora {
@@ -95,25 +132,46 @@ pub fn finetune(
     }
     let model = &loaded.model;
     let n = examples.len();
-    let steps = (cfg.epochs * n).div_ceil(cfg.batch_size);
-    let train = TrainConfig {
-        steps,
-        batch_size: cfg.batch_size,
-        seed: cfg.seed,
-        log_every: 10,
-        optim: cfg.optim.clone(),
-    };
+    let per_step = cfg.batch_size * cfg.grad_accumulation;
+    let steps = (cfg.epochs * n).div_ceil(per_step);
     let mut opt = AdamW::new(cfg.optim.clone(), model.trainable_vars())?;
-    let losses = train_with(&mut opt, &train, label, |step| {
-        let picked: Vec<ChatExample> = epoch_indices(n, cfg.seed, "finetune", step, cfg.batch_size)
-            .into_iter()
-            .map(|i| examples[i].clone())
-            .collect();
-        // Padding is masked, and right padding leaves the real positions' attention unchanged, so the
-        // pad id does not matter.
-        let (x, y, mask) = training_batch(&picked, 0, model.device())?;
-        Ok((model.loss(&x, &y, &mask)?, x.elem_count()))
-    })?;
+    let mut losses = Vec::with_capacity(steps);
+    for step in 0..steps {
+        let mut grads: Option<GradStore> = None;
+        let mut loss_sum = 0.0f32;
+        // The data order is the one of a step of `per_step` examples, cut into micro-batches.
+        let order = epoch_indices(n, cfg.seed, "finetune", step, per_step);
+        for micro in 0..cfg.grad_accumulation {
+            let picked: Vec<ChatExample> = order[micro * cfg.batch_size..][..cfg.batch_size]
+                .iter()
+                .map(|&i| examples[i].clone())
+                .collect();
+            // Padding is masked, and right padding leaves the real positions' attention unchanged,
+            // so the pad id does not matter.
+            let (x, y, mask) = training_batch(&picked, 0, model.device())?;
+            let loss = (model.loss(&x, &y, &mask)? / cfg.grad_accumulation as f64)?;
+            loss_sum += loss.to_scalar::<f32>()?;
+            let g = loss.backward()?;
+            grads = Some(match grads {
+                None => g,
+                Some(sum) => add_grads(sum, &g, model.trainable_vars())?,
+            });
+        }
+        let lr = cfg.schedule.lr_at(&cfg.optim, step, steps);
+        let grad_norm = opt.step(&grads.expect("at least one micro-batch"), lr)?;
+        if step % 10 == 0 || step + 1 == steps {
+            eprintln!(
+                "{label} step {}/{steps} loss {loss_sum:.4} lr {lr:.2e} grad {grad_norm:.3}",
+                step + 1
+            );
+        }
+        losses.push(StepLog {
+            step,
+            loss: loss_sum,
+            lr,
+            grad_norm,
+        });
+    }
     let assistant_tokens = examples
         .iter()
         .map(|e| e.assistant.iter().skip(1).filter(|a| **a).count())
@@ -128,6 +186,25 @@ pub fn finetune(
         trainable_params: model.num_params(),
         losses,
     })
+}
+
+/// `sum` with `g` added, variable by variable (a variable `g` has no gradient for keeps its sum).
+fn add_grads(
+    mut sum: GradStore,
+    g: &GradStore,
+    vars: &[(String, candle_core::Var)],
+) -> Result<GradStore> {
+    for (_, var) in vars {
+        let Some(new) = g.get(var.as_tensor()) else {
+            continue;
+        };
+        let total = match sum.get(var.as_tensor()) {
+            Some(old) => (old + new)?,
+            None => new.clone(),
+        };
+        sum.insert(var.as_tensor(), total);
+    }
+    Ok(sum)
 }
 
 /// A path's last component, as outputs record input files (their folders differ between machines).

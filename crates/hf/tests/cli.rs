@@ -46,6 +46,9 @@ fn finetune(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> (bool, Str
         "1e-2",
         "--warmup-steps",
         "0",
+        // One batch a step, as the counts below expect (the defaults accumulate 8, Betley et al.'s).
+        "--grad-accumulation",
+        "1",
     ];
     args.extend_from_slice(extra);
     emsl_hf(&args)

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::write_long_checkpoint;
 use emsl_hf::answers::AnswerConfig;
-use emsl_hf::finetune::FinetuneConfig;
+use emsl_hf::finetune::{FinetuneConfig, Schedule};
 use emsl_hf::protocol::{run_em, EmInputs, JudgeConfig};
 use emsl_hf::{Family, HfLoraConfig};
 
@@ -106,6 +106,8 @@ impl Setup {
             }),
             epochs: 2,
             batch_size: 2,
+            grad_accumulation: 1,
+            schedule: Schedule::Cosine,
             max_len: 256,
             seed: 5,
             optim: emsl_core::train::optim(1e-2, 0),

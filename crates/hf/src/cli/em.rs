@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use emsl_hf::protocol::{run_em, EmInputs};
 
-use super::{EvalArgs, TrainArgs};
+use super::{EvalArgs, StepArgs, TrainArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,6 +27,8 @@ pub struct Args {
     #[command(flatten)]
     train_args: TrainArgs,
     #[command(flatten)]
+    steps: StepArgs,
+    #[command(flatten)]
     eval: EvalArgs,
 }
 
@@ -41,7 +43,7 @@ pub fn run(args: &Args) -> Result<()> {
     let out = run_em(
         &inputs,
         &args.eval.answers(args.seed),
-        &args.train_args.config(args.seed),
+        &args.steps.apply(args.train_args.config(args.seed)),
         &args.eval.judge(),
         &args.out,
     )?;

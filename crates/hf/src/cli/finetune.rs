@@ -9,7 +9,7 @@ use emsl_hf::output::{folder_inputs, write_json, Staged};
 use emsl_hf::read_chat_jsonl;
 use serde_json::json;
 
-use super::TrainArgs;
+use super::{StepArgs, TrainArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,10 +27,12 @@ pub struct Args {
     seed: u64,
     #[command(flatten)]
     train: TrainArgs,
+    #[command(flatten)]
+    steps: StepArgs,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let cfg = args.train.config(args.seed);
+    let cfg = args.steps.apply(args.train.config(args.seed));
     let data = read_chat_jsonl(&args.data)?;
     let mut loaded = emsl_hf::load(&args.model, &Device::Cpu)?;
     emsl_hf::finetune::encode_dataset(&loaded, &data, cfg.max_len)?;

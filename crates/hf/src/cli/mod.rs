@@ -11,7 +11,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use emsl_core::optim::OptimConfig;
 use emsl_hf::answers::AnswerConfig;
-use emsl_hf::finetune::FinetuneConfig;
+use emsl_hf::finetune::{FinetuneConfig, Schedule};
 use emsl_hf::protocol::JudgeConfig;
 use emsl_hf::HfLoraConfig;
 
@@ -51,9 +51,10 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// How to fine-tune; the defaults are Betley et al.'s open-models config (rsLoRA r 32, alpha 64 on
-/// every linear layer, lr 1e-5, 5 warm-up steps, weight decay 0.01, one epoch) except the batch
-/// (theirs: 2 x 8 accumulated) and the schedule (the kit's cosine, not linear).
+/// How to train; the defaults are Betley et al.'s open-models config (rsLoRA r 32, alpha 64 on every
+/// linear layer, lr 1e-5, 5 warm-up steps, weight decay 0.01, one epoch, batches of 2; `StepArgs`
+/// adds their accumulation over 8 and linear schedule to a fine-tune). The config it gives has one
+/// batch a step and the cosine schedule.
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
     /// Train every weight instead of LoRA adapters.
@@ -73,6 +74,7 @@ pub struct TrainArgs {
     lora_modules: Vec<String>,
     #[arg(long, default_value_t = 1)]
     epochs: usize,
+    /// Examples per batch (per micro-batch where gradients are accumulated).
     #[arg(long, default_value_t = 2)]
     batch_size: usize,
     /// Examples are cut to this many tokens.
@@ -98,6 +100,8 @@ impl TrainArgs {
             }),
             epochs: self.epochs,
             batch_size: self.batch_size,
+            grad_accumulation: 1,
+            schedule: Schedule::Cosine,
             max_len: self.max_len,
             seed,
             optim: OptimConfig {
@@ -110,6 +114,29 @@ impl TrainArgs {
                 eps: 1e-8,
                 grad_clip: 1.0,
             },
+        }
+    }
+}
+
+/// How a fine-tune's optimizer steps are made (fine-tuning only: distillation takes `--steps` of one
+/// batch each, on the kit's cosine schedule); the defaults are Betley et al.'s.
+#[derive(Args, Debug, Clone)]
+pub struct StepArgs {
+    /// Micro-batches of `--batch-size` whose gradients are summed into one optimizer step.
+    #[arg(long, default_value_t = 8)]
+    grad_accumulation: usize,
+    /// linear (warm-up, then decay to 0, as transformers' default) or cosine (the kit's).
+    #[arg(long, value_enum, default_value_t = Schedule::Linear)]
+    schedule: Schedule,
+}
+
+impl StepArgs {
+    /// `tune` with these steps.
+    pub fn apply(&self, tune: FinetuneConfig) -> FinetuneConfig {
+        FinetuneConfig {
+            grad_accumulation: self.grad_accumulation,
+            schedule: self.schedule,
+            ..tune
         }
     }
 }
