@@ -391,15 +391,19 @@ fn subliminal() {
     display::effects(&channels3["effects"]).evcxr_display();
     // code cell 18
     let effects3 = channels3["effects"].clone();
-    let ft = |channel: &str| channel_effect(&effects3, channel, "out-of-cell misaligned");
-    let prompted = |channel: &str| effect_of(&effects3, &format!("{channel} student out-of-cell misaligned: prompted misaligned teacher minus aligned control"));
+    fn prompted(t: &Table, channel: &str) -> Estimate {
+        effect_of(t, &format!("{channel} student out-of-cell misaligned: prompted misaligned teacher minus aligned control"))
+    }
+    let ft_off = channel_effect(&effects3, "off_policy", "out-of-cell misaligned");
+    let ft_on = channel_effect(&effects3, "on_policy", "out-of-cell misaligned");
+    let ft_sft = channel_effect(&effects3, "sft", "out-of-cell misaligned");
     // The prose: off-policy and on-policy reproduced, SFT not (interval across 0); of the prompted pair,
     // only on-policy above 0.
-    assert!(ft("off_policy").ci_low > 0.0 && ft("on_policy").ci_low > 0.0, "{:?}", ft("off_policy"));
-    assert!(ft("sft").ci_low < 0.0 && ft("sft").ci_high > 0.0, "{:?}", ft("sft"));
-    assert!(prompted("on_policy").ci_low > 0.0, "{:?}", prompted("on_policy"));
+    assert!(ft_off.ci_low > 0.0 && ft_on.ci_low > 0.0, "{ft_off:?} {ft_on:?}");
+    assert!(ft_sft.ci_low < 0.0 && ft_sft.ci_high > 0.0, "{ft_sft:?}");
+    assert!(prompted(&effects3, "on_policy").ci_low > 0.0, "{:?}", prompted(&effects3, "on_policy"));
     for c in ["sft", "off_policy", "on_policy_numbers_only"] {
-        assert!(prompted(c).ci_low < 0.0, "{c}: {:?}", prompted(c));
+        assert!(prompted(&effects3, c).ci_low < 0.0, "{c}: {:?}", prompted(&effects3, c));
     }
     // code cell 19
     let tvd3 = figures::load(&results_dir(), "teacher-vs-data").unwrap();
