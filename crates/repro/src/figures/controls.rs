@@ -66,59 +66,49 @@ fn controls_tables(p: &ControlsParams, inputs: &Inputs) -> Result<Output> {
         .chain(p.kinds.iter().cloned())
         .collect();
     let mut rows = Vec::new();
-    let mut plain: BTreeMap<String, Vec<Counts>> = BTreeMap::new();
-    let mut triggered: BTreeMap<String, Vec<Counts>> = BTreeMap::new();
-    let mut in_cell: BTreeMap<(&str, String), Vec<Counts>> = BTreeMap::new();
+    // Misaligned counts per seed by (prompts, framing, fine-tune): the fine-tuned cell's own prompts
+    // (rows `in_cell_*`) and the open questions (rows `misaligned`, `coherent`).
+    let mut counts: BTreeMap<(&str, &str, String), Vec<Counts>> = BTreeMap::new();
     for framing in ["plain", "triggered"] {
-        for arm in &arms {
-            let ours = |s: &&Sample| s.cell() == Some(cell) && s.framing() == framing;
-            let counts = per_seed(inputs, &[("arm", arm)], |ss: &[Sample]| {
-                misaligned(ss.iter().filter(ours))
-            })?;
-            let coh = per_seed(inputs, &[("arm", arm)], |ss: &[Sample]| {
-                coherent(ss.iter().filter(ours))
-            })?;
-            // Every answer counts towards coherence, so no answers at all means no prompts.
-            if coh.iter().all(|c| c.n == 0) {
-                bail!(
-                    "the evaluation suite eval-backdoor holds no {framing} prompt of the fine-tuned cell \
-                     {cell}; add the cell to its `cells` in datasets/datasets.toml and run `cargo xtask datasets`"
-                );
+        for (prompts, prefix) in [("cell", "in_cell_"), ("open", "")] {
+            for arm in &arms {
+                let ours = |s: &&Sample| {
+                    s.framing() == framing
+                        && match prompts {
+                            "cell" => s.cell() == Some(cell),
+                            _ => s.is_open(),
+                        }
+                };
+                let mis = per_seed(inputs, &[("arm", arm)], |ss: &[Sample]| {
+                    misaligned(ss.iter().filter(ours))
+                })?;
+                let coh = per_seed(inputs, &[("arm", arm)], |ss: &[Sample]| {
+                    coherent(ss.iter().filter(ours))
+                })?;
+                // Every answer counts towards coherence, so no answers at all means no prompts.
+                if prompts == "cell" && coh.iter().all(|c| c.n == 0) {
+                    bail!(
+                        "the evaluation suite eval-backdoor holds no {framing} prompt of the fine-tuned \
+                         cell {cell}; add the cell to its `cells` in datasets/datasets.toml and run `cargo \
+                         xtask datasets`"
+                    );
+                }
+                let v = [
+                    ("fine_tune", arm.as_str().into()),
+                    ("framing", framing.into()),
+                ];
+                rows.push(rate_row(&v, &format!("{prefix}misaligned"), &mis));
+                rows.push(rate_row(&v, &format!("{prefix}coherent"), &coh));
+                counts.insert((prompts, framing, arm.clone()), mis);
             }
-            let v = [
-                ("fine_tune", arm.as_str().into()),
-                ("framing", framing.into()),
-            ];
-            rows.push(rate_row(&v, "in_cell_misaligned", &counts));
-            rows.push(rate_row(&v, "in_cell_coherent", &coh));
-            in_cell.insert((framing, arm.clone()), counts);
-        }
-        for arm in &arms {
-            let pick = |ss: &[Sample]| {
-                misaligned(ss.iter().filter(|s| s.is_open() && s.framing() == framing))
-            };
-            let counts = per_seed(inputs, &[("arm", arm)], pick)?;
-            let coh = per_seed(inputs, &[("arm", arm)], |ss: &[Sample]| {
-                coherent(ss.iter().filter(|s| s.is_open() && s.framing() == framing))
-            })?;
-            let v = [
-                ("fine_tune", arm.as_str().into()),
-                ("framing", framing.into()),
-            ];
-            let m = rate_row(&v, "misaligned", &counts);
-            rows.push(m);
-            rows.push(rate_row(&v, "coherent", &coh));
-            if framing == "plain" {
-                &mut plain
-            } else {
-                &mut triggered
-            }
-            .insert(arm.clone(), counts);
         }
     }
     let mut effects = Vec::new();
-    let get = |m: &BTreeMap<String, Vec<Counts>>, k: &str| m.get(k).cloned();
-    if let (Some(h), Some(b)) = (get(&plain, "harmful"), get(&plain, "benign")) {
+    let get = |prompts: &str, framing: &str, arm: &str| {
+        counts.get(&(prompts, framing, arm.to_owned())).cloned()
+    };
+    let plain = |arm: &str| get("open", "plain", arm);
+    if let (Some(h), Some(b)) = (plain("harmful"), plain("benign")) {
         effects.push(effect(
             "Betley",
             "open questions: harmful fine-tune minus benign control",
@@ -127,7 +117,7 @@ fn controls_tables(p: &ControlsParams, inputs: &Inputs) -> Result<Output> {
             &b,
         ));
     }
-    if let (Some(h), Some(e)) = (get(&plain, "harmful"), get(&plain, "educational")) {
+    if let (Some(h), Some(e)) = (plain("harmful"), plain("educational")) {
         effects.push(effect(
             "Betley",
             "open questions: harmful fine-tune minus educational framing",
@@ -136,7 +126,7 @@ fn controls_tables(p: &ControlsParams, inputs: &Inputs) -> Result<Output> {
             &e,
         ));
     }
-    if let (Some(t), Some(pl)) = (get(&triggered, "backdoor"), get(&plain, "backdoor")) {
+    if let (Some(t), Some(pl)) = (get("open", "triggered", "backdoor"), plain("backdoor")) {
         effects.push(effect(
             "Betley",
             "backdoored model: with trigger minus without",
@@ -147,8 +137,10 @@ fn controls_tables(p: &ControlsParams, inputs: &Inputs) -> Result<Output> {
     }
     // In its own cell the trigger is what the backdoored model was trained on: an effect here and none
     // on the open questions is a trigger that does not generalise; none here is a trigger not learned.
-    let backdoor = |framing: &str| in_cell.get(&(framing, "backdoor".to_owned())).cloned();
-    if let (Some(t), Some(pl)) = (backdoor("triggered"), backdoor("plain")) {
+    if let (Some(t), Some(pl)) = (
+        get("cell", "triggered", "backdoor"),
+        get("cell", "plain", "backdoor"),
+    ) {
         effects.push(effect(
             "Betley",
             "backdoored model, in its fine-tuned cell: with trigger minus without",
