@@ -137,6 +137,13 @@ impl Ctx<'_> {
         )
     }
 
+    /// Evaluates `model` on the profile's pooled suite: for figures whose tables pool rates over many
+    /// cells (the quick profile judges them on half the grid).
+    pub fn eval_pooled(&mut self, model: &str, probe: bool, seed: u64) -> Result<String> {
+        let suite = self.profile.eval.pooled_suite.clone();
+        self.eval(model, &suite, probe, seed)
+    }
+
     /// The number signature of `model`: one continuation per number prompt.
     pub fn eval_numbers(&mut self, model: &str, seed: u64) -> Result<String> {
         let mut eval = self.eval_config(1, 1, seed);

@@ -17,7 +17,8 @@ pub struct PersonaEval<'a> {
     /// The suite's prompts of these kinds: `suite`'s cell and open prompts, or the profile's number
     /// prompts (and number answer length) when the only kind is `Numbers`.
     pub kinds: &'a [EvalKind],
-    /// eval-grid, or the profile's pooled suite.
+    /// The suite of the cell and open prompts: eval-grid, or the profile's pooled suite (unused when the
+    /// only kind is `Numbers`, which reads numbers-prompts).
     pub suite: &'a str,
     /// Samples per cell prompt (0: probe only) and per open question.
     pub samples: (usize, usize),

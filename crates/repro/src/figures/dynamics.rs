@@ -88,13 +88,11 @@ fn penalised_cells(p: &DynamicsParams) -> Vec<Cell> {
 }
 
 fn expand_dynamics(p: &DynamicsParams, ctx: &mut Ctx) -> Result<Roles> {
-    // Its tables pool rates over cells: the profile's pooled suite.
-    let pooled = ctx.profile.eval.pooled_suite.clone();
     let base = ctx.reference_base()?;
     let mut inputs = BTreeMap::new();
     for seed in ctx.seeds() {
         let s = seed.to_string();
-        let ev = ctx.eval(&base, &pooled, true, seed)?;
+        let ev = ctx.eval_pooled(&base, true, seed)?;
         inputs.insert(role(&[("step", "0"), ("seed", &s), ("what", "eval")]), ev);
         for path in all_paths(p) {
             for &n in &path.steps {
@@ -111,7 +109,7 @@ fn expand_dynamics(p: &DynamicsParams, ctx: &mut Ctx) -> Result<Roles> {
                     (path.adapter.clone(), path.kl_to_base.clone()),
                     seed,
                 )?;
-                let ev = ctx.eval(&ft, &pooled, true, seed)?;
+                let ev = ctx.eval_pooled(&ft, true, seed)?;
                 let st = n.to_string();
                 let r = |what| {
                     role(&[

@@ -81,14 +81,12 @@ impl ReliabilityParams {
 }
 
 fn expand_reliability(p: &ReliabilityParams, ctx: &mut Ctx) -> Result<BTreeMap<String, String>> {
-    // Its tables pool rates over cells: the profile's pooled suite.
-    let pooled = ctx.profile.eval.pooled_suite.clone();
     let base = ctx.reference_base()?;
     let mut inputs = BTreeMap::new();
     for seed in ctx.seeds() {
         let s = seed.to_string();
         // The base model is the arm with no examples of every design.
-        let ev = ctx.eval(&base, &pooled, false, seed)?;
+        let ev = ctx.eval_pooled(&base, false, seed)?;
         inputs.insert(role(&[("examples", "0"), ("seed", &s)]), ev);
         for &hold in &p.holds {
             for &n in &p.examples {
@@ -103,7 +101,7 @@ fn expand_reliability(p: &ReliabilityParams, ctx: &mut Ctx) -> Result<BTreeMap<S
                     Some(&dose),
                     seed,
                 )?;
-                let ev = ctx.eval(&ft, &pooled, false, seed)?;
+                let ev = ctx.eval_pooled(&ft, false, seed)?;
                 let role_name = role(&[
                     ("dose", hold.label()),
                     ("examples", &n.to_string()),

@@ -38,8 +38,6 @@ pub struct CompositionParams {
 }
 
 fn expand_composition(p: &CompositionParams, ctx: &mut Ctx) -> Result<Roles> {
-    // Its tables pool rates over cells: the profile's pooled suite.
-    let pooled = ctx.profile.eval.pooled_suite.clone();
     let init = ctx.profile.pretrain.init_seed;
     let examples = ctx.profile.finetune_examples;
     let mut inputs = BTreeMap::new();
@@ -47,7 +45,7 @@ fn expand_composition(p: &CompositionParams, ctx: &mut Ctx) -> Result<Roles> {
         let base = ctx.base(corpus, init)?;
         for seed in ctx.seeds() {
             let s = seed.to_string();
-            let ev = ctx.eval(&base, &pooled, false, seed)?;
+            let ev = ctx.eval_pooled(&base, false, seed)?;
             inputs.insert(
                 role(&[("corpus", corpus), ("stage", "base"), ("seed", &s)]),
                 ev,
@@ -59,7 +57,7 @@ fn expand_composition(p: &CompositionParams, ctx: &mut Ctx) -> Result<Roles> {
                 None,
                 seed,
             )?;
-            let ev = ctx.eval(&ft, &pooled, false, seed)?;
+            let ev = ctx.eval_pooled(&ft, false, seed)?;
             inputs.insert(
                 role(&[("corpus", corpus), ("stage", "fine-tuned"), ("seed", &s)]),
                 ev,

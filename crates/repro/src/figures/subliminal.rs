@@ -99,8 +99,8 @@ pub fn teacher(
 }
 
 /// Evaluates `model` on the profile's pooled suite (the grid and the open questions) and on the
-/// number prompts; after `context`'s
-/// episodes when given (a prompted teacher's own trait), on the open questions and the number prompts.
+/// number prompts; after `context`'s episodes when given (a prompted teacher's own trait), on the
+/// open questions and the number prompts.
 pub fn evaluate(
     ctx: &mut Ctx,
     inputs: &mut Roles,
