@@ -293,18 +293,8 @@ mod tests {
     /// the new datasets' identities, not the old ones'.
     #[test]
     fn a_run_plans_from_the_manifest_the_dataset_stage_leaves() {
-        let real = crate::test_support::root();
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, manifest, (figures, only, out)) = scratch_root();
         let root = tmp.path();
-        for name in ["crates", "Cargo.toml", "Cargo.lock"] {
-            std::os::unix::fs::symlink(real.join(name), root.join(name)).unwrap();
-        }
-        let manifest = catalog_in(&real, root);
-        let (figures, only, out) = (
-            real.join("figures"),
-            ["controls".to_owned()],
-            root.join("o"),
-        );
         let pretrain = |p: &super::Plan| {
             let j = p.graph.jobs.iter().find(|j| j.key.starts_with("pretrain-"));
             j.expect("controls pretrains a base").identity.clone()
@@ -326,8 +316,22 @@ mod tests {
         assert_eq!(pretrain(&after), pretrain(&again));
     }
 
-    /// `root/datasets` with the real catalog and a copy of the real manifest, whose path it returns.
-    fn catalog_in(real: &std::path::Path, root: &std::path::Path) -> std::path::PathBuf {
+    /// A scratch project root (removed with the returned folder): the real sources linked in, the real
+    /// catalog under `datasets/` with a copy of the real manifest (its path returned, for the test to
+    /// rewrite), and the arguments of a plan of the controls figure (the real figure files, an output
+    /// folder in the scratch root).
+    #[allow(clippy::type_complexity)]
+    fn scratch_root() -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        (std::path::PathBuf, [String; 1], std::path::PathBuf),
+    ) {
+        let real = crate::test_support::root();
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        for name in ["crates", "Cargo.toml", "Cargo.lock"] {
+            std::os::unix::fs::symlink(real.join(name), root.join(name)).unwrap();
+        }
         std::fs::create_dir(root.join("datasets")).unwrap();
         for name in ["datasets.toml", "compositions"] {
             std::os::unix::fs::symlink(
@@ -338,7 +342,12 @@ mod tests {
         }
         let manifest = root.join("datasets/manifest.toml");
         std::fs::copy(real.join("datasets/manifest.toml"), &manifest).unwrap();
-        manifest
+        let plan_args = (
+            real.join("figures"),
+            ["controls".to_owned()],
+            root.join("o"),
+        );
+        (tmp, manifest, plan_args)
     }
 
     /// A dataset the catalog declares and the manifest does not yet hold (a new composition) does not
@@ -346,22 +355,12 @@ mod tests {
     /// refuses it, naming it).
     #[test]
     fn a_dataset_new_to_the_catalog_is_planned_after_the_stage_writes_it() {
-        let real = crate::test_support::root();
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, manifest, (figures, only, out)) = scratch_root();
         let root = tmp.path();
-        for name in ["crates", "Cargo.toml", "Cargo.lock"] {
-            std::os::unix::fs::symlink(real.join(name), root.join(name)).unwrap();
-        }
-        let manifest = catalog_in(&real, root);
         let full = std::fs::read_to_string(&manifest).unwrap();
         let mut without = emsl_io::Manifest::load(&manifest).unwrap();
         without.datasets.retain(|e| e.name != "pretrain-reference");
         without.save(&manifest).unwrap();
-        let (figures, only, out) = (
-            real.join("figures"),
-            ["controls".to_owned()],
-            root.join("o"),
-        );
         let Err(err) = super::plan(root, &figures, "smoke", &only, &out) else {
             panic!("a plan without the dataset stage took a dataset the manifest lacks")
         };
