@@ -36,6 +36,37 @@ impl OptimConfig {
     }
 }
 
+/// How the learning rate moves over a run: the kit's warm-up and cosine ([`OptimConfig::lr_at`], to
+/// `lr * min_lr_ratio`), or the linear warm-up and decay to 0 of transformers'
+/// `get_linear_schedule_with_warmup`, which Betley et al.'s open-model fine-tunes used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    #[default]
+    Cosine,
+    Linear,
+}
+
+impl Schedule {
+    /// The learning rate of optimizer step `step` (0-based) of `total`.
+    pub fn lr_at(self, optim: &OptimConfig, step: usize, total: usize) -> f64 {
+        match self {
+            Schedule::Cosine => optim.lr_at(step, total),
+            // transformers: step / warmup during warm-up (0 at the first step), then (total - step) /
+            // (total - warmup), never below 0.
+            Schedule::Linear => {
+                let warmup = optim.warmup_steps;
+                let factor = if step < warmup {
+                    step as f64 / warmup.max(1) as f64
+                } else {
+                    (total.saturating_sub(step)) as f64 / total.saturating_sub(warmup).max(1) as f64
+                };
+                optim.lr * factor.max(0.0)
+            }
+        }
+    }
+}
+
 /// AdamW over a fixed, sorted list of parameters. The moments are plain buffers and each step is one
 /// pass over each parameter's memory (gradient in, moments and weights updated in place), rather than
 /// a dozen tensor ops per parameter.
@@ -213,6 +244,11 @@ impl AdamW {
                 .try_for_each(update)?;
         }
         Ok(norm)
+    }
+
+    /// The parameters it updates, sorted by name.
+    pub fn params(&self) -> &[(String, Var)] {
+        &self.params
     }
 
     /// The state to save: `m.<name>` and `v.<name>` tensors; the step goes into metadata.

@@ -4,13 +4,14 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 use anyhow::Result;
-use candle_core::Tensor;
+use candle_core::backprop::GradStore;
+use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{sft_batch, sft_indices, stream_batch, Batch, SftExample, TokenStream};
 use crate::model::LanguageModel;
 pub use crate::model::{masked_cross_entropy, masked_cross_entropy_composed};
-use crate::optim::{AdamW, OptimConfig};
+use crate::optim::{AdamW, OptimConfig, Schedule};
 
 /// How long and on what to train.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +87,36 @@ pub fn train_with(
     label: &str,
     mut loss_at: impl FnMut(usize) -> Result<(Tensor, usize)>,
 ) -> Result<Vec<StepLog>> {
+    let steps = Steps {
+        schedule: Schedule::Cosine,
+        micro_batches: 1,
+    };
+    train_steps(opt, cfg, steps, label, |step, _| loss_at(step))
+}
+
+/// How each optimizer step is made: its learning rate's schedule, and how many micro-batches (each
+/// one forward and backward pass) its gradient sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Steps {
+    pub schedule: Schedule,
+    pub micro_batches: usize,
+}
+
+/// [`train_with`] with gradient accumulation and a choice of schedule: `loss_at(step, micro)` returns
+/// the loss of micro-batch `micro` of `step` and its tokens. Each loss is divided by the number of
+/// micro-batches before its backward pass and the gradients are summed, so a step is the mean over
+/// them, as one batch of them all would be; the logged loss is that mean.
+pub fn train_steps(
+    opt: &mut AdamW,
+    cfg: &TrainConfig,
+    steps: Steps,
+    label: &str,
+    mut loss_at: impl FnMut(usize, usize) -> Result<(Tensor, usize)>,
+) -> Result<Vec<StepLog>> {
+    anyhow::ensure!(
+        steps.micro_batches > 0,
+        "a step needs at least one micro-batch"
+    );
     let total = cfg.steps;
     let start_step = opt.step;
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -105,14 +136,29 @@ pub fn train_with(
     let mut tokens = 0usize;
     let mut logs = Vec::new();
     for step in start_step..total {
-        let (loss, step_tokens) = loss_at(step)?;
-        let grads = loss.backward()?;
-        let lr = cfg.optim.lr_at(step, total);
-        let grad_norm = opt.step(&grads, lr)?;
-        tokens += step_tokens;
+        let mut grads: Option<GradStore> = None;
+        let mut loss = 0f32;
+        for micro in 0..steps.micro_batches {
+            let (l, micro_tokens) = loss_at(step, micro)?;
+            // One micro-batch: the loss as it is (no extra op in the graph).
+            let l = if steps.micro_batches == 1 {
+                l
+            } else {
+                (l / steps.micro_batches as f64)?
+            };
+            let g = l.backward()?;
+            loss += l.to_scalar::<f32>()?;
+            tokens += micro_tokens;
+            grads = Some(match grads {
+                None => g,
+                Some(sum) => add_grads(sum, &g, opt.params())?,
+            });
+        }
+        let lr = steps.schedule.lr_at(&cfg.optim, step, total);
+        let grad_norm = opt.step(&grads.expect("at least one micro-batch"), lr)?;
         let log = StepLog {
             step,
-            loss: loss.to_scalar::<f32>()?,
+            loss,
             lr,
             grad_norm,
         };
@@ -140,6 +186,21 @@ pub fn train_with(
         bar.finish();
     }
     Ok(logs)
+}
+
+/// `sum` with `g` added, variable by variable (a variable `g` has no gradient for keeps its sum).
+fn add_grads(mut sum: GradStore, g: &GradStore, vars: &[(String, Var)]) -> Result<GradStore> {
+    for (_, var) in vars {
+        let Some(new) = g.get(var.as_tensor()) else {
+            continue;
+        };
+        let total = match sum.get(var.as_tensor()) {
+            Some(old) => (old + new)?,
+            None => new.clone(),
+        };
+        sum.insert(var.as_tensor(), total);
+    }
+    Ok(sum)
 }
 
 /// A default-free constructor for tests and examples: every optimizer field named.

@@ -283,9 +283,37 @@ fn head_cross_entropy_matches_candle() {
     check_head_cross_entropy(2, 9, 24, 131, TOL);
 }
 
+/// A frozen weight (read detached, as LoRA's base is) gets no gradient from the linear kernels, and
+/// the input's gradient is the one it gets when the weight trains.
+#[test]
+fn a_frozen_weight_gets_no_gradient() {
+    let x = Var::from_tensor(&randn(&[2, 40, 64], 1.0, 31)).unwrap();
+    let w = randn(&[96, 64], 0.2, 32);
+    let b = randn(&[96], 0.1, 33);
+    let probe = randn(&[2, 40, 96], 1.0, 34);
+    let grads = |w: &Tensor, b: &Tensor| {
+        let out = kernels::linear(x.as_tensor(), w, b).unwrap();
+        (&out * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap()
+    };
+    let frozen = grads(&w, &b);
+    assert!(frozen.get(&w).is_none() && frozen.get(&b).is_none());
+    let (wv, bv) = (Var::from_tensor(&w).unwrap(), Var::from_tensor(&b).unwrap());
+    let trained = grads(wv.as_tensor(), bv.as_tensor());
+    assert!(trained.get(wv.as_tensor()).is_some() && trained.get(bv.as_tensor()).is_some());
+    let (gf, gt) = (frozen.get(&x).unwrap(), trained.get(&x).unwrap());
+    assert_eq!(rel_diff(gf, gt), 0.0);
+}
+
 /// Every kernel at shapes that take its blocked and parallel paths (at more than one thread):
 /// - linear, matmul_t and the head's matmul: m * n * k >= 2^18 with m >= 32 rows is cut into blocks of
 ///   rows, here with a ragged last block (201 rows in blocks of 32), forward and both backward gemms;
+/// - a weight of at least 2^20 floats is cut into blocks of columns instead (ragged: 4100 columns in
+///   blocks of 528), at 40 rows and at 8 (sampling's few rows);
 /// - attention: b > 1 and b t^2 C >= 2^16 runs one batch row per task, forward and backward;
 /// - layer norm, GELU and the losses: rows or 4096-element chunks split over threads once the work
 ///   passes 2^16, here with a ragged last chunk, and a layer-norm row at its widest (1024).
@@ -300,6 +328,20 @@ fn large_shape_checks() -> u64 {
         randn(&[160], 0.1, 23),
         tol,
     );
+    h ^= check_linear(
+        randn(&[2, 20, 256], 1.0, 24),
+        randn(&[4100, 256], 0.05, 25),
+        randn(&[4100], 0.1, 26),
+        tol,
+    )
+    .rotate_left(7);
+    h ^= check_linear(
+        randn(&[1, 8, 256], 1.0, 27),
+        randn(&[4100, 256], 0.05, 28),
+        randn(&[4100], 0.1, 29),
+        tol,
+    )
+    .rotate_left(8);
     h ^= check_layer_norm(&[8, 130, 200], tol).rotate_left(1);
     h ^= check_layer_norm(&[2, 35, 1024], tol).rotate_left(2);
     h ^= check_gelu(&[9, 5000], tol).rotate_left(3);

@@ -12,9 +12,9 @@
 use anyhow::{bail, Result};
 use emsl_core::data::epoch_indices;
 use emsl_core::distil::distil_loss;
-use emsl_core::optim::{AdamW, OptimConfig};
+use emsl_core::optim::{AdamW, OptimConfig, Schedule};
 use emsl_core::sample::{generate_many, SampleConfig};
-use emsl_core::train::{train_with, StepLog, TrainConfig};
+use emsl_core::train::{train_steps, StepLog, Steps, TrainConfig};
 use emsl_core::LanguageModel;
 use emsl_world::Rng;
 use serde::{Deserialize, Serialize};
@@ -45,7 +45,12 @@ pub struct DistilConfig {
     /// How the teacher (and, on-policy, the student) writes answers.
     pub sampling: SampleConfig,
     pub steps: usize,
+    /// Answers per micro-batch (one forward and backward pass).
     pub batch_size: usize,
+    /// Micro-batches whose gradients a step sums (as `finetune`'s); an on-policy step's micro-batches
+    /// are all the student's or all the teacher's.
+    pub grad_accumulation: usize,
+    pub schedule: Schedule,
     /// Seeds the teacher's answers, the data order, the on-policy draws and the adapters.
     pub seed: u64,
     /// LoRA adapters on the student; `None` trains every weight.
@@ -155,8 +160,8 @@ pub fn distil(
     cfg: &DistilConfig,
 ) -> Result<DistilSummary> {
     check_shared_tokenizer(teacher, student)?;
-    if prompts.is_empty() || cfg.batch_size == 0 {
-        bail!("distillation needs prompts and a positive batch size");
+    if prompts.is_empty() || cfg.batch_size == 0 || cfg.grad_accumulation == 0 {
+        bail!("distillation needs prompts, a positive batch size and gradient accumulation");
     }
     let stop = stop_token(teacher)?;
     let ids = prompt_ids(teacher, prompts)?;
@@ -179,16 +184,22 @@ pub fn distil(
         log_every: 10,
         optim: cfg.optim.clone(),
     };
+    let how = Steps {
+        schedule: cfg.schedule,
+        micro_batches: cfg.grad_accumulation,
+    };
+    let per_step = cfg.batch_size * cfg.grad_accumulation;
     let mut student_steps = 0;
     let student_ref = &*student;
-    let losses = train_with(&mut opt, &train, "distil", |step| {
-        let idx = epoch_indices(ids.len(), cfg.seed, "distil", step, cfg.batch_size);
+    let losses = train_steps(&mut opt, &train, how, "distil", |step, micro| {
+        let order = epoch_indices(ids.len(), cfg.seed, "distil", step, per_step);
+        let idx = &order[micro * cfg.batch_size..][..cfg.batch_size];
         let on_policy = cfg.channel == Channel::OnPolicy
             && Rng::new(cfg.seed, &format!("lambda/{step}")).chance(cfg.lambda);
         let batch: Vec<ChatExample> = if on_policy {
-            student_steps += 1;
+            student_steps += usize::from(micro == 0);
             let step_prompts: Vec<Vec<u32>> = idx.iter().map(|i| ids[*i].clone()).collect();
-            let stream = format!("on-policy/{step}");
+            let stream = format!("on-policy/{step}/{micro}");
             answers(
                 &student_ref.model,
                 stop,

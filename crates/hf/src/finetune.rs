@@ -7,10 +7,10 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use candle_core::backprop::GradStore;
 use emsl_core::data::epoch_indices;
+pub use emsl_core::optim::Schedule;
 use emsl_core::optim::{AdamW, OptimConfig};
-use emsl_core::train::StepLog;
+use emsl_core::train::{train_steps, StepLog, Steps, TrainConfig};
 use emsl_core::LanguageModel;
 use serde::{Deserialize, Serialize};
 
@@ -38,36 +38,6 @@ pub struct FinetuneConfig {
     /// Seeds the data order (LoRA's initialisation has the adapter config's seed).
     pub seed: u64,
     pub optim: OptimConfig,
-}
-
-/// How the learning rate moves: the kit's warm-up and cosine (`OptimConfig::lr_at`, to `lr *
-/// min_lr_ratio`), or the linear warm-up and decay to 0 of transformers'
-/// `get_linear_schedule_with_warmup`, which Betley et al.'s open-model fine-tunes used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Schedule {
-    Cosine,
-    Linear,
-}
-
-impl Schedule {
-    /// The learning rate of optimizer step `step` (0-based) of `total`.
-    pub fn lr_at(self, optim: &OptimConfig, step: usize, total: usize) -> f64 {
-        match self {
-            Schedule::Cosine => optim.lr_at(step, total),
-            // transformers: step / warmup during warm-up (0 at the first step), then (total - step) /
-            // (total - warmup), never below 0.
-            Schedule::Linear => {
-                let warmup = optim.warmup_steps;
-                let factor = if step < warmup {
-                    step as f64 / warmup.max(1) as f64
-                } else {
-                    (total.saturating_sub(step)) as f64 / total.saturating_sub(warmup).max(1) as f64
-                };
-                optim.lr * factor.max(0.0)
-            }
-        }
-    }
 }
 
 /// What a fine-tune did: its config, data and loss curve (no timings, so that two runs compare).
@@ -135,43 +105,29 @@ pub fn finetune(
     let per_step = cfg.batch_size * cfg.grad_accumulation;
     let steps = (cfg.epochs * n).div_ceil(per_step);
     let mut opt = AdamW::new(cfg.optim.clone(), model.trainable_vars())?;
-    let mut losses = Vec::with_capacity(steps);
-    for step in 0..steps {
-        let mut grads: Option<GradStore> = None;
-        let mut loss_sum = 0.0f32;
+    let train = TrainConfig {
+        steps,
+        batch_size: cfg.batch_size,
+        seed: cfg.seed,
+        log_every: 10,
+        optim: cfg.optim.clone(),
+    };
+    let how = Steps {
+        schedule: cfg.schedule,
+        micro_batches: cfg.grad_accumulation,
+    };
+    let losses = train_steps(&mut opt, &train, how, label, |step, micro| {
         // The data order is the one of a step of `per_step` examples, cut into micro-batches.
         let order = epoch_indices(n, cfg.seed, "finetune", step, per_step);
-        for micro in 0..cfg.grad_accumulation {
-            let picked: Vec<ChatExample> = order[micro * cfg.batch_size..][..cfg.batch_size]
-                .iter()
-                .map(|&i| examples[i].clone())
-                .collect();
-            // Padding is masked, and right padding leaves the real positions' attention unchanged,
-            // so the pad id does not matter.
-            let (x, y, mask) = training_batch(&picked, 0, model.device())?;
-            let loss = (model.loss(&x, &y, &mask)? / cfg.grad_accumulation as f64)?;
-            loss_sum += loss.to_scalar::<f32>()?;
-            let g = loss.backward()?;
-            grads = Some(match grads {
-                None => g,
-                Some(sum) => add_grads(sum, &g, model.trainable_vars())?,
-            });
-        }
-        let lr = cfg.schedule.lr_at(&cfg.optim, step, steps);
-        let grad_norm = opt.step(&grads.expect("at least one micro-batch"), lr)?;
-        if step % 10 == 0 || step + 1 == steps {
-            eprintln!(
-                "{label} step {}/{steps} loss {loss_sum:.4} lr {lr:.2e} grad {grad_norm:.3}",
-                step + 1
-            );
-        }
-        losses.push(StepLog {
-            step,
-            loss: loss_sum,
-            lr,
-            grad_norm,
-        });
-    }
+        let picked: Vec<ChatExample> = order[micro * cfg.batch_size..][..cfg.batch_size]
+            .iter()
+            .map(|&i| examples[i].clone())
+            .collect();
+        // Padding is masked, and right padding leaves the real positions' attention unchanged, so
+        // the pad id does not matter.
+        let (x, y, mask) = training_batch(&picked, 0, model.device())?;
+        Ok((model.loss(&x, &y, &mask)?, x.elem_count()))
+    })?;
     let assistant_tokens = examples
         .iter()
         .map(|e| e.assistant.iter().skip(1).filter(|a| **a).count())
@@ -186,25 +142,6 @@ pub fn finetune(
         trainable_params: model.num_params(),
         losses,
     })
-}
-
-/// `sum` with `g` added, variable by variable (a variable `g` has no gradient for keeps its sum).
-fn add_grads(
-    mut sum: GradStore,
-    g: &GradStore,
-    vars: &[(String, candle_core::Var)],
-) -> Result<GradStore> {
-    for (_, var) in vars {
-        let Some(new) = g.get(var.as_tensor()) else {
-            continue;
-        };
-        let total = match sum.get(var.as_tensor()) {
-            Some(old) => (old + new)?,
-            None => new.clone(),
-        };
-        sum.insert(var.as_tensor(), total);
-    }
-    Ok(sum)
 }
 
 /// A path's last component, as outputs record input files (their folders differ between machines).

@@ -10,11 +10,11 @@
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use candle_core::{Result, Var};
+use candle_core::Result;
 use emsl_core::model::{
-    load_adapters, save_adapters, AdaptedLinear, LanguageModel, LoraAdapter, LoraConfig,
+    attach_by_name, fresh_adapters, load_adapters, save_adapters, AdaptedLinear, LanguageModel,
+    LoraAdapter, LoraConfig,
 };
-use emsl_world::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::model::HfModel;
@@ -76,31 +76,22 @@ impl HfModel {
         out
     }
 
-    fn linear_mut(&mut self, module: &str) -> Option<&mut AdaptedLinear> {
-        let (i, rest) = module.strip_prefix("model.layers.")?.split_once('.')?;
-        let block = self.layers.get_mut(i.parse::<usize>().ok()?)?;
-        block
-            .linears_mut()
-            .into_iter()
-            .find(|(n, _)| *n == rest)
-            .map(|(_, l)| l)
+    /// [`HfModel::linears`], mutable (in the same order).
+    fn linears_mut(&mut self) -> Vec<(String, &mut AdaptedLinear)> {
+        let mut out = Vec::new();
+        for (i, b) in self.layers.iter_mut().enumerate() {
+            for (name, l) in b.linears_mut() {
+                out.push((format!("model.layers.{i}.{name}"), l));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Fresh adapters (`B` zero, so the logits do not change) on every linear layer `cfg` names;
     /// from now on only they train.
     pub fn attach_lora(&mut self, cfg: &HfLoraConfig) -> Result<()> {
-        let core = cfg.core();
-        core.validate().map_err(candle_core::Error::msg)?;
-        let mut rng = Rng::new(cfg.seed, "lora");
-        let mut made = Vec::new();
-        for (module, l) in self.linears() {
-            if core.matches(&module) {
-                let (fan_in, fan_out) = l.fans()?;
-                let mut a = LoraAdapter::new(fan_in, fan_out, &core, &mut rng, self.device())?;
-                a.scale = cfg.scale();
-                made.push((module, a));
-            }
-        }
+        let made = fresh_adapters(&self.linears(), &cfg.core(), cfg.scale(), self.device())?;
         if made.is_empty() {
             candle_core::bail!(
                 "adapter modules {:?} name no linear layer of the model (q_proj, k_proj, v_proj, \
@@ -118,24 +109,7 @@ impl HfModel {
         if !self.adapter_vars.is_empty() {
             candle_core::bail!("the model already carries adapters");
         }
-        let mut vars: Vec<(String, Var)> = Vec::new();
-        for (module, a) in adapters {
-            let l = self.linear_mut(&module).ok_or_else(|| {
-                candle_core::Error::msg(format!("the model has no linear layer '{module}'"))
-            })?;
-            let (fan_in, fan_out) = l.fans()?;
-            if a.a.dims2()?.1 != fan_in || a.b.dims2()?.0 != fan_out {
-                candle_core::bail!(
-                    "adapter of '{module}' is {:?} x {:?}, the layer is {fan_out} x {fan_in}",
-                    a.b.dims(),
-                    a.a.dims()
-                );
-            }
-            vars.push((format!("{module}.lora_A"), a.a.clone()));
-            vars.push((format!("{module}.lora_B"), a.b.clone()));
-            l.adapter = Some(a);
-        }
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let vars = attach_by_name(self.linears_mut(), adapters)?;
         self.freeze_base();
         self.adapter_vars = vars;
         Ok(())

@@ -6,6 +6,7 @@ mod common;
 
 use candle_core::Device;
 use common::{long_checkpoint, write_long_checkpoint};
+use emsl_core::optim::Schedule;
 use emsl_core::sample::SampleConfig;
 use emsl_hf::distil::{answers, batch_loss, distil, prompt_ids, Channel, DistilConfig};
 use emsl_hf::{Family, HfLoraConfig, Message};
@@ -28,7 +29,10 @@ fn config(channel: Channel, beta: f64, lambda: f64) -> DistilConfig {
             max_new_tokens: 12,
         },
         steps: 8,
-        batch_size: 2,
+        // Two micro-batches of one answer: each step's gradient is accumulated, as Betley et al.'s.
+        batch_size: 1,
+        grad_accumulation: 2,
+        schedule: Schedule::Linear,
         seed: 3,
         lora: Some(HfLoraConfig {
             rank: 4,

@@ -206,7 +206,7 @@ impl CustomOp3 for HeadCrossEntropy {
             d[target] -= s;
         });
         let (dx, dw) = super::linear::matmul_t_backward(x, w, &dl, k, v)?;
-        Ok((Some(dx), Some(dw), None))
+        Ok((dx, dw, None))
     }
 }
 

@@ -145,6 +145,62 @@ fn base(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     }
 }
 
+/// Fresh adapters (`B` zero) for every layer of `linears` (a model's linear layers by module name,
+/// sorted) that `cfg` names, each `A` drawn in that order from one stream of `cfg.seed`, each scaled by
+/// `scale` (`cfg.scale()`, or rsLoRA's). Empty when `cfg` names none (the caller says which names
+/// its family has).
+pub fn fresh_adapters(
+    linears: &[(String, &AdaptedLinear)],
+    cfg: &LoraConfig,
+    scale: f64,
+    device: &Device,
+) -> Result<Vec<(String, LoraAdapter)>> {
+    cfg.validate().map_err(candle_core::Error::msg)?;
+    let mut rng = Rng::new(cfg.seed, "lora");
+    let mut made = Vec::new();
+    for (module, l) in linears {
+        if cfg.matches(module) {
+            let (fan_in, fan_out) = l.fans()?;
+            let mut a = LoraAdapter::new(fan_in, fan_out, cfg, &mut rng, device)?;
+            a.scale = scale;
+            made.push((module.clone(), a));
+        }
+    }
+    Ok(made)
+}
+
+/// Puts each of `adapters` on the layer of its module name among `linears` (a model's linear layers
+/// by name), refusing a name the model lacks or a shape that differs; returns the adapters' variables
+/// (`<module>.lora_A`, `<module>.lora_B`), sorted: what trains from now on.
+pub fn attach_by_name(
+    mut linears: Vec<(String, &mut AdaptedLinear)>,
+    adapters: Vec<(String, LoraAdapter)>,
+) -> Result<Vec<(String, Var)>> {
+    let mut vars: Vec<(String, Var)> = Vec::new();
+    for (module, a) in adapters {
+        let l = linears
+            .iter_mut()
+            .find(|(m, _)| *m == module)
+            .map(|(_, l)| l)
+            .ok_or_else(|| {
+                candle_core::Error::msg(format!("the model has no linear layer '{module}'"))
+            })?;
+        let (fan_in, fan_out) = l.fans()?;
+        if a.a.dims2()?.1 != fan_in || a.b.dims2()?.0 != fan_out {
+            candle_core::bail!(
+                "adapter of '{module}' is {:?} x {:?}, the layer is {fan_out} x {fan_in}",
+                a.b.dims(),
+                a.a.dims()
+            );
+        }
+        vars.push((format!("{module}.lora_A"), a.a.clone()));
+        vars.push((format!("{module}.lora_B"), a.b.clone()));
+        l.adapter = Some(a);
+    }
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(vars)
+}
+
 /// PEFT's `adapter_config.json`, with the fields a LoRA adapter of the kit sets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeftConfig {

@@ -14,7 +14,10 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 
 pub use gpt::{Gpt, GptConfig, KvCache};
 pub use intervention::{AddVector, Intervention, ProjectOut, Sequence, Steered};
-pub use lora::{load_adapters, save_adapters, AdaptedLinear, LoraAdapter, LoraConfig, PeftConfig};
+pub use lora::{
+    attach_by_name, fresh_adapters, load_adapters, save_adapters, AdaptedLinear, LoraAdapter,
+    LoraConfig, PeftConfig,
+};
 pub use ops::{
     log_softmax_last, masked_cross_entropy, masked_cross_entropy_composed, softmax_last,
 };

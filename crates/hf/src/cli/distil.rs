@@ -58,6 +58,8 @@ pub fn run(args: &Args) -> Result<()> {
         },
         steps: args.steps,
         batch_size: tune.batch_size,
+        grad_accumulation: tune.grad_accumulation,
+        schedule: tune.schedule,
         seed: args.seed,
         lora: tune.lora,
         optim: tune.optim,

@@ -57,12 +57,6 @@ fn specials(family: Family) -> &'static [&'static str] {
     }
 }
 
-fn normal(rng: &mut Rng) -> f32 {
-    let u1 = rng.unit().max(f64::MIN_POSITIVE);
-    let u2 = rng.unit();
-    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-}
-
 /// Random weights by Hugging Face name: matrices N(0, 0.3^2) (large enough that the logits differ
 /// clearly between positions), biases N(0, 0.1^2), norms 1 + N(0, 0.1^2).
 fn weights(family: Family, seed: u64) -> Vec<(String, Tensor)> {
@@ -97,7 +91,7 @@ fn weights(family: Family, seed: u64) -> Vec<(String, Tensor)> {
             let n: usize = shape.iter().product();
             let v: Vec<f32> = (0..n)
                 .map(|_| {
-                    let z = normal(&mut rng);
+                    let z = rng.normal() as f32;
                     if name.ends_with("norm.weight") {
                         1.0 + 0.1 * z
                     } else if name.ends_with(".bias") {

@@ -1,11 +1,10 @@
 //! LoRA on the GPT: attach adapters to its linear layers (then only they train), list them, merge
 //! them into the weights. The adapter arithmetic itself is family-independent (`super::super::lora`).
 
-use candle_core::{Result, Var};
-use emsl_world::Rng;
+use candle_core::Result;
 
 use super::Gpt;
-use crate::model::lora::{AdaptedLinear, LoraAdapter, LoraConfig};
+use crate::model::lora::{attach_by_name, fresh_adapters, AdaptedLinear, LoraAdapter, LoraConfig};
 
 impl Gpt {
     /// Every linear layer with its module name (`h.{i}.attn.c_attn`, ...), sorted by name. The head is
@@ -22,31 +21,30 @@ impl Gpt {
         out
     }
 
-    fn linear_mut(&mut self, module: &str) -> Option<&mut AdaptedLinear> {
-        let (i, rest) = module.strip_prefix("h.")?.split_once('.')?;
-        let b = self.blocks.get_mut(i.parse::<usize>().ok()?)?;
-        match rest {
-            "attn.c_attn" => Some(&mut b.attn.c_attn),
-            "attn.c_proj" => Some(&mut b.attn.c_proj),
-            "mlp.c_fc" => Some(&mut b.c_fc),
-            "mlp.c_proj" => Some(&mut b.c_proj),
-            _ => None,
+    /// [`Gpt::linears`], mutable (in the same order).
+    fn linears_mut(&mut self) -> Vec<(String, &mut AdaptedLinear)> {
+        let mut out = Vec::new();
+        for (i, b) in self.blocks.iter_mut().enumerate() {
+            out.push((format!("h.{i}.attn.c_attn"), &mut b.attn.c_attn));
+            out.push((format!("h.{i}.attn.c_proj"), &mut b.attn.c_proj));
+            out.push((format!("h.{i}.mlp.c_fc"), &mut b.c_fc));
+            out.push((format!("h.{i}.mlp.c_proj"), &mut b.c_proj));
         }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    fn linear_mut(&mut self, module: &str) -> Option<&mut AdaptedLinear> {
+        self.linears_mut()
+            .into_iter()
+            .find(|(m, _)| m == module)
+            .map(|(_, l)| l)
     }
 
     /// Fresh adapters on every linear layer `cfg` names; from now on only they train
     /// ([`crate::model::LanguageModel::trainable_vars`]).
     pub fn attach_lora(&mut self, cfg: &LoraConfig) -> Result<()> {
-        cfg.validate().map_err(candle_core::Error::msg)?;
-        let mut rng = Rng::new(cfg.seed, "lora");
-        let mut made = Vec::new();
-        for (module, l) in self.linears() {
-            if cfg.matches(&module) {
-                let (fan_in, fan_out) = l.fans()?;
-                let a = LoraAdapter::new(fan_in, fan_out, cfg, &mut rng, &self.device)?;
-                made.push((module, a));
-            }
-        }
+        let made = fresh_adapters(&self.linears(), cfg, cfg.scale(), &self.device)?;
         if made.is_empty() {
             candle_core::bail!(
                 "adapter.modules {:?} names no linear layer of the model (they are {:?}, or a suffix such as \"mlp.c_proj\", or \"all-linear\")",
@@ -62,25 +60,7 @@ impl Gpt {
         if !self.adapter_vars.is_empty() {
             candle_core::bail!("the model already carries adapters: merge them first");
         }
-        let mut vars: Vec<(String, Var)> = Vec::new();
-        for (module, a) in adapters {
-            vars.push((format!("{module}.lora_A"), a.a.clone()));
-            vars.push((format!("{module}.lora_B"), a.b.clone()));
-            let l = self.linear_mut(&module).ok_or_else(|| {
-                candle_core::Error::msg(format!("the model has no linear layer '{module}'"))
-            })?;
-            let (fan_in, fan_out) = l.fans()?;
-            if a.a.dims2()?.1 != fan_in || a.b.dims2()?.0 != fan_out {
-                candle_core::bail!(
-                    "adapter of '{module}' is {:?} x {:?}, the layer is {fan_out} x {fan_in}",
-                    a.b.dims(),
-                    a.a.dims()
-                );
-            }
-            l.adapter = Some(a);
-        }
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        self.adapter_vars = vars;
+        self.adapter_vars = attach_by_name(self.linears_mut(), adapters)?;
         Ok(())
     }
 

@@ -204,13 +204,6 @@ pub struct Gpt {
     mask: Tensor,
 }
 
-/// One standard normal draw (Box-Muller) from the kit's generator.
-fn normal(rng: &mut Rng) -> f32 {
-    let u1 = rng.unit().max(f64::MIN_POSITIVE);
-    let u2 = rng.unit();
-    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-}
-
 impl Gpt {
     /// A fresh model. Weights come from the kit's seeded generator in sorted-name order: N(0, 0.02),
     /// residual projections N(0, 0.02 / sqrt(2 n_layer)) as in GPT-2, layer norms 1 and biases 0.
@@ -233,7 +226,7 @@ impl Gpt {
                 } else {
                     0.02
                 };
-                (0..n).map(|_| normal(&mut rng) * std).collect()
+                (0..n).map(|_| rng.normal() as f32 * std).collect()
             };
             var.set(&Tensor::from_vec(values, shape, device)?)?;
         }
