@@ -2,8 +2,9 @@
 that `emsl-hf-bench prepare` wrote (Qwen2.5-0.5B's config, random weights), with the same adapter at
 initialisation (PEFT loads the kit's `adapter/`), the same batches, loss, AdamW and clipping. Prints
 one JSON object like `emsl-hf-bench`:
-  hf_reference.py train  --dir D --steps N
-  hf_reference.py sample --dir D --new N --reps R
+  hf_reference.py train  --size S --dir D --steps N
+  hf_reference.py sample --size S --dir D --new N --reps R
+(the files are in D/S/).
 Threads: set OMP_NUM_THREADS; this script also calls torch.set_num_threads with it.
 """
 
@@ -77,7 +78,7 @@ def sample(args):
     model, ids = build(args.dir)
     model.eval()
     prompts = torch.stack([ids[r // BATCH, r % BATCH, :PROMPT] for r in range(SAMPLE_ROWS)])
-    secs, rows = [], None
+    secs, first = [], None
     for _ in range(args.reps):
         started = time.perf_counter()
         # Greedy decoding with the KV cache, as generate does it, without its stopping rules: the
@@ -91,20 +92,22 @@ def sample(args):
                 break
             out = model(input_ids=nxt, past_key_values=out.past_key_values, use_cache=True)
         secs.append(time.perf_counter() - started)
-        rows = torch.cat(new, dim=1)
+        first = torch.cat(new, dim=1)[0].tolist()
     print(json.dumps({"secs": secs, "tokens_per_rep": SAMPLE_ROWS * args.new,
-                      "rows": rows.tolist(), "peak_mib": peak_mib()}))
+                      "first_row": first, "peak_mib": peak_mib()}))
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("mode", choices=["train", "sample"])
+    p.add_argument("--size", default="qwen2.5-0.5b")
     p.add_argument("--dir", required=True)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--new", type=int, default=32)
     p.add_argument("--reps", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    args.dir = os.path.join(args.dir, args.size)
     {"train": train, "sample": sample}[args.mode](args)
 
 

@@ -24,8 +24,8 @@ pub struct Args {
     /// The results folder the notebooks read (passed as EMSL_RESULTS).
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
-    /// Write the notebooks' code as the test crates/analysis/tests/notebooks.rs instead of executing
-    /// them (with --check: fail when that file is stale). Needs neither Jupyter nor evcxr.
+    /// Write the notebooks' code as the tests crates/analysis/tests/notebook_<name>.rs instead of executing
+    /// them (with --check: fail when one is stale). Needs neither Jupyter nor evcxr.
     #[arg(long, conflicts_with = "write")]
     pub extract: bool,
     /// Only these notebooks (file stems); default: all.

@@ -1,5 +1,5 @@
-//! The notebooks' code runs in CI as crates/analysis/tests/notebooks.rs; that file must be generated
-//! from the current notebooks.
+//! The notebooks' code runs in CI as crates/analysis/tests/notebook_<name>.rs, one file per notebook;
+//! those files must be generated from the current notebooks.
 
 use std::process::Command;
 

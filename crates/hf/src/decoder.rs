@@ -2,8 +2,9 @@
 //! blocks, causal grouped-query attention with rotary positions, a SwiGLU MLP. Written for training:
 //! every op has a backward. candle 0.11's fused `rms_norm`, `softmax_last_dim` and `rope` do not (they
 //! are `apply_op*_no_bwd`), which is why candle-transformers' own models give a gradient to 1 of 26
-//! variables (shared FINDINGS.md); here RMS norm is `ops::rms_norm_slow`, the softmax the composed one
-//! of the core crate and RoPE `rotary_emb::rope_slow`.
+//! variables (shared FINDINGS.md); here RMS norm and SwiGLU are the kit's own fused kernels with their
+//! backward (`kernels.rs`), attention over a whole sequence the core crate's fused causal attention
+//! (with the KV cache, the composed softmax of the core crate), and RoPE `rotary_emb::rope_slow`.
 //!
 //! Names follow the Hugging Face weights (`VarBuilder::pp`): `model.layers.{i}.self_attn.q_proj`, ...
 //! Shapes: B batch rows, T new positions, S all positions (cached and new), C hidden size, H query
@@ -31,7 +32,7 @@ impl RmsNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps as f32)
+        crate::kernels::rms_norm(x, &self.weight, self.eps)
     }
 
     pub fn freeze(&mut self) {
@@ -135,10 +136,18 @@ impl Attention {
             *slot = Some((k.clone(), v.clone()));
         }
         let (k, v) = (repeat_kv(&k, h / k_heads)?, repeat_kv(&v, h / k_heads)?); // (B, H, S, D)
-        let scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?; // (B, H, T, S)
-        let att = softmax_last(&scores.broadcast_add(mask)?)?;
-        let y = att.matmul(&v)?; // (B, H, T, D)
-        let y = y.transpose(1, 2)?.reshape((b, t, h * d))?; // (B, T, C)
+        let y = if k.dim(2)? == t {
+            // No earlier positions (training, probes, a prompt's first pass): the core crate's fused
+            // causal attention over the packed (B, T, 3 H D) projections, no T x T tensor in the graph.
+            let pack = |x: &Tensor| x.transpose(1, 2)?.reshape((b, t, h * d)); // (B, T, H D)
+            let qkv = Tensor::cat(&[pack(&q)?, pack(&k)?, pack(&v)?], 2)?;
+            emsl_core::kernels::causal_attention(&qkv, h)? // (B, T, H D)
+        } else {
+            let scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?; // (B, H, T, S)
+            let att = softmax_last(&scores.broadcast_add(mask)?)?;
+            let y = att.matmul(&v)?; // (B, H, T, D)
+            y.transpose(1, 2)?.reshape((b, t, h * d))? // (B, T, C)
+        };
         self.o_proj.forward(&y)
     }
 }
@@ -176,8 +185,12 @@ impl Mlp {
 
     /// (B, T, C) -> (B, T, C): `down(act(gate(x)) * up(x))`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = self.act.forward(&self.gate_proj.forward(x)?)?; // (B, T, F)
-        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+        let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?); // (B, T, F) each
+        let h = match self.act {
+            Activation::Silu => crate::kernels::swiglu(&gate, &up)?,
+            act => (act.forward(&gate)? * up)?,
+        };
+        self.down_proj.forward(&h)
     }
 }
 

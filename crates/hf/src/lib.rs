@@ -7,7 +7,8 @@
 //! - `config.rs`, `qwen2.rs`, `llama.rs`: each family's `config.json` read through
 //!   candle-transformers' config structs into the one config the forward takes.
 //! - `decoder.rs`, `model.rs`: the kit's own differentiable forward (candle-transformers' models cut
-//!   the gradient: shared FINDINGS.md), with a KV cache, hidden states and intervention hooks.
+//!   the gradient: shared FINDINGS.md), with a KV cache, hidden states and intervention hooks;
+//!   `kernels.rs`: its fused RMS norm and SwiGLU, with their backward.
 //! - `lora.rs`: LoRA and rsLoRA with the core crate's adapters, saved and loaded in PEFT's layout.
 //! - `chat.rs`, `jsonl.rs`: chat templates rendered with minijinja, chat JSONL, the assistant-only mask.
 //! - `finetune.rs`: LoRA or full fine-tuning on a chat JSONL set, loss on the assistant's tokens.
@@ -27,6 +28,7 @@ pub mod finetune;
 pub mod folder;
 pub mod jsonl;
 pub mod judge;
+pub mod kernels;
 pub mod llama;
 pub mod lora;
 pub mod model;

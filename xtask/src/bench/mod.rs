@@ -1,34 +1,97 @@
 //! `cargo xtask bench`: training and sampling throughput of the kit against a PyTorch reference of the
-//! same model, loss and optimizer (`bench/reference.py`), from the same initial weights and batches,
-//! interleaved in one run at each thread count. Torch goes into `target/bench/venv` on first use.
+//! same model, loss and optimizer, from the same initial weights and batches, interleaved in one run at
+//! each thread count. Two suites:
+//! - `gpt` (the default): the kit's GPT at the profiles' sizes against `bench/reference.py`;
+//! - `hf`: LoRA on a Qwen2 model of Qwen2.5-0.5B's shapes (`emsl-hf-bench`, crates/hf) against
+//!   transformers + PEFT (`bench/hf_reference.py`), both from the adapter the kit writes at
+//!   initialisation.
+//!
+//! PyTorch (and for `hf` transformers and PEFT) goes into `target/bench/venv` on first use.
+
+mod report;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
-use arrow::datatypes::{DataType, Field, Schema};
 use serde_json::Value;
+
+use report::{report, Row};
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Suite {
+    Gpt,
+    Hf,
+}
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model sizes (the profiles' sizes: smoke, quick, paper).
-    #[arg(long, value_delimiter = ',', default_value = "smoke,quick,paper")]
-    sizes: Vec<String>,
+    /// Which models: the kit's GPT, or a Qwen2 checkpoint's shapes with LoRA.
+    #[arg(long, value_enum, default_value = "gpt")]
+    suite: Suite,
+    /// Model sizes (gpt: the profiles' sizes smoke, quick, paper; hf: qwen2.5-0.5b).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Option<Vec<String>>,
     /// Thread counts; each side is pinned to that many cores.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     threads: Vec<usize>,
-    /// Alternating runs of each side per size and thread count.
-    #[arg(long, default_value_t = 3)]
+    /// Alternating runs of each side per size and thread count (gpt 3, hf 2).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Timed training steps per run, after the warm-up (gpt 20, hf 3).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Untimed training steps at the start of each run (gpt 5, hf 1).
+    #[arg(long)]
+    warmup: Option<usize>,
+}
+
+/// What a suite runs: its two sides and their defaults.
+struct Plan {
+    /// `cargo build` arguments of the kit's side, and its binary's name.
+    build: &'static [&'static str],
+    binary: &'static str,
+    script: &'static str,
+    requirements: &'static str,
+    /// Python modules whose absence means the requirements are not installed yet.
+    imports: &'static str,
+    sizes: &'static [&'static str],
     rounds: usize,
-    /// Timed training steps per run (after the warm-up).
-    #[arg(long, default_value_t = 20)]
     steps: usize,
-    /// Untimed training steps at the start of each run.
-    #[arg(long, default_value_t = 5)]
     warmup: usize,
+    table: &'static str,
+}
+
+impl Suite {
+    fn plan(self) -> Plan {
+        match self {
+            Suite::Gpt => Plan {
+                build: &["-p", "emsl-core"],
+                binary: "emsl-bench",
+                script: "bench/reference.py",
+                requirements: "bench/requirements.txt",
+                imports: "import torch",
+                sizes: &["smoke", "quick", "paper"],
+                rounds: 3,
+                steps: 20,
+                warmup: 5,
+                table: "bench/bench.parquet",
+            },
+            Suite::Hf => Plan {
+                build: &["--manifest-path", "crates/hf/Cargo.toml"],
+                binary: "emsl-hf-bench",
+                script: "bench/hf_reference.py",
+                requirements: "bench/requirements-hf.txt",
+                imports: "import torch, transformers, peft",
+                sizes: &["qwen2.5-0.5b"],
+                rounds: 2,
+                steps: 3,
+                warmup: 1,
+                table: "bench/bench-hf.parquet",
+            },
+        }
+    }
 }
 
 /// Steps whose losses must agree between the two sides.
@@ -84,86 +147,79 @@ fn run_side(program: &[String], args: &[String], threads: usize) -> Result<Value
     serde_json::from_str(line).with_context(|| format!("parsing {line}"))
 }
 
-/// The virtual environment's Python, with torch installed on first use.
-fn python(root: &Path) -> Result<PathBuf> {
+/// The virtual environment's Python, with `plan.requirements` installed on first use.
+fn python(root: &Path, plan: &Plan) -> Result<PathBuf> {
     let venv = root.join("target/bench/venv");
     let py = venv.join("bin/python");
-    let has_torch = py.exists()
+    let installed = py.exists()
         && Command::new(&py)
-            .args(["-c", "import torch"])
+            .args(["-c", plan.imports])
             .output()
             .is_ok_and(|o| o.status.success());
-    if !has_torch {
+    if !installed {
         eprintln!(
-            "bench: installing torch into {} (first use)",
+            "bench: installing {} into {} (first use)",
+            plan.requirements,
             venv.display()
         );
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()?
-            .success()
+        let ok = (py.exists()
+            || Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()?
+                .success())
             && Command::new(&py)
                 .args(["-m", "pip", "install", "--progress-bar", "off", "-r"])
-                .arg(root.join("bench/requirements.txt"))
+                .arg(root.join(plan.requirements))
                 .status()?
                 .success();
         if !ok {
-            bail!("could not install torch into {}", venv.display());
+            bail!(
+                "could not install {} into {}",
+                plan.requirements,
+                venv.display()
+            );
         }
     }
     Ok(py)
 }
 
-/// One row of the table: one size, thread count and kind (train or sample).
-struct Row {
-    size: String,
-    threads: usize,
-    kind: &'static str,
-    kit: Vec<f64>,
-    torch: Vec<f64>,
-    kit_mib: f64,
-    torch_mib: f64,
-    /// Train: largest loss difference over the checked steps. Sample: share of equal greedy tokens.
-    agreement: f64,
-}
-
-impl Row {
-    fn ratios(&self) -> Vec<f64> {
-        self.kit
-            .iter()
-            .zip(&self.torch)
-            .map(|(k, t)| k / t)
-            .collect()
-    }
-}
-
 pub fn run(args: &Args) -> Result<()> {
     let root = crate::project_root();
+    let plan = args.suite.plan();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), PathBuf::from);
     let status = Command::new("cargo")
         .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "emsl-core",
-            "--bin",
-            "emsl-bench",
-        ])
+        .args(["build", "--release"])
+        .args(plan.build)
+        .args(["--bin", plan.binary, "--target-dir"])
+        .arg(&target)
         .status()?;
     if !status.success() {
-        bail!("building emsl-bench failed");
+        bail!("building {} failed", plan.binary);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), PathBuf::from);
-    let kit = vec![target.join("release/emsl-bench").display().to_string()];
+    let kit = vec![target
+        .join("release")
+        .join(plan.binary)
+        .display()
+        .to_string()];
     let torch = vec![
-        python(&root)?.display().to_string(),
-        root.join("bench/reference.py").display().to_string(),
+        python(&root, &plan)?.display().to_string(),
+        root.join(plan.script).display().to_string(),
     ];
+    let sizes = args
+        .sizes
+        .clone()
+        .unwrap_or_else(|| plan.sizes.iter().map(|s| (*s).to_owned()).collect());
+    let (rounds, steps, warmup) = (
+        args.rounds.unwrap_or(plan.rounds),
+        args.steps.unwrap_or(plan.steps),
+        args.warmup.unwrap_or(plan.warmup),
+    );
     let dir = root.join("target/bench/data");
     let dir_s = dir.display().to_string();
     let mut rows = Vec::new();
-    for size in &args.sizes {
+    for size in &sizes {
         run_side(
             &kit,
             &[
@@ -176,7 +232,7 @@ pub fn run(args: &Args) -> Result<()> {
             1,
         )?;
         for &threads in &args.threads {
-            let steps = args.warmup + args.steps;
+            let total_steps = warmup + steps;
             let train_args = |mode: &str| -> Vec<String> {
                 let mut a = vec![
                     mode.to_owned(),
@@ -186,7 +242,7 @@ pub fn run(args: &Args) -> Result<()> {
                     dir_s.clone(),
                 ];
                 if mode == "train" {
-                    a.extend(["--steps".into(), steps.to_string()]);
+                    a.extend(["--steps".into(), total_steps.to_string()]);
                 } else {
                     a.extend(["--reps".into(), SAMPLE_REPS.to_string()]);
                 }
@@ -207,7 +263,7 @@ pub fn run(args: &Args) -> Result<()> {
                 agreement: 1.0,
                 ..train.clone_empty()
             };
-            for round in 0..args.rounds {
+            for round in 0..rounds {
                 // Alternate which side goes first, so a drift in the machine's load hits both.
                 let order: [(&[String], bool); 2] = if round % 2 == 0 {
                     [(&kit, true), (&torch, false)]
@@ -220,7 +276,7 @@ pub fn run(args: &Args) -> Result<()> {
                     let t = run_side(program, &train_args("train"), threads)?;
                     let step_s = floats(&t, "step_s")?;
                     let tokens = t["tokens_per_step"].as_f64().context("tokens_per_step")?;
-                    let tps = tokens / median(&step_s[args.warmup.min(step_s.len() - 1)..]);
+                    let tps = tokens / median(&step_s[warmup.min(step_s.len() - 1)..]);
                     losses.insert(is_kit, floats(&t, "losses")?);
                     let s = run_side(program, &train_args("sample"), threads)?;
                     let secs = floats(&s, "secs")?;
@@ -292,120 +348,5 @@ pub fn run(args: &Args) -> Result<()> {
             rows.push(sample);
         }
     }
-    report(&rows, &target.join("bench/bench.parquet"))
-}
-
-impl Row {
-    fn clone_empty(&self) -> Row {
-        Row {
-            size: self.size.clone(),
-            threads: self.threads,
-            kind: self.kind,
-            kit: vec![],
-            torch: vec![],
-            kit_mib: 0.0,
-            torch_mib: 0.0,
-            agreement: 0.0,
-        }
-    }
-}
-
-/// The CPU model and core count, for the record.
-fn machine() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let flags = info.lines().find(|l| l.starts_with("flags")).unwrap_or("");
-    let simd: Vec<&str> = ["avx2", "fma", "avx512f"]
-        .into_iter()
-        .filter(|f| flags.split_whitespace().any(|x| x == *f))
-        .collect();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{model}, {cores} cores, {}", simd.join("/"))
-}
-
-fn report(rows: &[Row], path: &Path) -> Result<()> {
-    let machine = machine();
-    println!("\nmachine: {machine}");
-    println!(
-        "\n| size | threads | what | kit tok/s | torch tok/s | ratio kit/torch median [min, max] | peak MiB kit / torch | agreement |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    let mut cols: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for r in rows {
-        let ratios = r.ratios();
-        let (lo, hi) = (
-            ratios.iter().cloned().fold(f64::INFINITY, f64::min),
-            ratios.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
-        );
-        let agreement = if r.kind == "train" {
-            format!("max loss diff {:.1e}", r.agreement)
-        } else {
-            format!("greedy tokens equal {:.0}%", 100.0 * r.agreement)
-        };
-        println!(
-            "| {} | {} | {} | {:.0} | {:.0} | {:.2} [{:.2}, {:.2}] | {:.0} / {:.0} | {agreement} |",
-            r.size,
-            r.threads,
-            r.kind,
-            median(&r.kit),
-            median(&r.torch),
-            median(&ratios),
-            lo,
-            hi,
-            r.kit_mib,
-            r.torch_mib
-        );
-        for (k, v) in [
-            ("kit_tokens_per_s", median(&r.kit)),
-            ("torch_tokens_per_s", median(&r.torch)),
-            ("ratio_median", median(&ratios)),
-            ("ratio_min", lo),
-            ("ratio_max", hi),
-            ("kit_peak_mib", r.kit_mib),
-            ("torch_peak_mib", r.torch_mib),
-            ("agreement", r.agreement),
-        ] {
-            cols.entry(k).or_default().push(v);
-        }
-    }
-    let mut fields = vec![
-        Field::new("size", DataType::Utf8, false),
-        Field::new("threads", DataType::UInt32, false),
-        Field::new("kind", DataType::Utf8, false),
-    ];
-    let mut arrays: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(
-            rows.iter().map(|r| r.size.clone()).collect::<Vec<_>>(),
-        )),
-        Arc::new(UInt32Array::from(
-            rows.iter().map(|r| r.threads as u32).collect::<Vec<_>>(),
-        )),
-        Arc::new(StringArray::from(
-            rows.iter().map(|r| r.kind).collect::<Vec<_>>(),
-        )),
-    ];
-    for (k, v) in cols {
-        fields.push(Field::new(k, DataType::Float64, false));
-        arrays.push(Arc::new(Float64Array::from(v)));
-    }
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
-    let mut meta = BTreeMap::new();
-    meta.insert("machine".to_owned(), machine);
-    meta.insert(
-        "note".to_owned(),
-        "agreement: train = max |loss diff| over the first steps; sample = share of equal greedy tokens".to_owned(),
-    );
-    emsl_io::write_parquet(path, &batch, &meta)?;
-    println!("\nwrote {}", path.display());
-    let slowest = rows
-        .iter()
-        .filter(|r| r.kind == "train")
-        .map(|r| median(&r.ratios()))
-        .fold(f64::INFINITY, f64::min);
-    println!("slowest ratio kit/pytorch: {slowest:.2}");
-    Ok(())
+    report(&rows, &target.join(plan.table))
 }

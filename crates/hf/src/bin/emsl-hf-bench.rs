@@ -48,8 +48,24 @@ enum Mode {
 
 #[derive(clap::Args)]
 struct Common {
+    /// qwen2.5-0.5b (the only size: Qwen2.5-0.5B's config).
+    #[arg(long, default_value = "qwen2.5-0.5b")]
+    size: String,
+    /// The folder of the sizes' files (each in `<dir>/<size>/`).
     #[arg(long)]
     dir: PathBuf,
+}
+
+impl Common {
+    /// The size's folder, or an error naming the sizes there are.
+    fn folder(&self) -> Result<PathBuf> {
+        anyhow::ensure!(
+            self.size == "qwen2.5-0.5b",
+            "unknown size '{}' (qwen2.5-0.5b)",
+            self.size
+        );
+        Ok(self.dir.join(&self.size))
+    }
 }
 
 /// Qwen2.5-0.5B(-Instruct)'s `config.json` (its sizes; the dtype is f32, as the kit computes).
@@ -160,7 +176,8 @@ fn main() -> Result<()> {
     emsl_core::kernels::tune_runtime();
     let device = Device::Cpu;
     match Cli::parse().mode {
-        Mode::Prepare(Common { dir }) => {
+        Mode::Prepare(common) => {
+            let dir = common.folder()?;
             std::fs::create_dir_all(&dir)?;
             std::fs::write(dir.join("config.json"), QWEN25_05B)?;
             let cfg = DecoderConfig::from_json(QWEN25_05B)?;
@@ -180,7 +197,7 @@ fn main() -> Result<()> {
             println!("{}", serde_json::json!({"prepared": dir}));
         }
         Mode::Train { common, steps } => {
-            let (model, ids) = load(&common.dir, &device)?;
+            let (model, ids) = load(&common.folder()?, &device)?;
             let mask = Tensor::ones((BATCH, SEQ), DType::F32, &device)?;
             let mut opt = AdamW::new(optim(), model.trainable_vars())?;
             let (mut losses, mut step_s, mut forward_s) = (Vec::new(), Vec::new(), Vec::new());
@@ -202,7 +219,7 @@ fn main() -> Result<()> {
             println!("{out}");
         }
         Mode::Sample { common, new, reps } => {
-            let (model, ids) = load(&common.dir, &device)?;
+            let (model, ids) = load(&common.folder()?, &device)?;
             let prompts: Vec<Vec<u32>> = (0..SAMPLE_ROWS)
                 .map(|r| {
                     let batch = ids.get(r / BATCH)?.get(r % BATCH)?;
@@ -225,7 +242,7 @@ fn main() -> Result<()> {
                 secs.push(started.elapsed().as_secs_f64());
             }
             let out = serde_json::json!({"secs": secs, "tokens_per_rep": SAMPLE_ROWS * new,
-                "rows": tokens, "peak_mib": peak_rss_mib()});
+                "first_row": tokens[0], "peak_mib": peak_rss_mib()});
             println!("{out}");
         }
     }
