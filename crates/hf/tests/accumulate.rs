@@ -1,5 +1,5 @@
-//! Betley et al.'s optimizer steps: transformers' linear schedule, and gradients accumulated over
-//! micro-batches giving the step one batch of them all would give.
+//! Betley et al.'s optimizer steps through `finetune`: gradients accumulated over micro-batches give
+//! the step one batch of them all would give (the schedules' values are core's test, train_steps.rs).
 
 mod common;
 
@@ -8,19 +8,6 @@ use common::{ids, long_checkpoint, max_diff};
 use emsl_core::LanguageModel;
 use emsl_hf::finetune::{finetune, FinetuneConfig, Schedule};
 use emsl_hf::{read_chat_jsonl, Family};
-
-#[test]
-fn the_linear_schedule_is_transformers_linear_warmup_and_decay() {
-    let mut optim = emsl_core::train::optim(1.0, 2);
-    optim.min_lr_ratio = 0.0;
-    let lrs: Vec<f64> = (0..6)
-        .map(|s| Schedule::Linear.lr_at(&optim, s, 6))
-        .collect();
-    // get_linear_schedule_with_warmup(warmup 2, total 6): 0/2, 1/2, then (6 - step) / 4.
-    assert_eq!(lrs, [0.0, 0.5, 1.0, 0.75, 0.5, 0.25]);
-    // The cosine one is the kit's, unchanged.
-    assert_eq!(Schedule::Cosine.lr_at(&optim, 3, 6), optim.lr_at(3, 6));
-}
 
 /// The logits after fine-tuning every weight of a fresh copy of `model` with `batch_size` and
 /// `grad_accumulation` for one epoch of `data`.
