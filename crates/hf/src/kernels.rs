@@ -205,23 +205,25 @@ impl CustomOp2 for SwiGlu {
         let (dg, du) = with_data(g, |g| {
             with_data(u, |u| {
                 with_data(grad, |dy| {
-                    let mut dg = vec![0f32; g.len()];
-                    let mut du = vec![0f32; g.len()];
-                    blocks(&mut dg, CHUNK, |b, out| {
+                    let (mut dg, mut du) = (vec![0f32; g.len()], vec![0f32; g.len()]);
+                    // Both gradients in one pass over the block, one sigmoid per element.
+                    let block = |(b, (og, ou)): (usize, (&mut [f32], &mut [f32]))| {
                         let at = b * CHUNK;
-                        for (((o, g), u), d) in
-                            out.iter_mut().zip(&g[at..]).zip(&u[at..]).zip(&dy[at..])
+                        let inputs = g[at..].iter().zip(&u[at..]).zip(&dy[at..]);
+                        for ((og, ou), ((g, u), d)) in og.iter_mut().zip(ou.iter_mut()).zip(inputs)
                         {
                             let s = sigmoid(*g);
-                            *o = d * u * s * (1.0 + g * (1.0 - s));
+                            *og = d * u * s * (1.0 + g * (1.0 - s));
+                            *ou = d * g * s;
                         }
-                    });
-                    blocks(&mut du, CHUNK, |b, out| {
-                        let at = b * CHUNK;
-                        for ((o, g), d) in out.iter_mut().zip(&g[at..]).zip(&dy[at..]) {
-                            *o = d * g * sigmoid(*g);
-                        }
-                    });
+                    };
+                    if threads() > 1 && g.len() >= 1 << 15 {
+                        let pairs = dg.par_chunks_mut(CHUNK).zip(du.par_chunks_mut(CHUNK));
+                        pairs.enumerate().for_each(block);
+                    } else {
+                        let pairs = dg.chunks_mut(CHUNK).zip(du.chunks_mut(CHUNK));
+                        pairs.enumerate().for_each(block);
+                    }
                     (dg, du)
                 })
             })

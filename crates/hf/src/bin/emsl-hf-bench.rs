@@ -200,21 +200,20 @@ fn main() -> Result<()> {
             let (model, ids) = load(&common.folder()?, &device)?;
             let mask = Tensor::ones((BATCH, SEQ), DType::F32, &device)?;
             let mut opt = AdamW::new(optim(), model.trainable_vars())?;
-            let (mut losses, mut step_s, mut forward_s) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut losses, mut step_s) = (Vec::new(), Vec::new());
             for step in 0..steps {
                 let b = ids.get(step % N_BATCHES)?;
                 let x = b.narrow(1, 0, SEQ)?.contiguous()?;
                 let y = b.narrow(1, 1, SEQ)?.contiguous()?;
                 let started = Instant::now();
                 let loss = model.loss(&x, &y, &mask)?;
-                forward_s.push(started.elapsed().as_secs_f64());
                 let grads = loss.backward()?;
                 opt.step(&grads, LR)?;
                 losses.push(loss.to_scalar::<f32>()?);
                 step_s.push(started.elapsed().as_secs_f64());
             }
             let out = serde_json::json!({"losses": losses, "step_s": step_s,
-                "forward_s": forward_s, "tokens_per_step": BATCH * SEQ, "peak_mib": peak_rss_mib(),
+                "tokens_per_step": BATCH * SEQ, "peak_mib": peak_rss_mib(),
                 "trainable_params": model.num_params()});
             println!("{out}");
         }
