@@ -16,12 +16,9 @@ smoke:
 
 # The test suite CI runs: the datasets the tests read, unit, property and end-to-end tests, a
 # byte-for-byte regeneration check of every committed dataset, and the smoke profile end to end.
-# crates/hf is a workspace of its own (its dependencies stay out of the root lock, which every job's
-# identity hashes); it shares the build folder.
 test:
 	cargo xtask datasets
 	cargo test --workspace --locked
-	CARGO_TARGET_DIR=$(CURDIR)/target cargo test --locked --manifest-path crates/hf/Cargo.toml
 	cargo xtask datasets --check
 	$(MAKE) smoke
 
@@ -40,8 +37,6 @@ slurm-test:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-	cargo fmt --manifest-path crates/hf/Cargo.toml -- --check
-	CARGO_TARGET_DIR=$(CURDIR)/target cargo clippy --manifest-path crates/hf/Cargo.toml --all-targets --locked -- -D warnings
 
 # Training and sampling throughput against a PyTorch reference (installs torch into target/bench/venv).
 bench:

@@ -1,7 +1,7 @@
 //! `cargo xtask hf ...`: the `emsl-hf` command of `crates/hf` (your own model: fine-tune, judge, the
-//! EM protocol) run through cargo. `crates/hf` is a workspace of its own so that its dependencies stay
-//! out of the root lock that every result's identity hashes; this only shells out to it, with the
-//! root target folder, and adds no dependency here.
+//! EM protocol) run through cargo. It shells out rather than linking emsl-hf: xtask is the binary that
+//! computes every result, and linking would unify candle-transformers' and tokenizers' features into
+//! its dependencies.
 
 use std::process::Command;
 
@@ -17,23 +17,17 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let root = crate::project_root();
-    // The root's target folder (or the one CARGO_TARGET_DIR names), not crates/hf/target: one build
-    // cache for the checkout.
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
     let status = Command::new("cargo")
-        .current_dir(&root)
+        .current_dir(crate::project_root())
         .args([
             "run",
             "--release",
             "--quiet",
-            "--manifest-path",
-            "crates/hf/Cargo.toml",
+            "-p",
+            "emsl-hf",
+            "--bin",
+            "emsl-hf",
         ])
-        .args(["--bin", "emsl-hf", "--target-dir"])
-        .arg(&target)
         .arg("--")
         .args(&args.args)
         .status()

@@ -7,20 +7,13 @@
 use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
-use emsl_core::kernels::{simd, threads, with_data};
+use emsl_core::kernels::{data, simd, threads, with_data};
 use rayon::prelude::*;
 
 /// Rows per block of the RMS norm.
 const ROWS: usize = 16;
 /// Elements per block of SwiGLU.
 const CHUNK: usize = 1 << 14;
-
-fn cpu_data<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("the fused kernels take contiguous f32 tensors"),
-    }
-}
 
 /// Calls `f(block, out_block)` on each `block`-sized piece of `out`, on the rayon threads when there
 /// are several and the work is large.
@@ -52,7 +45,7 @@ impl CustomOp2 for RmsNorm {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, w) = (cpu_data(s1, l1)?, cpu_data(s2, l2)?);
+        let (x, w) = (data(s1, l1)?, data(s2, l2)?);
         let c = w.len();
         let rows = x.len() / c;
         let mut inv = vec![0f32; rows];
@@ -180,7 +173,7 @@ impl CustomOp2 for SwiGlu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (g, u) = (cpu_data(s1, l1)?, cpu_data(s2, l2)?);
+        let (g, u) = (data(s1, l1)?, data(s2, l2)?);
         if g.len() != u.len() {
             candle_core::bail!("swiglu: gate and up differ in size");
         }

@@ -79,7 +79,7 @@ impl Suite {
                 table: "bench/bench.parquet",
             },
             Suite::Hf => Plan {
-                build: &["--manifest-path", "crates/hf/Cargo.toml"],
+                build: &["-p", "emsl-hf"],
                 binary: "emsl-hf-bench",
                 script: "bench/hf_reference.py",
                 requirements: "bench/requirements-hf.txt",

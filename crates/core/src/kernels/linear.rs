@@ -226,7 +226,7 @@ pub(crate) fn matmul_t_data(x: &[f32], w: &[f32], k: usize, n: usize) -> Vec<f32
 
 /// The gradients of `x` (m, k) and `w` (n, k) from that of `x W^T`, `dy` (m, n), each only where the
 /// tensor takes part in the graph (`track_op`): a frozen weight (LoRA's base, read detached) gets no
-/// gradient, which saves a third of a linear layer's backward.
+/// gradient, which saves half of the backward's matrix products.
 pub(crate) fn matmul_t_backward(
     x: &Tensor,
     w: &Tensor,

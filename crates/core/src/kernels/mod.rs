@@ -22,8 +22,8 @@ pub use loss::{head_cross_entropy, masked_cross_entropy};
 use candle_core::{bail, CpuStorage, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
 
-/// The contiguous f32 data a layout addresses.
-pub(crate) fn data<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+/// The contiguous f32 data a layout addresses (for custom ops' `cpu_fwd`, here and in other crates).
+pub fn data<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
         None => bail!("fused kernels take contiguous inputs"),

@@ -34,11 +34,17 @@ impl Gpt {
         out
     }
 
+    /// The linear layer named `module` (`h.{i}.attn.c_attn`, ...), found without listing them all.
     fn linear_mut(&mut self, module: &str) -> Option<&mut AdaptedLinear> {
-        self.linears_mut()
-            .into_iter()
-            .find(|(m, _)| m == module)
-            .map(|(_, l)| l)
+        let (i, name) = module.strip_prefix("h.")?.split_once('.')?;
+        let b = self.blocks.get_mut(i.parse::<usize>().ok()?)?;
+        match name {
+            "attn.c_attn" => Some(&mut b.attn.c_attn),
+            "attn.c_proj" => Some(&mut b.attn.c_proj),
+            "mlp.c_fc" => Some(&mut b.c_fc),
+            "mlp.c_proj" => Some(&mut b.c_proj),
+            _ => None,
+        }
     }
 
     /// Fresh adapters on every linear layer `cfg` names; from now on only they train

@@ -9,8 +9,12 @@
 //!   code and the figure's own file;
 //! - the claims job: the world, io and analysis crates and the claims table's code.
 //!
-//! Every version also hashes the workspace's manifest and lock, and each crate's manifest (a feature
-//! such as gemm's AVX-512 kernels changes results as much as a source edit). Tests are not hashed.
+//! Every version also hashes each of its crates' manifests (a feature such as gemm's AVX-512 kernels
+//! changes results as much as a source edit) and, of the workspace's lock and manifest, what those
+//! crates depend on ([`cargo`]): the packages they reach, the resolver and the release profile. Tests
+//! are not hashed.
+
+mod cargo;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,9 +41,9 @@ impl CodeVersions {
 
     /// The versions with `toolchain` as the compute jobs' toolchain (tests pass a fixed one).
     pub fn with_toolchain(root: &Path, toolchain: &str) -> Result<CodeVersions> {
-        let mut compute = code_parts(&["world", "io", "core"]);
+        let mut compute = code_parts(root, &["world", "io", "core"])?;
         compute.push(Part::Text(toolchain.to_owned()));
-        let analysis = code_parts(&["world", "io", "analysis"]);
+        let analysis = code_parts(root, &["world", "io", "analysis"])?;
         let figures_dir = format!("{REPRO}/figures");
         let owned: Vec<&str> = REGISTRY.iter().map(|f| f.source()).collect();
         let mut figures = BTreeMap::new();
@@ -75,17 +79,17 @@ enum Part {
     Text(String),
 }
 
-/// The workspace's manifest and lock, and each crate's manifest and sources.
-fn code_parts(crates: &[&str]) -> Vec<Part> {
-    let mut parts = vec![
-        Part::File("Cargo.lock".to_owned()),
-        Part::File("Cargo.toml".to_owned()),
-    ];
+/// Each crate's manifest and sources (crate `crates/{c}` is package `emsl-{c}`), and what of the
+/// workspace's lock and manifest they depend on.
+fn code_parts(root: &Path, crates: &[&str]) -> Result<Vec<Part>> {
+    let packages: Vec<String> = crates.iter().map(|c| format!("emsl-{c}")).collect();
+    let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
+    let mut parts = vec![Part::Text(cargo::dependency_text(root, &packages)?)];
     for c in crates {
         parts.push(Part::File(format!("crates/{c}/Cargo.toml")));
         parts.push(Part::File(format!("crates/{c}/src")));
     }
-    parts
+    Ok(parts)
 }
 
 fn hash(root: &Path, parts: &[Part]) -> Result<String> {
@@ -172,6 +176,55 @@ pub fn cpu_features() -> String {
 mod tests {
     use super::CodeVersions;
 
+    const MANIFEST: &str = r#"
+[workspace]
+resolver = "2"
+[workspace.dependencies]
+gemm = { version = "0.19", features = ["x86-v4"] }
+minijinja = "2"
+[profile.release]
+debug = "line-tables-only"
+[profile.dev.package."*"]
+opt-level = 2
+"#;
+
+    /// emsl-hf and its minijinja are in the workspace, but no job reaches them.
+    const LOCK: &str = r#"
+version = 4
+[[package]]
+name = "emsl-world"
+version = "0.1.0"
+dependencies = ["rand_core"]
+[[package]]
+name = "emsl-io"
+version = "0.1.0"
+dependencies = ["emsl-world"]
+[[package]]
+name = "emsl-core"
+version = "0.1.0"
+dependencies = ["emsl-io", "emsl-world", "gemm"]
+[[package]]
+name = "emsl-analysis"
+version = "0.1.0"
+dependencies = ["emsl-io", "emsl-world"]
+[[package]]
+name = "emsl-hf"
+version = "0.1.0"
+dependencies = ["emsl-core", "minijinja"]
+[[package]]
+name = "gemm"
+version = "0.19.0"
+checksum = "aa"
+[[package]]
+name = "minijinja"
+version = "2.0.0"
+checksum = "bb"
+[[package]]
+name = "rand_core"
+version = "0.9.0"
+checksum = "cc"
+"#;
+
     #[test]
     fn code_versions_follow_what_computes_each_job() {
         let root = tempfile::tempdir().unwrap();
@@ -182,8 +235,6 @@ mod tests {
         };
         let figure_files: Vec<&str> = super::REGISTRY.iter().map(|f| f.source()).collect();
         let mut files = vec![
-            "Cargo.lock",
-            "Cargo.toml",
             "crates/repro/src/analysis.rs",
             "crates/repro/src/claims.rs",
             "crates/repro/src/exec/mod.rs",
@@ -193,6 +244,8 @@ mod tests {
         for f in files {
             write(f, "a");
         }
+        write("Cargo.toml", MANIFEST);
+        write("Cargo.lock", LOCK);
         for c in ["world", "io", "core", "analysis"] {
             write(&format!("crates/{c}/Cargo.toml"), "a");
             write(&format!("crates/{c}/src/lib.rs"), "a");
@@ -200,10 +253,12 @@ mod tests {
         }
         let v0 = CodeVersions::with_toolchain(root.path(), "rustc 1").unwrap();
         let grid = figure_files[0];
-        let changed = |edit: &str, toolchain: &str| {
-            write(edit, "b");
+        // Writes `text` to `path`, takes the versions, and puts the file back.
+        let changed_to = |path: &str, text: &str, toolchain: &str| {
+            let old = std::fs::read_to_string(root.path().join(path)).unwrap();
+            write(path, text);
             let v = CodeVersions::with_toolchain(root.path(), toolchain).unwrap();
-            write(edit, "a");
+            write(path, &old);
             (
                 v.compute != v0.compute,
                 v.figures["transfer-grid"] != v0.figures["transfer-grid"],
@@ -211,32 +266,34 @@ mod tests {
                 v.claims != v0.claims,
             )
         };
+        let changed = |path: &str, toolchain: &str| changed_to(path, "b", toolchain);
+        let manifest =
+            |from: &str, to: &str| changed_to("Cargo.toml", &MANIFEST.replace(from, to), "rustc 1");
+        let lock =
+            |from: &str, to: &str| changed_to("Cargo.lock", &LOCK.replace(from, to), "rustc 1");
+        let all = (true, true, true, true);
+        let none = (false, false, false, false);
+        let compute = (true, false, false, false);
         // (compute, transfer-grid's tables, shared-init's tables, claims)
+        assert_eq!(changed("crates/core/tests/t.rs", "rustc 1"), none);
         assert_eq!(
-            changed("crates/core/tests/t.rs", "rustc 1"),
-            (false, false, false, false)
+            manifest("debug = \"line-tables-only\"", "debug = false"),
+            all
         );
-        assert_eq!(changed("Cargo.toml", "rustc 1"), (true, true, true, true));
-        assert_eq!(
-            changed("crates/core/Cargo.toml", "rustc 1"),
-            (true, false, false, false)
-        );
-        assert_eq!(
-            changed("crates/core/src/lib.rs", "rustc 1"),
-            (true, false, false, false)
-        );
-        assert_eq!(
-            changed("crates/world/src/lib.rs", "rustc 1"),
-            (true, true, true, true)
-        );
+        assert_eq!(manifest("opt-level = 2", "opt-level = 1"), none);
+        assert_eq!(manifest("[\"x86-v4\"]", "[]"), compute);
+        assert_eq!(manifest("minijinja = \"2\"", "minijinja = \"3\""), none);
+        assert_eq!(lock("\"cc\"", "\"dd\""), all);
+        assert_eq!(lock("\"0.19.0\"", "\"0.19.1\""), compute);
+        assert_eq!(lock("\"2.0.0\"", "\"2.1.0\""), none);
+        assert_eq!(changed("crates/core/Cargo.toml", "rustc 1"), compute);
+        assert_eq!(changed("crates/core/src/lib.rs", "rustc 1"), compute);
+        assert_eq!(changed("crates/world/src/lib.rs", "rustc 1"), all);
         assert_eq!(
             changed("crates/analysis/Cargo.toml", "rustc 1"),
             (false, true, true, true)
         );
-        assert_eq!(
-            changed("crates/repro/src/exec/mod.rs", "rustc 1"),
-            (false, false, false, false)
-        );
+        assert_eq!(changed("crates/repro/src/exec/mod.rs", "rustc 1"), none);
         assert_eq!(
             changed("crates/repro/src/figures/mod.rs", "rustc 1"),
             (false, true, true, false)
