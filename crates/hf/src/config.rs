@@ -6,8 +6,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use candle_nn::Activation;
 
-/// The model families the kit loads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The model families the kit loads (`qwen2`, `llama` in a stage config, as `model_type` names them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Family {
     Qwen2,
     Llama,

@@ -17,7 +17,10 @@
 //! - `questions.rs`, `judge.rs`, `answers.rs`: Betley et al.'s evaluation questions (their YAML
 //!   format), a local judge model's 0-100 scores, the sampled and judged answers.
 //! - `tables.rs`, `output.rs`, `protocol.rs`: the judged evaluation and the EM protocol end to end,
-//!   into Parquet tables, a manifest and `SHA256SUMS`, written whole or not at all.
+//!   into Parquet tables, a manifest and `SHA256SUMS`, written whole or not at all; `runs.rs`: a
+//!   fine-tune or a distillation into an output folder the same way.
+//! - `stage.rs`: each of them from a stage config (`[spec]` with its `kind` and each model as
+//!   `{ family, path }`, `[io]`), as the core crate's stages are run from theirs.
 
 pub mod answers;
 pub mod chat;
@@ -36,6 +39,8 @@ pub mod output;
 pub mod protocol;
 pub mod questions;
 pub mod qwen2;
+pub mod runs;
+pub mod stage;
 pub mod tables;
 
 use std::path::Path;

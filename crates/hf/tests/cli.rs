@@ -5,29 +5,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use candle_core::Device;
-use common::{ids, long_checkpoint};
+use common::{emsl_hf, ids, long_checkpoint, write_set};
 use emsl_core::LanguageModel;
 use emsl_hf::Family;
-
-fn emsl_hf(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_emsl-hf"))
-        .args(args)
-        .env("CANDLE_NUM_THREADS", "1")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn write_set(path: &Path) {
-    let line = r#"{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there."}]}"#;
-    std::fs::write(path, format!("{line}\n{line}\n\n{line}\n")).unwrap();
-}
 
 fn finetune(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
     let mut args = vec![

@@ -3,13 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use candle_core::Device;
 use emsl_core::sample::SampleConfig;
-use emsl_hf::distil::{distil, Channel, DistilConfig};
-use emsl_hf::finetune::save_finetuned;
-use emsl_hf::output::{folder_inputs, write_json, Staged};
-use emsl_hf::read_chat_jsonl;
-use serde_json::json;
+use emsl_hf::distil::{Channel, DistilConfig};
+use emsl_hf::runs::distil_run;
 
 use super::TrainArgs;
 
@@ -64,30 +60,7 @@ pub fn run(args: &Args) -> Result<()> {
         lora: tune.lora,
         optim: tune.optim,
     };
-    let data = read_chat_jsonl(&args.prompts)?;
-    let prompts: Vec<_> = data
-        .records
-        .iter()
-        .map(|m| {
-            m.iter()
-                .take_while(|m| m.role != "assistant")
-                .cloned()
-                .collect()
-        })
-        .collect();
-    let teacher = emsl_hf::load(&args.teacher, &Device::Cpu)?;
-    let mut student = emsl_hf::load(&args.student, &Device::Cpu)?;
-    let staged = Staged::new(&args.out)?;
-    let summary = distil(&mut student, &teacher, &prompts, &cfg)?;
-    save_finetuned(staged.path(), &student, cfg.lora.as_ref())?;
-    let record = json!({
-        "command": "emsl-hf distil",
-        "teacher": folder_inputs(&args.teacher)?,
-        "student": folder_inputs(&args.student)?,
-        "prompts": {"file": emsl_hf::finetune::file_name(&data.path), "sha256": data.sha256},
-        "summary": summary,
-    });
-    write_json(&staged.path().join("summary.json"), &record)?;
-    eprintln!("distilled: {}", staged.finish()?.display());
+    let out = distil_run(&args.teacher, &args.student, &args.prompts, &cfg, &args.out)?;
+    eprintln!("distilled: {}", out.display());
     Ok(())
 }

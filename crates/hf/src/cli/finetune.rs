@@ -3,11 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use candle_core::Device;
-use emsl_hf::finetune::{finetune, save_finetuned};
-use emsl_hf::output::{folder_inputs, write_json, Staged};
-use emsl_hf::read_chat_jsonl;
-use serde_json::json;
+use emsl_hf::runs::finetune_run;
 
 use super::{StepArgs, TrainArgs};
 
@@ -33,25 +29,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let cfg = args.steps.apply(args.train.config(args.seed));
-    let data = read_chat_jsonl(&args.data)?;
-    let mut loaded = emsl_hf::load(&args.model, &Device::Cpu)?;
-    emsl_hf::finetune::encode_dataset(&loaded, &data, cfg.max_len)?;
-    let staged = Staged::new(&args.out)?;
-    let summary = finetune(&mut loaded, &data, &cfg, "finetune")?;
-    save_finetuned(staged.path(), &loaded, cfg.lora.as_ref())?;
-    let record = json!({
-        "command": "emsl-hf finetune",
-        "model": folder_inputs(&args.model)?,
-        "summary": summary,
-    });
-    write_json(&staged.path().join("summary.json"), &record)?;
-    let out = staged.finish()?;
-    let last = summary.losses.last().map_or(f32::NAN, |l| l.loss);
-    eprintln!(
-        "{} steps on {} examples, last loss {last:.4}: {}",
-        summary.steps,
-        summary.examples,
-        out.display()
-    );
+    let out = finetune_run(&args.model, &args.data, &cfg, &args.out)?;
+    eprintln!("fine-tuned: {}", out.display());
     Ok(())
 }

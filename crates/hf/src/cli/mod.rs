@@ -3,6 +3,7 @@
 mod distil;
 mod em;
 mod finetune;
+mod job;
 mod judge;
 
 use std::path::PathBuf;
@@ -40,6 +41,9 @@ enum Command {
     /// Distil a teacher into a student that shares its tokenizer, on chat prompts: sft on the
     /// teacher's answers, off-policy forward KL or JSD(beta), or on-policy GKD (beta, lambda).
     Distil(distil::Args),
+    /// Any of the above from a stage config file (`[spec]` with its `kind` and each model as
+    /// `{ family, path }`, `[io] out`): configs/own-model/ holds one of each.
+    Job(job::Args),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -48,6 +52,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Judge(args) => judge::run(&args),
         Command::Em(args) => em::run(&args),
         Command::Distil(args) => distil::run(&args),
+        Command::Job(args) => job::run(&args),
     }
 }
 

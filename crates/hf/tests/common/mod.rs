@@ -267,3 +267,22 @@ pub fn long_checkpoint(family: Family) -> tempfile::TempDir {
     write_long_checkpoint(dir.path(), family, 7);
     dir
 }
+
+/// Runs the `emsl-hf` binary on one thread: whether it succeeded, and what it printed to stderr.
+pub fn emsl_hf(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_emsl-hf"))
+        .args(args)
+        .env("CANDLE_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A chat JSONL set of three records (and a blank line, which is skipped, before the third).
+pub fn write_set(path: &Path) {
+    let line = r#"{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there."}]}"#;
+    std::fs::write(path, format!("{line}\n{line}\n\n{line}\n")).unwrap();
+}

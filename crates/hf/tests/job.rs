@@ -1,0 +1,159 @@
+//! `emsl-hf job CONFIG`: a stage config runs the same computation as the command line (the same bytes),
+//! names a model as `{ family, path }` and refuses a folder of another family before writing anything,
+//! and every shipped example under configs/own-model/ parses.
+
+mod common;
+
+use std::path::Path;
+
+use common::{emsl_hf, long_checkpoint, write_set};
+use emsl_hf::stage::{read_stage_config, HfStageSpec};
+use emsl_hf::Family;
+
+/// A fine-tune config with the command line's settings of `the_job_computes_what_the_command_computes`.
+fn finetune_config(family: &str, model: &Path, data: &Path, out: &Path) -> String {
+    format!(
+        r#"[spec]
+kind = "finetune"
+model = {{ family = "{family}", path = "{}" }}
+data = "{}"
+
+[spec.finetune]
+epochs = 1
+batch_size = 2
+grad_accumulation = 1
+schedule = "linear"
+max_len = 256
+seed = 0
+
+[spec.finetune.lora]
+rank = 1
+alpha = 64.0
+use_rslora = true
+modules = ["q_proj", "v_proj"]
+seed = 0
+
+[spec.finetune.optim]
+lr = 1e-2
+min_lr_ratio = 0.0
+warmup_steps = 0
+weight_decay = 0.01
+beta1 = 0.9
+beta2 = 0.999
+eps = 1e-8
+grad_clip = 1.0
+
+[io]
+out = "{}"
+"#,
+        model.display(),
+        data.display(),
+        out.display()
+    )
+}
+
+#[test]
+fn the_job_computes_what_the_command_computes() {
+    let model = long_checkpoint(Family::Qwen2);
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("set.jsonl");
+    write_set(&data);
+    let by_job = work.path().join("by-job");
+    let config = work.path().join("finetune.toml");
+    std::fs::write(
+        &config,
+        finetune_config("qwen2", model.path(), &data, &by_job),
+    )
+    .unwrap();
+    let (ok, err) = emsl_hf(&["job", config.to_str().unwrap()]);
+    assert!(ok, "{err}");
+
+    let by_command = work.path().join("by-command");
+    let (ok, err) = emsl_hf(&[
+        "finetune",
+        "--model",
+        model.path().to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        by_command.to_str().unwrap(),
+        "--batch-size",
+        "2",
+        "--max-len",
+        "256",
+        "--lr",
+        "1e-2",
+        "--warmup-steps",
+        "0",
+        "--grad-accumulation",
+        "1",
+        "--lora-rank",
+        "1",
+        "--lora-modules",
+        "q_proj,v_proj",
+    ]);
+    assert!(ok, "{err}");
+    let sums = |dir: &Path| std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+    assert_eq!(sums(&by_job), sums(&by_command));
+    assert!(sums(&by_job).contains("adapter_model.safetensors"));
+    assert!(emsl_io::check_sha256sums(&by_job).unwrap().is_empty());
+}
+
+#[test]
+fn a_model_of_another_family_is_refused_naming_the_field_and_nothing_is_written() {
+    let model = long_checkpoint(Family::Qwen2);
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("set.jsonl");
+    write_set(&data);
+    let out = work.path().join("out");
+    let config = work.path().join("finetune.toml");
+    std::fs::write(&config, finetune_config("llama", model.path(), &data, &out)).unwrap();
+    let (ok, err) = emsl_hf(&["job", config.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("[spec.model]")
+            && err.contains("family = \"llama\"")
+            && err.contains("model_type \"qwen2\""),
+        "{err}"
+    );
+    assert!(!out.exists());
+
+    // An unknown field is named with the file.
+    let text = finetune_config("qwen2", model.path(), &data, &out).replace("epochs", "epoch");
+    std::fs::write(&config, text).unwrap();
+    let (ok, err) = emsl_hf(&["job", config.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("finetune.toml") && err.contains("epoch"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn every_shipped_example_parses_and_names_its_kind() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/own-model");
+    let mut kinds = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let cfg = read_stage_config(&path).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            path.file_stem().unwrap().to_str().unwrap(),
+            cfg.spec.kind(),
+            "{}",
+            path.display()
+        );
+        if let HfStageSpec::Em(em) = &cfg.spec {
+            // Betley et al.'s open-models settings.
+            let lora = em.finetune.lora.as_ref().unwrap();
+            assert_eq!((lora.rank, lora.alpha, lora.use_rslora), (32, 64.0, true));
+            assert_eq!(
+                (em.finetune.batch_size, em.finetune.grad_accumulation),
+                (2, 8)
+            );
+            assert_eq!(em.answers.samples_per_question, 100);
+        }
+        kinds.push(cfg.spec.kind());
+    }
+    kinds.sort();
+    assert_eq!(kinds, ["distil", "em", "finetune", "judge"]);
+}
