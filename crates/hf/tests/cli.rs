@@ -4,37 +4,10 @@
 
 mod common;
 
-use std::path::Path;
-
 use candle_core::Device;
-use common::{emsl_hf, ids, long_checkpoint, write_set};
+use common::{finetune, ids, long_checkpoint, write_set};
 use emsl_core::LanguageModel;
 use emsl_hf::Family;
-
-fn finetune(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
-    let mut args = vec![
-        "finetune",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--batch-size",
-        "2",
-        "--max-len",
-        "256",
-        "--lr",
-        "1e-2",
-        "--warmup-steps",
-        "0",
-        // One batch a step, as the counts below expect (the defaults accumulate 8, Betley et al.'s).
-        "--grad-accumulation",
-        "1",
-    ];
-    args.extend_from_slice(extra);
-    emsl_hf(&args)
-}
 
 #[test]
 fn finetune_writes_a_peft_adapter_and_a_summary() {

@@ -6,11 +6,11 @@ mod common;
 
 use std::path::Path;
 
-use common::{emsl_hf, long_checkpoint, write_set};
+use common::{emsl_hf, finetune, long_checkpoint, write_set};
 use emsl_hf::stage::{read_stage_config, HfStageSpec};
 use emsl_hf::Family;
 
-/// A fine-tune config with the command line's settings of `the_job_computes_what_the_command_computes`.
+/// A fine-tune config with the settings of `common::finetune` and a rank-1 adapter on q_proj and v_proj.
 fn finetune_config(family: &str, model: &Path, data: &Path, out: &Path) -> String {
     format!(
         r#"[spec]
@@ -69,29 +69,12 @@ fn the_job_computes_what_the_command_computes() {
     assert!(ok, "{err}");
 
     let by_command = work.path().join("by-command");
-    let (ok, err) = emsl_hf(&[
-        "finetune",
-        "--model",
-        model.path().to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        by_command.to_str().unwrap(),
-        "--batch-size",
-        "2",
-        "--max-len",
-        "256",
-        "--lr",
-        "1e-2",
-        "--warmup-steps",
-        "0",
-        "--grad-accumulation",
-        "1",
-        "--lora-rank",
-        "1",
-        "--lora-modules",
-        "q_proj,v_proj",
-    ]);
+    let (ok, err) = finetune(
+        model.path(),
+        &data,
+        &by_command,
+        &["--lora-rank", "1", "--lora-modules", "q_proj,v_proj"],
+    );
     assert!(ok, "{err}");
     let sums = |dir: &Path| std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
     assert_eq!(sums(&by_job), sums(&by_command));

@@ -286,3 +286,30 @@ pub fn write_set(path: &Path) {
     let line = r#"{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there."}]}"#;
     std::fs::write(path, format!("{line}\n{line}\n\n{line}\n")).unwrap();
 }
+
+/// `emsl-hf finetune` of `model` on `data` into `out` with the tests' small settings (batches of 2,
+/// 256 tokens, lr 1e-2, no warm-up, one batch a step), then `extra` options.
+pub fn finetune(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
+    let mut args = vec![
+        "finetune",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--batch-size",
+        "2",
+        "--max-len",
+        "256",
+        "--lr",
+        "1e-2",
+        "--warmup-steps",
+        "0",
+        // One batch a step, as the tests' step counts expect (the defaults accumulate 8, Betley et al.'s).
+        "--grad-accumulation",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    emsl_hf(&args)
+}
