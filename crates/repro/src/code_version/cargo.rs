@@ -10,11 +10,33 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-/// The text a version hashes for the lock and root manifest, given the workspace crates' package names.
-pub(super) fn dependency_text(root: &Path, packages: &[&str]) -> Result<String> {
-    let lock = read_toml(&root.join("Cargo.lock"))?;
-    let manifest = read_toml(&root.join("Cargo.toml"))?;
-    let closure = lock_closure(&lock, packages).context("reading Cargo.lock")?;
+/// The workspace's `Cargo.lock` and root `Cargo.toml`, read and parsed once for every version.
+pub(super) struct CargoFiles {
+    lock: toml::Table,
+    manifest: toml::Table,
+}
+
+impl CargoFiles {
+    pub(super) fn read(root: &Path) -> Result<CargoFiles> {
+        Ok(CargoFiles {
+            lock: read_toml(&root.join("Cargo.lock"))?,
+            manifest: read_toml(&root.join("Cargo.toml"))?,
+        })
+    }
+
+    /// The text a version hashes for the lock and root manifest, given the workspace crates' package
+    /// names.
+    pub(super) fn dependency_text(&self, packages: &[&str]) -> Result<String> {
+        dependency_text(&self.lock, &self.manifest, packages)
+    }
+}
+
+fn dependency_text(
+    lock: &toml::Table,
+    manifest: &toml::Table,
+    packages: &[&str],
+) -> Result<String> {
+    let closure = lock_closure(lock, packages).context("reading Cargo.lock")?;
     let names: BTreeSet<&str> = closure.keys().map(|k| k.0.as_str()).collect();
     let mut text = String::new();
     for ((name, version), entry) in &closure {

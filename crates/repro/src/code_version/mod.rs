@@ -41,9 +41,10 @@ impl CodeVersions {
 
     /// The versions with `toolchain` as the compute jobs' toolchain (tests pass a fixed one).
     pub fn with_toolchain(root: &Path, toolchain: &str) -> Result<CodeVersions> {
-        let mut compute = code_parts(root, &["world", "io", "core"])?;
+        let cargo = cargo::CargoFiles::read(root)?;
+        let mut compute = code_parts(&cargo, &["world", "io", "core"])?;
         compute.push(Part::Text(toolchain.to_owned()));
-        let analysis = code_parts(root, &["world", "io", "analysis"])?;
+        let analysis = code_parts(&cargo, &["world", "io", "analysis"])?;
         let figures_dir = format!("{REPRO}/figures");
         let owned: Vec<&str> = REGISTRY.iter().map(|f| f.source()).collect();
         let mut figures = BTreeMap::new();
@@ -81,10 +82,10 @@ enum Part {
 
 /// Each crate's manifest and sources (crate `crates/{c}` is package `emsl-{c}`), and what of the
 /// workspace's lock and manifest they depend on.
-fn code_parts(root: &Path, crates: &[&str]) -> Result<Vec<Part>> {
+fn code_parts(cargo: &cargo::CargoFiles, crates: &[&str]) -> Result<Vec<Part>> {
     let packages: Vec<String> = crates.iter().map(|c| format!("emsl-{c}")).collect();
     let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
-    let mut parts = vec![Part::Text(cargo::dependency_text(root, &packages)?)];
+    let mut parts = vec![Part::Text(cargo.dependency_text(&packages)?)];
     for c in crates {
         parts.push(Part::File(format!("crates/{c}/Cargo.toml")));
         parts.push(Part::File(format!("crates/{c}/src")));
