@@ -86,17 +86,27 @@ pub fn encode_dataset(
         .collect()
 }
 
-/// Fine-tunes the model of `loaded` on `data` (attaching fresh adapters first when `cfg.lora` is set).
+/// Fine-tunes the model of `loaded` on `examples`, the records of `data` as [`encode_dataset`] gave
+/// them for a model of the same folder and `cfg.max_len` (callers encode, and so check, every record
+/// before they create an output folder), attaching fresh adapters first when `cfg.lora` is set.
 pub fn finetune(
     loaded: &mut Loaded,
     data: &ChatDataset,
+    examples: &[ChatExample],
     cfg: &FinetuneConfig,
     label: &str,
 ) -> Result<FinetuneSummary> {
     if cfg.epochs == 0 || cfg.batch_size == 0 || cfg.grad_accumulation == 0 {
         bail!("epochs, batch size and gradient accumulation must be positive");
     }
-    let examples = encode_dataset(loaded, data, cfg.max_len)?;
+    if examples.len() != data.records.len() {
+        bail!(
+            "{} examples for the {} records of {}: encode the set with encode_dataset",
+            examples.len(),
+            data.records.len(),
+            data.path.display()
+        );
+    }
     if let Some(lora) = &cfg.lora {
         loaded.model.attach_lora(lora)?;
     }

@@ -199,9 +199,11 @@ pub fn run_em(
     ];
     let dev = Device::Cpu;
     let base = crate::load(inputs.model, &dev)?;
-    for (_, set) in &sets {
-        crate::finetune::encode_dataset(&base, set, tune.max_len)?;
-    }
+    // Encoded (and checked) once, with the base's tokenizer and template, which every arm shares.
+    let encoded = sets
+        .iter()
+        .map(|(_, set)| crate::finetune::encode_dataset(&base, set, tune.max_len))
+        .collect::<Result<Vec<_>>>()?;
     let judge = Judge::new(crate::load(inputs.judge, &dev)?, judge_cfg.min_number_mass)?;
 
     let staged = Staged::new(out)?;
@@ -210,9 +212,9 @@ pub fn run_em(
     drop(base);
     write_jsonl(&staged.path().join("base/samples.jsonl"), &records)?;
     per_arm.push(question_results(&questions, &records));
-    for (arm, set) in &sets {
+    for ((arm, set), examples) in sets.iter().zip(&encoded) {
         let mut tuned = crate::load(inputs.model, &dev)?;
-        let summary = finetune(&mut tuned, set, tune, arm)?;
+        let summary = finetune(&mut tuned, set, examples, tune, arm)?;
         let weights = if tune.lora.is_some() {
             "adapter"
         } else {

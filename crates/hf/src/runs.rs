@@ -24,9 +24,9 @@ pub fn finetune_run(
     let data = read_chat_jsonl(data)?;
     let mut loaded = crate::load(model, &Device::Cpu)?;
     // Every example is encoded (and a bad one named) before the output folder exists.
-    encode_dataset(&loaded, &data, cfg.max_len)?;
+    let examples = encode_dataset(&loaded, &data, cfg.max_len)?;
     let staged = Staged::new(out)?;
-    let summary = finetune(&mut loaded, &data, cfg, "finetune")?;
+    let summary = finetune(&mut loaded, &data, &examples, cfg, "finetune")?;
     save_finetuned(staged.path(), &loaded, cfg.lora.as_ref())?;
     let record = json!({
         "command": "emsl-hf finetune",

@@ -6,7 +6,7 @@ mod common;
 use candle_core::Device;
 use common::{ids, long_checkpoint, max_diff};
 use emsl_core::LanguageModel;
-use emsl_hf::finetune::{finetune, FinetuneConfig, Schedule};
+use emsl_hf::finetune::{encode_dataset, finetune, FinetuneConfig, Schedule};
 use emsl_hf::{read_chat_jsonl, Family};
 
 /// The logits after fine-tuning every weight of a fresh copy of `model` with `batch_size` and
@@ -28,7 +28,8 @@ fn tuned_logits(
         seed: 3,
         optim: emsl_core::train::optim(1e-2, 0),
     };
-    let summary = finetune(&mut loaded, data, &cfg, "test").unwrap();
+    let examples = encode_dataset(&loaded, data, cfg.max_len).unwrap();
+    let summary = finetune(&mut loaded, data, &examples, &cfg, "test").unwrap();
     (summary.steps, loaded.model.forward(&ids(1, 6, 2)).unwrap())
 }
 
