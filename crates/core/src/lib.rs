@@ -6,6 +6,7 @@ pub mod data;
 pub mod distil;
 pub mod divergence;
 pub mod eval;
+pub mod kernel_check;
 pub mod kernels;
 pub mod model;
 pub mod optim;

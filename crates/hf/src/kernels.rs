@@ -7,25 +7,13 @@
 use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
-use emsl_core::kernels::{data, simd, threads, with_data};
+use emsl_core::kernels::{data, for_chunks, simd, threads, with_data};
 use rayon::prelude::*;
 
 /// Rows per block of the RMS norm.
 const ROWS: usize = 16;
 /// Elements per block of SwiGLU.
 const CHUNK: usize = 1 << 14;
-
-/// Calls `f(block, out_block)` on each `block`-sized piece of `out`, on the rayon threads when there
-/// are several and the work is large.
-fn blocks(out: &mut [f32], block: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    if threads() > 1 && out.len() >= 1 << 15 {
-        out.par_chunks_mut(block)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
-    } else {
-        out.chunks_mut(block).enumerate().for_each(|(i, c)| f(i, c));
-    }
-}
 
 struct RmsNorm {
     eps: f32,
@@ -58,7 +46,8 @@ impl CustomOp2 for RmsNorm {
             *i = 1.0 / (ss / c as f32 + self.eps).sqrt();
         }
         let mut y = vec![0f32; x.len()];
-        blocks(&mut y, ROWS * c, |b, out| {
+        let work = 2 * y.len();
+        for_chunks(&mut y, ROWS * c, work, |b, out| {
             for (j, o) in out.chunks_mut(c).enumerate() {
                 let r = b * ROWS + j;
                 let (row, s) = (&x[r * c..(r + 1) * c], inv[r]);
@@ -95,7 +84,7 @@ impl CustomOp2 for RmsNorm {
                     let row = |r: usize| (&x[r * c..(r + 1) * c], &dy[r * c..(r + 1) * c], inv[r]);
                     let dx = want_dx.then(|| {
                         let mut dx = vec![0f32; x.len()];
-                        blocks(&mut dx, ROWS * c, |b, out| {
+                        for_chunks(&mut dx, ROWS * c, 8 * x.len(), |b, out| {
                             for (j, o) in out.chunks_mut(c).enumerate() {
                                 let (xr, dyr, s) = row(b * ROWS + j);
                                 let dot: f32 = xr
@@ -115,7 +104,7 @@ impl CustomOp2 for RmsNorm {
                     // Per block of rows, then the blocks in order: the same sum at any thread count.
                     let dw = want_dw.then(|| {
                         let mut partial = vec![0f32; rows.div_ceil(ROWS) * c];
-                        blocks(&mut partial, c, |b, acc| {
+                        for_chunks(&mut partial, c, 3 * x.len(), |b, acc| {
                             for r in b * ROWS..((b + 1) * ROWS).min(rows) {
                                 let (xr, dyr, s) = row(r);
                                 for ((a, x), d) in acc.iter_mut().zip(xr).zip(dyr) {
@@ -178,7 +167,7 @@ impl CustomOp2 for SwiGlu {
             candle_core::bail!("swiglu: gate and up differ in size");
         }
         let mut y = vec![0f32; g.len()];
-        blocks(&mut y, CHUNK, |b, out| {
+        for_chunks(&mut y, CHUNK, 4 * g.len(), |b, out| {
             let at = b * CHUNK;
             for ((o, g), u) in out.iter_mut().zip(&g[at..]).zip(&u[at..]) {
                 *o = g * sigmoid(*g) * u;
@@ -210,7 +199,8 @@ impl CustomOp2 for SwiGlu {
                             *ou = d * g * s;
                         }
                     };
-                    if threads() > 1 && g.len() >= 1 << 15 {
+                    // Two outputs per block, so `for_chunks` (one output) does not fit; the same rule.
+                    if threads() > 1 && 6 * g.len() >= 1 << 16 {
                         let pairs = dg.par_chunks_mut(CHUNK).zip(du.par_chunks_mut(CHUNK));
                         pairs.enumerate().for_each(block);
                     } else {

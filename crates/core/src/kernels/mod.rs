@@ -56,7 +56,7 @@ pub fn threads() -> usize {
 
 /// Calls `f(i, chunk)` for each `chunk`-sized piece of `out`, in parallel when the `work` (about the
 /// floating-point operations of the whole call) pays for it.
-pub(crate) fn for_chunks(
+pub fn for_chunks(
     out: &mut [f32],
     chunk: usize,
     work: usize,
