@@ -10,6 +10,7 @@ mod hf;
 mod job;
 mod notebook_code;
 mod notebooks;
+mod own_model;
 mod reproduce;
 mod reproduce_slurm;
 mod verify;
@@ -56,6 +57,9 @@ enum Command {
     /// Your own model (crates/hf's emsl-hf): fine-tune, judge and the EM protocol on a local Qwen2 or
     /// Llama checkpoint; `cargo xtask hf --help` lists the commands.
     Hf(hf::Args),
+    /// Your own model's stages (emsl-hf job configs) as cached jobs into results-own/: a config runs
+    /// again only when a setting, an input file or crates/hf changed.
+    OwnModel(own_model::Args),
 }
 
 /// The workspace root (xtask lives one folder below it).
@@ -92,6 +96,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo => demo::run(),
         Command::Bench(args) => bench::run(&args),
         Command::Hf(args) => hf::run(&args),
+        Command::OwnModel(args) => own_model::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Explore(args) => explore::run(&args),
         Command::Reproduce(args) => reproduce::run(&args),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use emsl_repro::exec::{LocalRunner, Settings};
+use emsl_repro::graph::JobBinary;
 use emsl_repro::{lock, plan, timings};
 
 #[derive(clap::Args, Debug)]
@@ -72,7 +73,11 @@ pub fn run(args: &Args) -> Result<()> {
         threads: (cores / jobs).max(1),
         profile: args.profile.clone(),
     };
-    let runner = LocalRunner::new(crate::job::binary()?, vec!["job".to_owned()]);
+    let runner = LocalRunner::new().with(
+        JobBinary::Kit,
+        crate::job::binary()?,
+        vec!["job".to_owned()],
+    );
     let report = plan::run(&settings, &plan, &runner, args.figures.is_empty())?;
     eprintln!(
         "reproduce: {} jobs ran, {} were up to date, in {:.1} s; results in {}",

@@ -114,17 +114,17 @@ fn shards(dir: &Path) -> Result<Vec<PathBuf>> {
     files.into_iter().map(|f| require(dir, f)).collect()
 }
 
-/// sha256 of every file of the folder by its path relative to it, sorted by path, subfolders
-/// included: what a job's identity records for a model, as it does for a dataset. Hidden files and
-/// folders (`.cache/` of a hub download, `.git/`) are left out: they are not the model.
-pub fn file_hashes(dir: &Path) -> Result<Vec<(String, String)>> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<()> {
+/// Every file of the folder by its path relative to it (`/`-separated) and its path, sorted by the
+/// former, subfolders included: what a job's identity records for a model, as it does for a dataset.
+/// Hidden files and folders (`.cache/` of a hub download, `.git/`) are left out: they are not the
+/// model.
+pub fn files_under(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<()> {
         let entries =
             std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
         for entry in entries {
             let entry = entry?;
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with('.') {
+            if entry.file_name().to_string_lossy().starts_with('.') {
                 continue;
             }
             let path = entry.path();
@@ -132,10 +132,7 @@ pub fn file_hashes(dir: &Path) -> Result<Vec<(String, String)>> {
                 walk(root, &path, out)?;
             } else {
                 let rel = path.strip_prefix(root).expect("under root");
-                let rel = rel.to_string_lossy().replace('\\', "/");
-                let hash = emsl_io::sha256_file(&path)
-                    .with_context(|| format!("hashing {}", path.display()))?;
-                out.push((rel, hash));
+                out.push((rel.to_string_lossy().replace('\\', "/"), path));
             }
         }
         Ok(())
@@ -144,4 +141,16 @@ pub fn file_hashes(dir: &Path) -> Result<Vec<(String, String)>> {
     walk(dir, dir, &mut out)?;
     out.sort();
     Ok(out)
+}
+
+/// sha256 of every file of [`files_under`] the folder, by its path relative to it.
+pub fn file_hashes(dir: &Path) -> Result<Vec<(String, String)>> {
+    files_under(dir)?
+        .into_iter()
+        .map(|(rel, path)| {
+            let hash = emsl_io::sha256_file(&path)
+                .with_context(|| format!("hashing {}", path.display()))?;
+            Ok((rel, hash))
+        })
+        .collect()
 }

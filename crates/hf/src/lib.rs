@@ -41,6 +41,7 @@ pub mod questions;
 pub mod qwen2;
 pub mod runs;
 pub mod stage;
+pub mod stage_plan;
 pub mod tables;
 
 use std::path::Path;

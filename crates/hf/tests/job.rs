@@ -6,51 +6,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{emsl_hf, finetune, long_checkpoint, write_set};
+use common::{emsl_hf, finetune, finetune_config, long_checkpoint, write_set};
 use emsl_hf::stage::{read_stage_config, HfStageSpec};
 use emsl_hf::Family;
-
-/// A fine-tune config with the settings of `common::finetune` and a rank-1 adapter on q_proj and v_proj.
-fn finetune_config(family: &str, model: &Path, data: &Path, out: &Path) -> String {
-    format!(
-        r#"[spec]
-kind = "finetune"
-model = {{ family = "{family}", path = "{}" }}
-data = "{}"
-
-[spec.finetune]
-epochs = 1
-batch_size = 2
-grad_accumulation = 1
-schedule = "linear"
-max_len = 256
-seed = 0
-
-[spec.finetune.lora]
-rank = 1
-alpha = 64.0
-use_rslora = true
-modules = ["q_proj", "v_proj"]
-seed = 0
-
-[spec.finetune.optim]
-lr = 1e-2
-min_lr_ratio = 0.0
-warmup_steps = 0
-weight_decay = 0.01
-beta1 = 0.9
-beta2 = 0.999
-eps = 1e-8
-grad_clip = 1.0
-
-[io]
-out = "{}"
-"#,
-        model.display(),
-        data.display(),
-        out.display()
-    )
-}
 
 #[test]
 fn the_job_computes_what_the_command_computes() {
@@ -139,4 +97,51 @@ fn every_shipped_example_parses_and_names_its_kind() {
     }
     kinds.sort();
     assert_eq!(kinds, ["distil", "em", "finetune", "judge"]);
+}
+
+/// `job --plan` runs nothing: it prints the spec with each input named instead of pathed, the spec
+/// with absolute paths (relative ones from the working directory), and every file of each input.
+#[test]
+fn the_plan_names_inputs_resolves_paths_and_lists_files() {
+    let model = long_checkpoint(Family::Qwen2);
+    let work = tempfile::tempdir().unwrap();
+    write_set(&work.path().join("set.jsonl"));
+    let out = work.path().join("never");
+    let text = finetune_config("qwen2", model.path(), Path::new("set.jsonl"), &out);
+    std::fs::write(work.path().join("ft.toml"), text).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_emsl-hf"))
+        .current_dir(work.path())
+        .args(["job", "--plan", "ft.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan["kind"], "finetune");
+    assert_eq!(plan["spec"]["model"]["path"], "<model>");
+    assert_eq!(plan["spec"]["data"], "<data>");
+    let data = work.path().join("set.jsonl");
+    assert_eq!(plan["resolved"]["data"], data.to_str().unwrap());
+    assert_eq!(
+        plan["resolved"]["model"]["path"],
+        model.path().to_str().unwrap()
+    );
+    assert_eq!(plan["inputs"]["data"][0]["name"], "");
+    let names: Vec<&str> = plan["inputs"]["model"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    let want = [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ];
+    assert_eq!(names, want);
+    assert!(!out.exists(), "a plan writes nothing");
 }

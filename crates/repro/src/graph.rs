@@ -47,6 +47,26 @@ pub enum Task {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         previous: Option<crate::spec::PreviousTables>,
     },
+    /// A stage of your own model (`emsl-hf job`, [`crate::own`]): its kind (`stage`), its spec with
+    /// each input's path replaced by the input's name, and per input the sha256 of every file it
+    /// reads, by the file's path inside the input. `resolved`, the spec with absolute paths that the
+    /// job runs, is no part of the identity: the same files elsewhere are the same job.
+    Own {
+        stage: String,
+        spec: serde_json::Value,
+        inputs: BTreeMap<String, BTreeMap<String, String>>,
+        #[serde(skip)]
+        resolved: serde_json::Value,
+    },
+}
+
+/// The program that runs a compute job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum JobBinary {
+    /// `xtask job CONFIG`: the kit's own stages (crates/core).
+    Kit,
+    /// `emsl-hf job CONFIG`: a stage of your own model (crates/hf).
+    OwnModel,
 }
 
 impl Task {
@@ -66,12 +86,23 @@ impl Task {
             Task::Compute { spec, .. } => spec.kind(),
             Task::Figure { .. } => "figure",
             Task::Claims { .. } => "claims",
+            Task::Own { stage, .. } => crate::own::kind(stage),
         }
     }
 
-    /// Training and sampling run in a child process with the kit's core; the rest is analysis.
+    /// Training and sampling run in a child process (the kit's core, or emsl-hf for your own model);
+    /// the rest is analysis.
     pub fn is_compute(&self) -> bool {
-        matches!(self, Task::Compute { .. })
+        self.binary().is_some()
+    }
+
+    /// The program of a compute job; `None` for analysis.
+    pub fn binary(&self) -> Option<JobBinary> {
+        match self {
+            Task::Compute { .. } => Some(JobBinary::Kit),
+            Task::Own { .. } => Some(JobBinary::OwnModel),
+            Task::Figure { .. } | Task::Claims { .. } => None,
+        }
     }
 
     /// The keys of the jobs this one reads.
@@ -81,6 +112,7 @@ impl Task {
                 inputs.values().cloned().collect()
             }
             Task::Claims { tables, .. } => tables.values().cloned().collect(),
+            Task::Own { .. } => vec![],
         }
     }
 
@@ -96,8 +128,11 @@ impl Task {
     /// scheduler's priorities.
     pub fn cost(&self) -> f64 {
         let train = |t: &TrainConfig, ctx: f64| (t.steps * t.batch_size) as f64 * ctx * 3.0;
-        let Task::Compute { spec, .. } = self else {
-            return 1000.0;
+        let spec = match self {
+            Task::Compute { spec, .. } => spec,
+            // Unknown until it runs; a real checkpoint outweighs every job of the kit's own.
+            Task::Own { .. } => return 1e12,
+            _ => return 1000.0,
         };
         match spec {
             StageSpec::Pretrain(p) => train(&p.train, p.model.n_ctx as f64),
@@ -261,6 +296,7 @@ impl Graph {
                 .with_context(|| format!("figure '{figure}' is not registered"))?,
             Task::Claims { .. } => &self.code.claims,
             Task::Compute { .. } => &self.code.compute,
+            Task::Own { .. } => &self.code.own,
         })
     }
 
@@ -271,8 +307,10 @@ impl Graph {
 
 /// The stage config a compute job's process reads: its spec, with the folders filled in.
 pub fn stage_config(root: &Path, out: &Path, job: &Job, dest: &Path) -> Result<String> {
-    let Task::Compute { spec, inputs } = &job.task else {
-        bail!("{} is not a compute job", job.key);
+    let (spec, inputs) = match &job.task {
+        Task::Compute { spec, inputs } => (spec, inputs),
+        Task::Own { resolved, .. } => return crate::own::stage_config(resolved, dest),
+        _ => bail!("{} is not a compute job", job.key),
     };
     let cfg = StageConfig {
         spec: spec.clone(),

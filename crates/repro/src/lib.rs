@@ -15,6 +15,7 @@ pub mod exec;
 pub mod figures;
 pub mod graph;
 pub mod lock;
+pub mod own;
 pub mod plan;
 pub mod prose;
 pub mod spec;

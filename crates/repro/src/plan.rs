@@ -209,11 +209,14 @@ pub fn run_on_slurm(
     Ok(outcome)
 }
 
+/// Forgets the jobs of `out` that `graph` does not hold. Jobs of your own model (`own-` keys, from
+/// `cargo xtask own-model` into the same folder) are no figure's to forget: they stay.
 fn prune_unneeded(out: &Path, graph: &Graph) -> Result<()> {
     let mut lock = crate::lock::Lock::load(out)?;
-    let keep: BTreeSet<&str> = graph.jobs.iter().map(|j| j.key.as_str()).collect();
+    let planned: BTreeSet<&str> = graph.jobs.iter().map(|j| j.key.as_str()).collect();
+    let keep = |key: &str| planned.contains(key) || key.starts_with("own-");
     let before = lock.jobs.len();
-    lock.jobs.retain(|k, _| keep.contains(k.as_str()));
+    lock.jobs.retain(|k, _| keep(k));
     if lock.jobs.len() != before {
         lock.save(out)?;
     }
@@ -222,7 +225,7 @@ fn prune_unneeded(out: &Path, graph: &Graph) -> Result<()> {
         let p = e?.path();
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let key = name.split('.').next().unwrap_or("");
-        if !keep.contains(key) {
+        if !keep(key) {
             if p.is_dir() {
                 std::fs::remove_dir_all(&p)?;
             } else {
@@ -382,7 +385,7 @@ mod tests {
     }
 
     /// After a run of every figure, cached jobs and lock entries no figure needs are forgotten; the
-    /// needed ones stay.
+    /// needed ones stay, and so do your own model's.
     #[test]
     fn pruning_forgets_only_the_jobs_no_figure_needs() {
         use crate::lock::{Entry, Lock};
@@ -394,7 +397,11 @@ mod tests {
             version: crate::lock::LOCK_VERSION,
             ..Lock::default()
         };
-        for key in [kept.as_str(), "pretrain-000000000000"] {
+        for key in [
+            kept.as_str(),
+            "pretrain-000000000000",
+            "own-em-000000000000",
+        ] {
             std::fs::create_dir_all(jobs.join(key)).unwrap();
             std::fs::write(jobs.join(format!("{key}.log")), "log").unwrap();
             let entry = Entry {
@@ -414,8 +421,15 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(left, BTreeSet::from([kept.clone(), format!("{kept}.log")]));
+        let own = "own-em-000000000000".to_owned();
+        let want = [
+            kept.clone(),
+            format!("{kept}.log"),
+            own.clone(),
+            format!("{own}.log"),
+        ];
+        assert_eq!(left, BTreeSet::from(want));
         let lock = Lock::load(out.path()).unwrap();
-        assert_eq!(lock.jobs.keys().collect::<Vec<_>>(), vec![&kept]);
+        assert_eq!(lock.jobs.keys().collect::<Vec<_>>(), vec![&own, &kept]);
     }
 }

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 pub fn jobs_dir(out: &Path) -> PathBuf {
-    out.join("jobs")
+    out.join(JOBS_DIR)
 }
+
+/// The folder of a results folder that holds the job folders, logs and configs.
+pub const JOBS_DIR: &str = "jobs";
 
 /// The folder of a finished compute job.
 pub fn job_folder(out: &Path, key: &str) -> PathBuf {

@@ -313,3 +313,45 @@ pub fn finetune(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> (bool,
     args.extend_from_slice(extra);
     emsl_hf(&args)
 }
+
+/// A fine-tune config with the settings of `common::finetune` and a rank-1 adapter on q_proj and v_proj.
+pub fn finetune_config(family: &str, model: &Path, data: &Path, out: &Path) -> String {
+    format!(
+        r#"[spec]
+kind = "finetune"
+model = {{ family = "{family}", path = "{}" }}
+data = "{}"
+
+[spec.finetune]
+epochs = 1
+batch_size = 2
+grad_accumulation = 1
+schedule = "linear"
+max_len = 256
+seed = 0
+
+[spec.finetune.lora]
+rank = 1
+alpha = 64.0
+use_rslora = true
+modules = ["q_proj", "v_proj"]
+seed = 0
+
+[spec.finetune.optim]
+lr = 1e-2
+min_lr_ratio = 0.0
+warmup_steps = 0
+weight_decay = 0.01
+beta1 = 0.9
+beta2 = 0.999
+eps = 1e-8
+grad_clip = 1.0
+
+[io]
+out = "{}"
+"#,
+        model.display(),
+        data.display(),
+        out.display()
+    )
+}

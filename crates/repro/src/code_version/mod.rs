@@ -7,7 +7,9 @@
 //!   results as much as a source edit);
 //! - a figure's table job: the world, io and analysis crates, the table writer, the figures' shared
 //!   code and the figure's own file;
-//! - the claims job: the world, io and analysis crates and the claims table's code.
+//! - the claims job: the world, io and analysis crates and the claims table's code;
+//! - a stage of your own model (`emsl-hf job`): the compute jobs' crates and crates/hf, and the
+//!   toolchain.
 //!
 //! Every version also hashes each of its crates' manifests (a feature such as gemm's AVX-512 kernels
 //! changes results as much as a source edit) and, of the workspace's lock and manifest, what those
@@ -32,6 +34,8 @@ pub struct CodeVersions {
     /// Per registered figure, the version of its table job.
     pub figures: BTreeMap<String, String>,
     pub claims: String,
+    /// Your own model's stages (`emsl-hf job`): the compute crates, crates/hf and what they reach.
+    pub own: String,
 }
 
 impl CodeVersions {
@@ -44,6 +48,8 @@ impl CodeVersions {
         let cargo = cargo::CargoFiles::read(root)?;
         let mut compute = code_parts(&cargo, &["world", "io", "core"])?;
         compute.push(Part::Text(toolchain.to_owned()));
+        let mut own = code_parts(&cargo, &["world", "io", "core", "hf"])?;
+        own.push(Part::Text(toolchain.to_owned()));
         let analysis = code_parts(&cargo, &["world", "io", "analysis"])?;
         let figures_dir = format!("{REPRO}/figures");
         let owned: Vec<&str> = REGISTRY.iter().map(|f| f.source()).collect();
@@ -65,6 +71,7 @@ impl CodeVersions {
             compute: hash(root, &compute)?,
             figures,
             claims: hash(root, &claims)?,
+            own: hash(root, &own)?,
         })
     }
 }
@@ -189,7 +196,7 @@ debug = "line-tables-only"
 opt-level = 2
 "#;
 
-    /// emsl-hf and its minijinja are in the workspace, but no job reaches them.
+    /// emsl-hf and its minijinja: only your own model's stages reach them.
     const LOCK: &str = r#"
 version = 4
 [[package]]
@@ -247,7 +254,7 @@ checksum = "cc"
         }
         write("Cargo.toml", MANIFEST);
         write("Cargo.lock", LOCK);
-        for c in ["world", "io", "core", "analysis"] {
+        for c in ["world", "io", "core", "analysis", "hf"] {
             write(&format!("crates/{c}/Cargo.toml"), "a");
             write(&format!("crates/{c}/src/lib.rs"), "a");
             write(&format!("crates/{c}/tests/t.rs"), "a");
@@ -265,6 +272,7 @@ checksum = "cc"
                 v.figures["transfer-grid"] != v0.figures["transfer-grid"],
                 v.figures["shared-init"] != v0.figures["shared-init"],
                 v.claims != v0.claims,
+                v.own != v0.own,
             )
         };
         let changed = |path: &str, toolchain: &str| changed_to(path, "b", toolchain);
@@ -272,10 +280,11 @@ checksum = "cc"
             |from: &str, to: &str| changed_to("Cargo.toml", &MANIFEST.replace(from, to), "rustc 1");
         let lock =
             |from: &str, to: &str| changed_to("Cargo.lock", &LOCK.replace(from, to), "rustc 1");
-        let all = (true, true, true, true);
-        let none = (false, false, false, false);
-        let compute = (true, false, false, false);
-        // (compute, transfer-grid's tables, shared-init's tables, claims)
+        let all = (true, true, true, true, true);
+        let none = (false, false, false, false, false);
+        let compute = (true, false, false, false, true);
+        let own = (false, false, false, false, true);
+        // (compute, transfer-grid's tables, shared-init's tables, claims, own-model stages)
         assert_eq!(changed("crates/core/tests/t.rs", "rustc 1"), none);
         assert_eq!(
             manifest("debug = \"line-tables-only\"", "debug = false"),
@@ -283,30 +292,33 @@ checksum = "cc"
         );
         assert_eq!(manifest("opt-level = 2", "opt-level = 1"), none);
         assert_eq!(manifest("[\"x86-v4\"]", "[]"), compute);
-        assert_eq!(manifest("minijinja = \"2\"", "minijinja = \"3\""), none);
+        assert_eq!(manifest("minijinja = \"2\"", "minijinja = \"3\""), own);
         assert_eq!(lock("\"cc\"", "\"dd\""), all);
         assert_eq!(lock("\"0.19.0\"", "\"0.19.1\""), compute);
-        assert_eq!(lock("\"2.0.0\"", "\"2.1.0\""), none);
+        assert_eq!(lock("\"2.0.0\"", "\"2.1.0\""), own);
         assert_eq!(changed("crates/core/Cargo.toml", "rustc 1"), compute);
         assert_eq!(changed("crates/core/src/lib.rs", "rustc 1"), compute);
         assert_eq!(changed("crates/world/src/lib.rs", "rustc 1"), all);
+        assert_eq!(changed("crates/hf/src/lib.rs", "rustc 1"), own);
+        assert_eq!(changed("crates/hf/Cargo.toml", "rustc 1"), own);
+        assert_eq!(changed("crates/hf/tests/t.rs", "rustc 1"), none);
         assert_eq!(
             changed("crates/analysis/Cargo.toml", "rustc 1"),
-            (false, true, true, true)
+            (false, true, true, true, false)
         );
         assert_eq!(changed("crates/repro/src/exec/mod.rs", "rustc 1"), none);
         assert_eq!(
             changed("crates/repro/src/figures/mod.rs", "rustc 1"),
-            (false, true, true, false)
+            (false, true, true, false, false)
         );
-        assert_eq!(changed(grid, "rustc 1"), (false, true, false, false));
+        assert_eq!(changed(grid, "rustc 1"), (false, true, false, false, false));
         assert_eq!(
             changed("crates/repro/src/claims.rs", "rustc 1"),
-            (false, false, false, true)
+            (false, false, false, true, false)
         );
         assert_eq!(
             changed("crates/repro/src/claims.rs", "rustc 2"),
-            (true, false, false, true)
+            (true, false, false, true, true)
         );
     }
 }

@@ -1,5 +1,6 @@
-//! The local runner: each compute job is a child process of the job binary (`xtask job CONFIG`) with
-//! its thread count in the environment and its output and errors in the job's log.
+//! The local runner: each compute job is a child process of its job binary (`xtask job CONFIG`, or
+//! `emsl-hf job CONFIG` for your own model) with its thread count in the environment and its output
+//! and errors in the job's log.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,22 +11,28 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::{ComputeJob, Runner};
+use crate::graph::JobBinary;
 
 pub struct LocalRunner {
-    /// The job binary and the arguments before the config path.
-    program: PathBuf,
-    args: Vec<String>,
+    /// Each job binary and its arguments before the config path.
+    programs: BTreeMap<JobBinary, (PathBuf, Vec<String>)>,
     /// The children still running, by job key (cancel_all kills them).
     running: Mutex<BTreeMap<String, Child>>,
 }
 
 impl LocalRunner {
-    pub fn new(program: PathBuf, args: Vec<String>) -> LocalRunner {
+    /// A runner with no program yet ([`LocalRunner::with`] adds them).
+    pub fn new() -> LocalRunner {
         LocalRunner {
-            program,
-            args,
+            programs: BTreeMap::new(),
             running: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Runs the jobs of `binary` as `program args... CONFIG`.
+    pub fn with(mut self, binary: JobBinary, program: PathBuf, args: Vec<String>) -> LocalRunner {
+        self.programs.insert(binary, (program, args));
+        self
     }
 }
 
@@ -33,19 +40,28 @@ impl LocalRunner {
 /// can kill it while its runner thread waits).
 const POLL: Duration = Duration::from_millis(20);
 
+impl Default for LocalRunner {
+    fn default() -> Self {
+        LocalRunner::new()
+    }
+}
+
 impl Runner for LocalRunner {
     fn run(&self, job: &ComputeJob) -> Result<()> {
         let log = std::fs::File::create(job.log)
             .with_context(|| format!("creating {}", job.log.display()))?;
-        let child = Command::new(&self.program)
-            .args(&self.args)
+        let Some((program, args)) = self.programs.get(&job.binary) else {
+            bail!("this runner has no program for {:?} jobs", job.binary);
+        };
+        let child = Command::new(program)
+            .args(args)
             .arg(job.config)
             .env("RAYON_NUM_THREADS", job.threads.to_string())
             .env("CANDLE_NUM_THREADS", job.threads.to_string())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {}", self.program.display()))?;
+            .with_context(|| format!("starting {}", program.display()))?;
         self.running
             .lock()
             .expect("not poisoned")

@@ -21,7 +21,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::graph::{Graph, Job};
+use crate::graph::{Graph, Job, JobBinary};
 use crate::lock::{Entry, Lock};
 use crate::store;
 
@@ -45,6 +45,8 @@ pub struct Report {
 /// folder the config names, its output and errors into `log`.
 pub struct ComputeJob<'a> {
     pub key: &'a str,
+    /// The program that runs it.
+    pub binary: JobBinary,
     pub label: &'a str,
     pub config: &'a Path,
     pub log: &'a Path,
@@ -84,6 +86,7 @@ fn run_compute(s: &Settings, runner: &dyn Runner, job: &Job) -> Result<Vec<Strin
     let started = Instant::now();
     let compute = ComputeJob {
         key: &job.key,
+        binary: job.task.binary().expect("a compute job"),
         label: &job.label,
         config: &config_path,
         log: &log_path,
@@ -174,6 +177,18 @@ pub(crate) fn entry(
             .iter()
             .map(|k| format!("job {k} {}", graph.get(k).identity)),
     );
+    if let crate::graph::Task::Own { inputs: own, .. } = &job.task {
+        for (input, files) in own {
+            for (name, sha) in files {
+                let file = if name.is_empty() {
+                    input.clone()
+                } else {
+                    format!("{input}/{name}")
+                };
+                inputs.push(format!("file {file} {sha}"));
+            }
+        }
+    }
     Entry {
         identity: job.identity.clone(),
         kind: job.task.kind().to_owned(),
