@@ -3,6 +3,8 @@
 #
 # 1. The smoke profile with `--executor slurm --wait`: its results must be the same bytes as the local
 #    executor's (`cargo xtask verify` against results-smoke/).
+# 1b. Your own model's fine-tune config (`cargo xtask own-model --executor slurm`): the local
+#    executor's bytes.
 # 2. Three faults, each on the controls figure in a fresh folder: a job that fails (its stage config is
 #    made unreadable while it waits for its input), a job killed at its time limit (its config made
 #    long, every limit 1 minute), and `scancel` of a running job. Each must stop `--wait` with a report
@@ -28,6 +30,22 @@ started=$(date +%s)
 cargo xtask reproduce --profile smoke --out "$work/smoke" --executor slurm --wait
 say "smoke profile on Slurm: $(( $(date +%s) - started )) s"
 cargo xtask verify --results "$work/smoke" --reference results-smoke
+
+# 1b. Your own model's stage (`cargo xtask own-model`) as a batch job of emsl-hf: a fine-tune of a tiny
+# checkpoint that a test helper writes. Its outputs must be the local executor's bytes, and a second
+# look must find it current.
+own=$work/own
+EMSL_OWN_FIXTURE="$(pwd)/$own" cargo test --workspace --locked --test own_graph -- --ignored --exact \
+    write_the_cluster_test_fixture
+hf=target/debug/emsl-hf
+cargo xtask own-model "$own/ft.toml" --out "$own/local" --hf-binary "$hf"
+cargo xtask own-model "$own/ft.toml" --out "$own/slurm" --hf-binary "$hf" --executor slurm --wait
+cmp -s "$own/local/ft/SHA256SUMS" "$own/slurm/ft/SHA256SUMS" \
+    || fail "own-model on Slurm wrote other bytes than the local executor"
+(cd "$own/slurm/ft" && sha256sum --quiet -c SHA256SUMS) || fail "$own/slurm/ft/SHA256SUMS does not check"
+cargo xtask own-model "$own/ft.toml" --out "$own/slurm" --hf-binary "$hf" --check \
+    || fail "own-model on Slurm is not current after --wait"
+say "own-model on Slurm: the local executor's bytes ($(wc -l < "$own/slurm/ft/SHA256SUMS") files), then current"
 
 # The key of a job of $1 that waits for an input (Slurm reason Dependency) and trains (its config has
 # `steps`), as soon as there is one.

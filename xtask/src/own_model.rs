@@ -4,13 +4,17 @@
 //! questions file, or crates/hf's code; its results are linked as `<out>/<config stem>/`. emsl-hf runs
 //! as a child process and is not linked into xtask (see `hf.rs`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use emsl_repro::exec::slurm::Mode;
 use emsl_repro::exec::{self, LocalRunner, Settings};
 use emsl_repro::graph::JobBinary;
 use emsl_repro::{lock, own};
+
+use crate::reproduce::Executor;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -30,6 +34,12 @@ pub struct Args {
     /// Run nothing: name each config whose results are not current (it would run), and fail if any.
     #[arg(long)]
     pub check: bool,
+    /// Where the jobs run: local child processes, or Slurm batch jobs (`sbatch`; nothing is recorded
+    /// to size a first request from, so give --default-mem and --default-time for a real checkpoint).
+    #[arg(long, value_enum, default_value_t = Executor::Local)]
+    pub executor: Executor,
+    #[command(flatten)]
+    pub slurm: crate::reproduce_slurm::SlurmArgs,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -47,8 +57,18 @@ pub fn run(args: &Args) -> Result<()> {
         .collect::<std::io::Result<_>>()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = args.jobs.unwrap_or(cores).max(1);
+    let slurm = match args.executor {
+        Executor::Slurm => Some(args.slurm.options()?),
+        Executor::Local => {
+            args.slurm.refuse_without_slurm()?;
+            None
+        }
+    };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let _held = lock::FolderLock::acquire(&out)?;
+    let _held = match &slurm {
+        Some((Mode::DryRun, _)) => None,
+        _ => Some(lock::FolderLock::acquire(&out)?),
+    };
     let started = std::time::Instant::now();
     let plan = own::plan_configs(&root, &out, &hf, &cwd, &configs)?;
     if args.check {
@@ -69,6 +89,19 @@ pub fn run(args: &Args) -> Result<()> {
         threads: (cores / jobs).max(1),
         profile: "own-model".to_owned(),
     };
+    if let Some((mode, opts)) = slurm {
+        let settings = Settings {
+            jobs: 1,
+            threads: args.slurm.threads,
+            ..settings
+        };
+        let binaries = BTreeMap::from([(JobBinary::OwnModel, hf)]);
+        let o = exec::slurm::run(&settings, &plan.graph, &binaries, &opts)?;
+        if o.complete {
+            own::link_results(&out, &plan.results)?;
+        }
+        return crate::reproduce_slurm::report("own-model", &o, mode, &out);
+    }
     let runner = LocalRunner::new().with(JobBinary::OwnModel, hf, vec!["job".to_owned()]);
     let report = exec::run(&settings, &plan.graph, &runner)?;
     own::link_results(&out, &plan.results)?;

@@ -1,12 +1,15 @@
-//! `cargo xtask reproduce --executor slurm`: the job graph as Slurm batch jobs (`emsl_repro::exec::
-//! slurm`). Without `--wait` it submits and returns, and a later call collects what finished.
+//! `cargo xtask reproduce --executor slurm` (and `own-model --executor slurm`): the job graph as Slurm
+//! batch jobs (`emsl_repro::exec::slurm`). Without `--wait` it submits and returns, and a later call
+//! collects what finished.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use emsl_repro::exec::slurm::{batch::Sizing, Mode, Options};
+use emsl_repro::exec::slurm::{batch::Sizing, Mode, Options, Outcome};
 use emsl_repro::exec::Settings;
+use emsl_repro::graph::JobBinary;
 use emsl_repro::{lock, plan};
 
 #[derive(clap::Args, Debug)]
@@ -60,6 +63,33 @@ impl SlurmArgs {
         }
         Ok(())
     }
+
+    /// The executor's mode and options from the arguments (checked).
+    pub fn options(&self) -> Result<(Mode, Options)> {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !positive(self.time_factor) || self.threads == 0 || !positive(self.poll) {
+            bail!("--time-factor and --poll must be above 0 and --threads at least 1");
+        }
+        let mode = match (self.wait, self.status, self.dry_run) {
+            (true, _, _) => Mode::Wait,
+            (_, true, _) => Mode::Status,
+            (_, _, true) => Mode::DryRun,
+            _ => Mode::Submit,
+        };
+        let opts = Options {
+            mode,
+            partition: self.partition.clone(),
+            account: self.account.clone(),
+            sizing: Sizing {
+                time_factor: self.time_factor,
+                min_minutes: self.min_time,
+                default_minutes: self.default_time,
+                default_mem_mib: self.default_mem,
+            },
+            poll: Duration::from_secs_f64(self.poll),
+        };
+        Ok((mode, opts))
+    }
 }
 
 pub fn run(
@@ -69,16 +99,7 @@ pub fn run(
     out: &Path,
 ) -> Result<()> {
     let a = &args.slurm;
-    let positive = |x: f64| x.is_finite() && x > 0.0;
-    if !positive(a.time_factor) || a.threads == 0 || !positive(a.poll) {
-        bail!("--time-factor and --poll must be above 0 and --threads at least 1");
-    }
-    let mode = match (a.wait, a.status, a.dry_run) {
-        (true, _, _) => Mode::Wait,
-        (_, true, _) => Mode::Status,
-        (_, _, true) => Mode::DryRun,
-        _ => Mode::Submit,
-    };
+    let (mode, opts) = a.options()?;
     let _held = match mode {
         Mode::DryRun => None,
         _ => Some(lock::FolderLock::acquire(out)?),
@@ -95,38 +116,32 @@ pub fn run(
         threads: a.threads,
         profile: args.profile.clone(),
     };
-    let opts = Options {
-        mode,
-        partition: a.partition.clone(),
-        account: a.account.clone(),
-        sizing: Sizing {
-            time_factor: a.time_factor,
-            min_minutes: a.min_time,
-            default_minutes: a.default_time,
-            default_mem_mib: a.default_mem,
-        },
-        poll: Duration::from_secs_f64(a.poll),
-    };
-    let binary = crate::job::binary()?;
-    let o = plan::run_on_slurm(&settings, &plan, &binary, &opts, args.figures.is_empty())?;
+    let binaries = BTreeMap::from([(JobBinary::Kit, crate::job::binary()?)]);
+    let o = plan::run_on_slurm(&settings, &plan, &binaries, &opts, args.figures.is_empty())?;
+    report("reproduce", &o, mode, out)
+}
+
+/// What a Slurm pass of `command` did: failures (an error after `--status`), submissions, what is
+/// still queued and, once every job is done, where the results are.
+pub fn report(command: &str, o: &Outcome, mode: Mode, out: &Path) -> Result<()> {
     for f in &o.failures {
         eprintln!("{f}");
     }
     if mode == Mode::Status && !o.failures.is_empty() {
         bail!(
-            "{} job(s) failed on Slurm (above); `cargo xtask reproduce --executor slurm` resubmits them",
+            "{} job(s) failed on Slurm (above); `cargo xtask {command} --executor slurm` resubmits them",
             o.failures.len()
         );
     }
     if !o.failures.is_empty() {
         eprintln!(
-            "reproduce: resubmitted the {} failed job(s) above",
+            "{command}: resubmitted the {} failed job(s) above",
             o.failures.len()
         );
     }
     if let (Some(first), Some(last)) = (o.submitted.first(), o.submitted.last()) {
         eprintln!(
-            "reproduce: submitted {} job(s) to Slurm (ids {} to {})",
+            "{command}: submitted {} job(s) to Slurm (ids {} to {})",
             o.submitted.len(),
             first.1,
             last.1
@@ -134,14 +149,14 @@ pub fn run(
     }
     if !o.complete && mode != Mode::DryRun {
         eprintln!(
-            "reproduce: {} job(s) queued or running on Slurm; `cargo xtask reproduce --executor slurm \
+            "{command}: {} job(s) queued or running on Slurm; `cargo xtask {command} --executor slurm \
              --status` collects what finished, `--wait` follows them to the end",
             o.in_flight
         );
     }
     if o.complete {
         eprintln!(
-            "reproduce: every job is done ({} recorded now, {} were up to date); results in {}",
+            "{command}: every job is done ({} recorded now, {} were up to date); results in {}",
             o.ran.len(),
             o.up_to_date,
             out.display()

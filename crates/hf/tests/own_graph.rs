@@ -163,3 +163,23 @@ fn a_bad_config_or_a_taken_name_fails_the_plan_before_anything_runs() {
     assert!(e.contains("is not a link"), "{e}");
     assert!(!out.join("jobs").exists(), "nothing ran");
 }
+
+/// Not a check of its own: writes `cluster/test.sh`'s fixture (a tiny Qwen2 checkpoint, a chat set
+/// and a fine-tune config with absolute paths, `ft.toml`) into the folder `EMSL_OWN_FIXTURE` names,
+/// for `own-model --executor slurm` on a real one-node Slurm. Run with `--ignored`.
+#[test]
+#[ignore = "writes cluster/test.sh's fixture when EMSL_OWN_FIXTURE is set"]
+fn write_the_cluster_test_fixture() {
+    let dir = PathBuf::from(std::env::var_os("EMSL_OWN_FIXTURE").expect("set EMSL_OWN_FIXTURE"));
+    let dir = std::path::absolute(dir).unwrap();
+    std::fs::create_dir_all(dir.join("model")).unwrap();
+    common::write_long_checkpoint(&dir.join("model"), Family::Qwen2, 7);
+    write_set(&dir.join("set.jsonl"));
+    let text = finetune_config(
+        "qwen2",
+        &dir.join("model"),
+        &dir.join("set.jsonl"),
+        Path::new("x"),
+    );
+    std::fs::write(dir.join("ft.toml"), text).unwrap();
+}

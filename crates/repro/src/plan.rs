@@ -198,11 +198,11 @@ pub fn run(
 pub fn run_on_slurm(
     settings: &Settings,
     plan: &Plan,
-    binary: &Path,
+    binaries: &BTreeMap<crate::graph::JobBinary, std::path::PathBuf>,
     opts: &exec::slurm::Options,
     prune: bool,
 ) -> Result<exec::slurm::Outcome> {
-    let outcome = exec::slurm::run(settings, &plan.graph, binary, opts)?;
+    let outcome = exec::slurm::run(settings, &plan.graph, binaries, opts)?;
     if prune && outcome.complete {
         prune_unneeded(&settings.out, &plan.graph)?;
     }

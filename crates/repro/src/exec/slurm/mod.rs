@@ -24,7 +24,7 @@ use self::commands::State;
 pub use self::files::refuse_if_submitted;
 use self::files::{install_binary, log_tail, read_record, record_path, script_path};
 use super::Settings;
-use crate::graph::{Graph, Job};
+use crate::graph::{Graph, Job, JobBinary};
 use crate::lock::Lock;
 use crate::store;
 
@@ -70,7 +70,8 @@ struct Coordinator<'a> {
     s: &'a Settings,
     graph: &'a Graph,
     opts: &'a Options,
-    binary: PathBuf,
+    /// Each job binary, by the jobs it runs.
+    binaries: BTreeMap<JobBinary, PathBuf>,
     lock: Lock,
     done: BTreeSet<String>,
     /// Jobs Slurm holds, by key: their Slurm id.
@@ -174,7 +175,14 @@ impl Coordinator<'_> {
                 .collect();
             super::prepare_compute(self.s, job)?;
             let script = script_path(&out, &job.key);
-            let text = batch::script(&out, job, &self.binary, self.s.threads);
+            let kind = job.task.binary().expect("a compute job");
+            let binary = self.binaries.get(&kind).with_context(|| {
+                format!(
+                    "no job binary for {:?} jobs was given to the Slurm executor",
+                    kind
+                )
+            })?;
+            let text = batch::script(&out, job, binary, self.s.threads);
             emsl_io::write_atomic(&script, text.as_bytes())?;
             let req = batch::request(&recorded, job, self.s.threads, &self.opts.sizing);
             let log = store::log_path(&out, &job.key);
@@ -268,7 +276,12 @@ fn report(
 }
 
 /// Runs (part of) a graph on Slurm from this coordinator; see the module's description.
-pub fn run(s: &Settings, graph: &Graph, binary: &Path, opts: &Options) -> Result<Outcome> {
+pub fn run(
+    s: &Settings,
+    graph: &Graph,
+    binaries: &BTreeMap<JobBinary, PathBuf>,
+    opts: &Options,
+) -> Result<Outcome> {
     let mut lock = Lock::load(&s.out)?;
     lock.toolchain = crate::code_version::toolchain();
     let mut done = BTreeSet::new();
@@ -282,15 +295,19 @@ pub fn run(s: &Settings, graph: &Graph, binary: &Path, opts: &Options) -> Result
     if opts.mode != Mode::DryRun {
         std::fs::create_dir_all(store::jobs_dir(&s.out))?;
     }
-    let binary = match opts.mode {
-        Mode::Submit | Mode::Wait => install_binary(&s.out, binary)?,
-        Mode::Status | Mode::DryRun => binary.to_path_buf(),
-    };
+    let mut installed = BTreeMap::new();
+    for (&kind, binary) in binaries {
+        let path = match opts.mode {
+            Mode::Submit | Mode::Wait => install_binary(&s.out, binary)?,
+            Mode::Status | Mode::DryRun => binary.clone(),
+        };
+        installed.insert(kind, path);
+    }
     let mut c = Coordinator {
         s,
         graph,
         opts,
-        binary,
+        binaries: installed,
         lock,
         done,
         in_flight: BTreeMap::new(),
