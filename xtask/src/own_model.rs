@@ -34,6 +34,10 @@ pub struct Args {
     /// Run nothing: name each config whose results are not current (it would run), and fail if any.
     #[arg(long)]
     pub check: bool,
+    /// After the run, forget the own-model jobs of the folder that no results link points at (earlier
+    /// versions of a config): their folders, logs and lock entries.
+    #[arg(long, conflicts_with = "check")]
+    pub prune: bool,
     /// Where the jobs run: local child processes, or Slurm batch jobs (`sbatch`; nothing is recorded
     /// to size a first request from, so give --default-mem and --default-time for a real checkpoint).
     #[arg(long, value_enum, default_value_t = Executor::Local)]
@@ -105,6 +109,11 @@ pub fn run(args: &Args) -> Result<()> {
     let runner = LocalRunner::new().with(JobBinary::OwnModel, hf, vec!["job".to_owned()]);
     let report = exec::run(&settings, &plan.graph, &runner)?;
     own::link_results(&out, &plan.results)?;
+    if args.prune {
+        for key in own::prune_unlinked(&out)? {
+            eprintln!("own-model: forgot {key}, which no link points at");
+        }
+    }
     for (name, key) in &plan.results {
         eprintln!("{name}: {} (job {key})", out.join(name).display());
     }

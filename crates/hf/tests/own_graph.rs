@@ -1,7 +1,8 @@
 //! Own-model stages as jobs of the kit's graph (`emsl_repro::own`, `cargo xtask own-model`): a config
 //! runs once and is then up to date; the same files in another folder are the same job (paths are not
 //! identity); a changed byte of the data is a new job; the lock lists every input file by its sha256
-//! and the results link points at the job's outputs, which are what `emsl-hf job` writes by hand.
+//! and the results link points at the job's outputs, which are what `emsl-hf job` writes by hand;
+//! pruning forgets only the jobs no link points at.
 
 mod common;
 
@@ -127,6 +128,17 @@ fn an_own_model_stage_is_a_cached_job_whose_identity_is_its_files() {
         std::fs::read_link(out.join("ft")).unwrap(),
         Path::new("jobs").join(&results[0].1)
     );
+    // Pruning keeps the first job while `moved` links to it; once that link is gone it forgets it,
+    // and keeps the current one.
+    assert!(own::prune_unlinked(&out).unwrap().is_empty());
+    std::fs::remove_file(out.join("moved")).unwrap();
+    assert_eq!(own::prune_unlinked(&out).unwrap(), vec![key.clone()]);
+    assert!(!out.join("jobs").join(&key).exists());
+    assert!(!out.join("jobs").join(format!("{key}.log")).exists());
+    let lock = Lock::load(&out).unwrap();
+    assert_eq!(lock.jobs.keys().collect::<Vec<_>>(), vec![&results[0].1]);
+    let (report, _) = run(&out, w, std::slice::from_ref(&first));
+    assert_eq!((report.ran.len(), report.up_to_date), (0, 1));
 }
 
 #[test]

@@ -220,19 +220,7 @@ fn prune_unneeded(out: &Path, graph: &Graph) -> Result<()> {
     if lock.jobs.len() != before {
         lock.save(out)?;
     }
-    let jobs = crate::store::jobs_dir(out);
-    for e in std::fs::read_dir(&jobs)? {
-        let p = e?.path();
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let key = name.split('.').next().unwrap_or("");
-        if !keep(key) {
-            if p.is_dir() {
-                std::fs::remove_dir_all(&p)?;
-            } else {
-                std::fs::remove_file(&p)?;
-            }
-        }
-    }
+    crate::store::remove_jobs_unless(out, keep)?;
     Ok(())
 }
 

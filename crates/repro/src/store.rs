@@ -14,6 +14,27 @@ pub fn jobs_dir(out: &Path) -> PathBuf {
 pub const JOBS_DIR: &str = "jobs";
 
 /// The folder of a finished compute job.
+/// Removes every folder and file of `out`'s jobs folder (job folders, logs, configs, scripts) whose
+/// job key `keep` refuses.
+pub fn remove_jobs_unless(out: &Path, keep: impl Fn(&str) -> bool) -> Result<()> {
+    let jobs = jobs_dir(out);
+    if !jobs.is_dir() {
+        return Ok(());
+    }
+    for e in std::fs::read_dir(&jobs).with_context(|| format!("listing {}", jobs.display()))? {
+        let p = e?.path();
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !keep(name.split('.').next().unwrap_or("")) {
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p)?;
+            } else {
+                std::fs::remove_file(&p)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn job_folder(out: &Path, key: &str) -> PathBuf {
     jobs_dir(out).join(key)
 }

@@ -10,7 +10,7 @@ mod hashes;
 mod run;
 
 pub use hashes::{FileHashes, HASH_CACHE};
-pub use run::{link_results, not_current, plan_configs, OwnPlan};
+pub use run::{link_results, not_current, plan_configs, prune_unlinked, OwnPlan};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -91,3 +91,31 @@ pub fn not_current(out: &Path, plan: &OwnPlan) -> Result<Vec<String>> {
         .map(|(name, _)| name.clone())
         .collect())
 }
+
+/// Forgets the own-model jobs of `out` that no results link points at (earlier versions of a config,
+/// a config renamed): their lock entries, folders, logs and configs. Other jobs of the folder (a
+/// figure run's) are left alone. Returns the keys forgotten.
+pub fn prune_unlinked(out: &Path) -> Result<Vec<String>> {
+    let mut linked = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(out).with_context(|| format!("listing {}", out.display()))? {
+        let path = e?.path();
+        if let Ok(target) = std::fs::read_link(&path) {
+            if let Ok(key) = target.strip_prefix(crate::store::JOBS_DIR) {
+                linked.insert(key.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut lock = crate::lock::Lock::load(out)?;
+    let forget: Vec<String> = lock
+        .jobs
+        .keys()
+        .filter(|k| k.starts_with("own-") && !linked.contains(k.as_str()))
+        .cloned()
+        .collect();
+    for key in &forget {
+        lock.jobs.remove(key);
+    }
+    lock.save(out)?;
+    crate::store::remove_jobs_unless(out, |key| !key.starts_with("own-") || linked.contains(key))?;
+    Ok(forget)
+}
