@@ -9,6 +9,7 @@
 //! Outputs record each input by the sha256 of its files, never by its path (`runs.rs`,
 //! `protocol.rs`): the same stage on the same files in other folders writes the same bytes.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -148,6 +149,12 @@ pub struct HfStageIo {
 pub struct HfStageConfig {
     pub spec: HfStageSpec,
     pub io: HfStageIo,
+    /// Per input (`[spec]` field), the sha256 of each of its files when the job was planned, by the
+    /// file's path inside the input (`cargo xtask own-model` writes it; left out by hand). A job whose
+    /// inputs changed since is refused before it writes anything (`stage_plan::check_planned`): its
+    /// outputs would be filed under the identity of the files it did not read.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl HfStageConfig {

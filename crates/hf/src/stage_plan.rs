@@ -81,23 +81,8 @@ pub fn plan_stage(cfg: &HfStageConfig, config: &Path) -> Result<StagePlan> {
     for ((field, blank), (_, path)) in spec.inputs_mut().into_iter().zip(resolved.inputs_mut()) {
         let abs = std::path::absolute(&*path)
             .with_context(|| format!("config {}: [spec] {field}", config.display()))?;
-        let files = if abs.is_dir() {
-            files_under(&abs)?
-                .into_iter()
-                .map(|(name, path)| InputFile { name, path })
-                .collect()
-        } else if abs.is_file() {
-            vec![InputFile {
-                name: String::new(),
-                path: abs.clone(),
-            }]
-        } else {
-            bail!(
-                "config {}: [spec] {field} = {:?} is neither a file nor a folder; fix the path",
-                config.display(),
-                path.display().to_string()
-            );
-        };
+        let files = input_files(&abs)
+            .with_context(|| format!("config {}: [spec] {field}", config.display()))?;
         inputs.insert(field.to_owned(), files);
         *blank = PathBuf::from(format!("<{field}>"));
         *path = abs;
@@ -108,4 +93,66 @@ pub fn plan_stage(cfg: &HfStageConfig, config: &Path) -> Result<StagePlan> {
         resolved,
         inputs,
     })
+}
+
+/// The files of an input: every file of a folder ([`files_under`]), or the one file.
+fn input_files(path: &Path) -> Result<Vec<InputFile>> {
+    if path.is_dir() {
+        Ok(files_under(path)?
+            .into_iter()
+            .map(|(name, path)| InputFile { name, path })
+            .collect())
+    } else if path.is_file() {
+        Ok(vec![InputFile {
+            name: String::new(),
+            path: path.to_path_buf(),
+        }])
+    } else {
+        bail!(
+            "{} is neither a file nor a folder; fix the path",
+            path.display()
+        )
+    }
+}
+
+/// Refuses a job whose inputs are not the files it was planned with (`HfStageConfig::inputs`;
+/// nothing to check when it is empty), naming the input and the file that changed, appeared or went.
+pub fn check_planned(cfg: &HfStageConfig) -> Result<()> {
+    if cfg.inputs.is_empty() {
+        return Ok(());
+    }
+    let rerun = "plan the job again (cargo xtask own-model)";
+    let mut spec = cfg.spec.clone();
+    let fields = spec.inputs_mut();
+    for planned in cfg.inputs.keys() {
+        if !fields.iter().any(|(f, _)| f == planned) {
+            bail!("[inputs] names '{planned}', which is no input of the stage");
+        }
+    }
+    for (field, path) in fields {
+        let Some(planned) = cfg.inputs.get(field) else {
+            bail!("[inputs] has no '{field}': {rerun}");
+        };
+        let mut found = BTreeMap::new();
+        for f in input_files(path).with_context(|| format!("[spec] {field}"))? {
+            let sha = emsl_io::sha256_file(&f.path)
+                .with_context(|| format!("hashing {}", f.path.display()))?;
+            found.insert(f.name, sha);
+        }
+        if &found != planned {
+            let names: std::collections::BTreeSet<&String> =
+                found.keys().chain(planned.keys()).collect();
+            let changed: Vec<&str> = names
+                .into_iter()
+                .filter(|n| found.get(*n) != planned.get(*n))
+                .map(|n| if n.is_empty() { "the file" } else { n.as_str() })
+                .collect();
+            bail!(
+                "[spec] {field} ({}) changed since the job was planned ({}): {rerun}",
+                path.display(),
+                changed.join(", ")
+            );
+        }
+    }
+    Ok(())
 }

@@ -141,6 +141,39 @@ fn an_own_model_stage_is_a_cached_job_whose_identity_is_its_files() {
     assert_eq!((report.ran.len(), report.up_to_date), (0, 1));
 }
 
+/// A job carries the sha256 of every input file as planned: data edited between the plan and the run
+/// (a job queued on Slurm for hours) fails the job, naming the input, instead of filing outputs of
+/// other files under the planned identity.
+#[test]
+fn a_job_whose_inputs_changed_after_the_plan_is_refused() {
+    let model = long_checkpoint(Family::Qwen2);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_set(&w.join("set.jsonl"));
+    let out = w.join("results-own");
+    let cfg = config(w, "ft", model.path().to_str().unwrap(), "set.jsonl");
+    let hf = PathBuf::from(env!("CARGO_BIN_EXE_emsl-hf"));
+    let plan = own::plan_configs(&workspace_root(), &out, &hf, w, &[cfg]).unwrap();
+    std::fs::write(w.join("set.jsonl"), "{}\n").unwrap();
+    let settings = Settings {
+        root: workspace_root(),
+        out: out.clone(),
+        jobs: 1,
+        threads: 1,
+        profile: "own-model".into(),
+    };
+    let runner = LocalRunner::new().with(JobBinary::OwnModel, hf, vec!["job".into()]);
+    let Err(e) = exec::run(&settings, &plan.graph, &runner) else {
+        panic!("a job ran on data that changed after its plan")
+    };
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("[spec] data") && e.contains("changed since the job was planned"),
+        "{e}"
+    );
+    assert!(!out.join("jobs").join(&plan.results[0].1).exists());
+}
+
 #[test]
 fn a_bad_config_or_a_taken_name_fails_the_plan_before_anything_runs() {
     let model = long_checkpoint(Family::Qwen2);

@@ -309,7 +309,7 @@ impl Graph {
 pub fn stage_config(root: &Path, out: &Path, job: &Job, dest: &Path) -> Result<String> {
     let (spec, inputs) = match &job.task {
         Task::Compute { spec, inputs } => (spec, inputs),
-        Task::Own { resolved, .. } => return crate::own::stage_config(resolved, dest),
+        Task::Own { .. } => return crate::own::stage_config(&job.task, dest),
         _ => bail!("{} is not a compute job", job.key),
     };
     let cfg = StageConfig {

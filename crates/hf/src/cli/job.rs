@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use emsl_hf::stage::{read_stage_config, run_stage};
-use emsl_hf::stage_plan::plan_stage;
+use emsl_hf::stage_plan::{check_planned, plan_stage};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,6 +27,7 @@ pub fn run(args: &Args) -> Result<()> {
         );
         return Ok(());
     }
+    check_planned(&cfg).with_context(|| format!("config {}", args.config.display()))?;
     let out = run_stage(&cfg)?;
     eprintln!("{} stage: {}", cfg.spec.kind(), out.display());
     Ok(())

@@ -104,9 +104,16 @@ fn without_nulls(v: serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// The config `emsl-hf job` reads for the job: the resolved spec, writing into `dest`.
-pub fn stage_config(resolved: &serde_json::Value, dest: &Path) -> Result<String> {
-    let cfg = serde_json::json!({ "spec": resolved, "io": { "out": dest } });
+/// The config `emsl-hf job` reads for the job: the resolved spec, writing into `dest`, with the
+/// sha256 of every input file as planned (the job refuses to run on files that changed since).
+pub fn stage_config(task: &Task, dest: &Path) -> Result<String> {
+    let Task::Own {
+        resolved, inputs, ..
+    } = task
+    else {
+        bail!("not a stage of your own model");
+    };
+    let cfg = serde_json::json!({ "spec": resolved, "inputs": inputs, "io": { "out": dest } });
     Ok(toml::to_string(&cfg)?)
 }
 
@@ -132,11 +139,11 @@ mod tests {
         let mut hashes = FileHashes::load(dir.path());
         let task = super::task(plan("judge"), &mut hashes).unwrap();
         assert_eq!(task.kind(), "own-judge");
-        let crate::graph::Task::Own { spec, resolved, .. } = &task else {
+        let crate::graph::Task::Own { spec, .. } = &task else {
             panic!("an own task")
         };
         assert!(spec.get("adapter").is_none());
-        let config = super::stage_config(resolved, &dir.path().join("o")).unwrap();
+        let config = super::stage_config(&task, &dir.path().join("o")).unwrap();
         let back: toml::Table = toml::from_str(&config).unwrap();
         assert_eq!(back["spec"]["model"]["path"].as_str(), Some("/m"));
         assert!(toml::Value::try_from(&task).is_ok());
