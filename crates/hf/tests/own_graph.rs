@@ -104,7 +104,24 @@ fn an_own_model_stage_is_a_cached_job_whose_identity_is_its_files() {
     let recorded = toml::to_string(&entry.config).unwrap();
     assert!(!recorded.contains(w.to_str().unwrap()), "{recorded}");
 
-    // Again: up to date, nothing runs.
+    // `cargo xtask verify` checks the folder's files against the lock and compares no tables.
+    let root = workspace_root();
+    let report =
+        emsl_repro::verify::verify(&root.join("datasets"), &out, &root.join("results")).unwrap();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    std::fs::write(out.join("jobs").join(&key).join("summary.json"), "{}").unwrap();
+    let report =
+        emsl_repro::verify::verify(&root.join("datasets"), &out, &root.join("results")).unwrap();
+    assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+    assert!(
+        report.failures[0].contains("summary.json"),
+        "{:?}",
+        report.failures
+    );
+
+    // Again: the tampered output is no longer intact, so the job runs again; then it is up to date.
+    let (report, _) = run(&out, w, std::slice::from_ref(&first));
+    assert_eq!((report.ran.len(), report.up_to_date), (1, 0));
     let (report, _) = run(&out, w, std::slice::from_ref(&first));
     assert_eq!((report.ran.len(), report.up_to_date), (0, 1));
 
