@@ -95,6 +95,19 @@ impl Lock {
     }
 }
 
+/// Forgets every job of the results folder `dir` whose key `keep` refuses: its lock entry, and its
+/// folder, log and config under `jobs/`. Returns the keys whose entries were forgotten.
+pub fn forget_jobs_unless(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<String>> {
+    let mut lock = Lock::load(dir)?;
+    let forget: Vec<String> = lock.jobs.keys().filter(|k| !keep(k)).cloned().collect();
+    if !forget.is_empty() {
+        lock.jobs.retain(|k, _| keep(k));
+        lock.save(dir)?;
+    }
+    crate::store::remove_jobs_unless(dir, keep)?;
+    Ok(forget)
+}
+
 /// The toolchain that built this binary (recorded in the lock).
 pub fn toolchain() -> String {
     std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))

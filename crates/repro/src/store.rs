@@ -13,7 +13,6 @@ pub fn jobs_dir(out: &Path) -> PathBuf {
 /// The folder of a results folder that holds the job folders, logs and configs.
 pub const JOBS_DIR: &str = "jobs";
 
-/// The folder of a finished compute job.
 /// Removes every folder and file of `out`'s jobs folder (job folders, logs, configs, scripts) whose
 /// job key `keep` refuses.
 pub fn remove_jobs_unless(out: &Path, keep: impl Fn(&str) -> bool) -> Result<()> {
@@ -35,6 +34,7 @@ pub fn remove_jobs_unless(out: &Path, keep: impl Fn(&str) -> bool) -> Result<()>
     Ok(())
 }
 
+/// The folder of a finished compute job.
 pub fn job_folder(out: &Path, key: &str) -> PathBuf {
     jobs_dir(out).join(key)
 }

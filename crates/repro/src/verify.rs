@@ -271,7 +271,7 @@ pub fn verify(datasets: &Path, results: &Path, reference: &Path) -> Result<Repor
         && Lock::load(results)?
             .jobs
             .keys()
-            .any(|k| k.starts_with("own-"));
+            .any(|k| crate::own::is_own_job(k));
     if own_only {
         r.note(format!(
             "{} holds stages of your own model only (cargo xtask own-model): their files are checked \

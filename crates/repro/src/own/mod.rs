@@ -32,6 +32,11 @@ pub fn kind(stage: &str) -> &'static str {
     }
 }
 
+/// Whether `key` is the key of an own-model job (every [`kind`] starts its keys with `own-`).
+pub fn is_own_job(key: &str) -> bool {
+    key.starts_with("own-")
+}
+
 /// What `emsl-hf job --plan` prints.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

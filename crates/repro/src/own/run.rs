@@ -105,17 +105,5 @@ pub fn prune_unlinked(out: &Path) -> Result<Vec<String>> {
             }
         }
     }
-    let mut lock = crate::lock::Lock::load(out)?;
-    let forget: Vec<String> = lock
-        .jobs
-        .keys()
-        .filter(|k| k.starts_with("own-") && !linked.contains(k.as_str()))
-        .cloned()
-        .collect();
-    for key in &forget {
-        lock.jobs.remove(key);
-    }
-    lock.save(out)?;
-    crate::store::remove_jobs_unless(out, |key| !key.starts_with("own-") || linked.contains(key))?;
-    Ok(forget)
+    crate::lock::forget_jobs_unless(out, |key| !super::is_own_job(key) || linked.contains(key))
 }

@@ -212,15 +212,10 @@ pub fn run_on_slurm(
 /// Forgets the jobs of `out` that `graph` does not hold. Jobs of your own model (`own-` keys, from
 /// `cargo xtask own-model` into the same folder) are no figure's to forget: they stay.
 fn prune_unneeded(out: &Path, graph: &Graph) -> Result<()> {
-    let mut lock = crate::lock::Lock::load(out)?;
     let planned: BTreeSet<&str> = graph.jobs.iter().map(|j| j.key.as_str()).collect();
-    let keep = |key: &str| planned.contains(key) || key.starts_with("own-");
-    let before = lock.jobs.len();
-    lock.jobs.retain(|k, _| keep(k));
-    if lock.jobs.len() != before {
-        lock.save(out)?;
-    }
-    crate::store::remove_jobs_unless(out, keep)?;
+    crate::lock::forget_jobs_unless(out, |key| {
+        planned.contains(key) || crate::own::is_own_job(key)
+    })?;
     Ok(())
 }
 
