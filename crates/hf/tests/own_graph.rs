@@ -19,22 +19,29 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Plans `configs` into `out` and runs them on one thread; returns the run's report and the plan's
-/// (name, key) pairs. Checks that the results a run will not run are the current ones.
-fn run(out: &Path, cwd: &Path, configs: &[PathBuf]) -> (exec::Report, Vec<(String, String)>) {
-    let hf = PathBuf::from(env!("CARGO_BIN_EXE_emsl-hf"));
-    let root = workspace_root();
-    let plan = own::plan_configs(&root, out, &hf, cwd, configs).unwrap();
-    let stale = own::not_current(out, &plan).unwrap();
+fn hf() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_emsl-hf"))
+}
+
+/// Runs a plan's graph into `out` on one thread with the emsl-hf binary, as `own-model` does.
+fn execute(out: &Path, plan: &own::OwnPlan) -> anyhow::Result<exec::Report> {
     let settings = Settings {
-        root,
+        root: workspace_root(),
         out: out.to_path_buf(),
         jobs: 1,
         threads: 1,
         profile: "own-model".into(),
     };
-    let runner = LocalRunner::new().with(JobBinary::OwnModel, hf, vec!["job".into()]);
-    let report = exec::run(&settings, &plan.graph, &runner).unwrap();
+    let runner = LocalRunner::new().with(JobBinary::OwnModel, hf(), vec!["job".into()]);
+    exec::run(&settings, &plan.graph, &runner)
+}
+
+/// Plans `configs` into `out` and runs them on one thread; returns the run's report and the plan's
+/// (name, key) pairs. Checks that the results a run will not run are the current ones.
+fn run(out: &Path, cwd: &Path, configs: &[PathBuf]) -> (exec::Report, Vec<(String, String)>) {
+    let plan = own::plan_configs(&workspace_root(), out, &hf(), cwd, configs).unwrap();
+    let stale = own::not_current(out, &plan).unwrap();
+    let report = execute(out, &plan).unwrap();
     own::link_results(out, &plan.results).unwrap();
     assert_eq!(stale.len(), report.ran.len(), "not current: {stale:?}");
     assert!(own::not_current(out, &plan).unwrap().is_empty());
@@ -169,18 +176,9 @@ fn a_job_whose_inputs_changed_after_the_plan_is_refused() {
     write_set(&w.join("set.jsonl"));
     let out = w.join("results-own");
     let cfg = config(w, "ft", model.path().to_str().unwrap(), "set.jsonl");
-    let hf = PathBuf::from(env!("CARGO_BIN_EXE_emsl-hf"));
-    let plan = own::plan_configs(&workspace_root(), &out, &hf, w, &[cfg]).unwrap();
+    let plan = own::plan_configs(&workspace_root(), &out, &hf(), w, &[cfg]).unwrap();
     std::fs::write(w.join("set.jsonl"), "{}\n").unwrap();
-    let settings = Settings {
-        root: workspace_root(),
-        out: out.clone(),
-        jobs: 1,
-        threads: 1,
-        profile: "own-model".into(),
-    };
-    let runner = LocalRunner::new().with(JobBinary::OwnModel, hf, vec!["job".into()]);
-    let Err(e) = exec::run(&settings, &plan.graph, &runner) else {
+    let Err(e) = execute(&out, &plan) else {
         panic!("a job ran on data that changed after its plan")
     };
     let e = format!("{e:#}");
@@ -198,9 +196,8 @@ fn a_bad_config_or_a_taken_name_fails_the_plan_before_anything_runs() {
     let w = work.path();
     write_set(&w.join("set.jsonl"));
     let out = w.join("results-own");
-    let hf = PathBuf::from(env!("CARGO_BIN_EXE_emsl-hf"));
     let plan = |configs: &[PathBuf]| {
-        own::plan_configs(&workspace_root(), &out, &hf, w, configs).map(|_| ())
+        own::plan_configs(&workspace_root(), &out, &hf(), w, configs).map(|_| ())
     };
     let model_path = model.path().to_str().unwrap();
     // A model folder named as the other family.
