@@ -2,7 +2,10 @@
 //! profiles declared as data (`spec`), expanded by the registered figures (`figures`) into a graph of
 //! cached jobs (`graph`, `code_version`), run by the executor through a runner (`exec`), recorded in
 //! `repro.lock` (`lock`), turned into tables, plots and the claims table (`analysis`, `claims`), and
-//! checked by `verify` (and `currency`: whether they come from this checkout); `prose` checks the numbers README and the notebooks print against the tables. The dataset catalog (`catalog`, `datasets`) generates what the jobs read.
+//! checked by `verify` (and `currency`: whether they come from this checkout); `prose` checks the
+//! numbers README and the notebooks print against the tables. The dataset catalog (`catalog`,
+//! `datasets`) generates what the jobs read; `own` plans the stages of your own model; `explore` holds
+//! the exploration log's measurements that are not figures.
 
 pub mod analysis;
 pub mod catalog;
@@ -12,6 +15,7 @@ pub mod currency;
 mod dataset_tables;
 pub mod datasets;
 pub mod exec;
+pub mod explore;
 pub mod figures;
 pub mod graph;
 pub mod lock;

@@ -9,7 +9,8 @@ use crate::graph::{Graph, Task};
 /// A graph over one dataset, `pretrain-reference`, with the code versions of `root`'s sources.
 pub fn empty_graph(root: &Path) -> Graph {
     let hashes = BTreeMap::from([("pretrain-reference".to_owned(), "0".repeat(64))]);
-    let code = CodeVersions::with_toolchain(root, "test").expect("the sources are readable");
+    let code = CodeVersions::with_toolchain(root, &crate::figures::sources(), "test")
+        .expect("the sources are readable");
     Graph::new(hashes, code)
 }
 

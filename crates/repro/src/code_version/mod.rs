@@ -11,19 +11,19 @@
 //! - a stage of your own model (`emsl-hf job`): the compute jobs' crates and crates/hf, and the
 //!   toolchain.
 //!
-//! Every version also hashes each of its crates' manifests (a feature such as gemm's AVX-512 kernels
-//! changes results as much as a source edit) and, of the workspace's lock and manifest, what those
-//! crates depend on ([`cargo`]): the packages they reach, the resolver and the release profile. Tests
-//! are not hashed.
+//! A source file is hashed as its tokens ([`tokens`]): a comment, a doc comment or a reflowed line
+//! moves no identity, any token does. Every version also hashes each of its crates' manifests (a
+//! feature such as gemm's AVX-512 kernels changes results as much as a source edit) and, of the
+//! workspace's lock and manifest, what those crates depend on ([`cargo`]): the packages they reach,
+//! the resolver and the release profile. Tests are not hashed.
 
 mod cargo;
+mod tokens;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-
-use crate::figures::REGISTRY;
 
 /// Where the repro crate's sources sit in the workspace.
 const REPRO: &str = "crates/repro/src";
@@ -38,13 +38,26 @@ pub struct CodeVersions {
     pub own: String,
 }
 
+/// A figure as the hasher sees it: its name and its own source file (relative to the workspace), which
+/// no other figure's table job hashes.
+#[derive(Debug, Clone, Copy)]
+pub struct FigureSource<'a> {
+    pub name: &'a str,
+    pub source: &'a str,
+}
+
 impl CodeVersions {
-    pub fn of_sources(root: &Path) -> Result<CodeVersions> {
-        CodeVersions::with_toolchain(root, &toolchain())
+    /// The versions of this checkout's sources, with `figures` the registered figures.
+    pub fn of_sources(root: &Path, figures: &[FigureSource]) -> Result<CodeVersions> {
+        CodeVersions::with_toolchain(root, figures, &toolchain())
     }
 
     /// The versions with `toolchain` as the compute jobs' toolchain (tests pass a fixed one).
-    pub fn with_toolchain(root: &Path, toolchain: &str) -> Result<CodeVersions> {
+    pub fn with_toolchain(
+        root: &Path,
+        figures_registered: &[FigureSource],
+        toolchain: &str,
+    ) -> Result<CodeVersions> {
         let cargo = cargo::CargoFiles::read(root)?;
         let mut compute = code_parts(&cargo, &["world", "io", "core"])?;
         compute.push(Part::Text(toolchain.to_owned()));
@@ -52,18 +65,17 @@ impl CodeVersions {
         own.push(Part::Text(toolchain.to_owned()));
         let analysis = code_parts(&cargo, &["world", "io", "analysis"])?;
         let figures_dir = format!("{REPRO}/figures");
-        let owned: Vec<&str> = REGISTRY.iter().map(|f| f.source()).collect();
         let mut figures = BTreeMap::new();
-        for f in REGISTRY {
+        for f in figures_registered {
             let mut parts = analysis.clone();
             parts.push(Part::File(format!("{REPRO}/analysis.rs")));
             // The figures folder without the other figures' files.
-            let others: Vec<&str> = owned.iter().copied().filter(|s| *s != f.source()).collect();
+            let others = figures_registered.iter().filter(|o| o.source != f.source);
             parts.push(Part::DirExcept(
                 figures_dir.clone(),
-                others.iter().map(|s| (*s).to_owned()).collect(),
+                others.map(|o| o.source.to_owned()).collect(),
             ));
-            figures.insert(f.name().to_owned(), hash(root, &parts)?);
+            figures.insert(f.name.to_owned(), hash(root, &parts)?);
         }
         let mut claims = analysis;
         claims.push(Part::File(format!("{REPRO}/claims.rs")));
@@ -125,7 +137,16 @@ fn hash(root: &Path, parts: &[Part]) -> Result<String> {
         let rel = f.strip_prefix(root).unwrap_or(&f);
         bytes.extend_from_slice(rel.to_string_lossy().as_bytes());
         bytes.push(0);
-        bytes.extend_from_slice(&std::fs::read(&f)?);
+        let text = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+        if f.extension().is_some_and(|e| e == "rs") {
+            let text =
+                String::from_utf8(text).with_context(|| format!("{} is not UTF-8", f.display()))?;
+            bytes.extend_from_slice(
+                tokens::normalised(&text, &rel.display().to_string())?.as_bytes(),
+            );
+        } else {
+            bytes.extend_from_slice(&text);
+        }
         bytes.push(0);
     }
     for t in texts {
@@ -184,6 +205,11 @@ pub fn cpu_features() -> String {
 mod tests {
     use super::CodeVersions;
 
+    /// A crate's source, and the same with other comments and rustfmt's layout.
+    const CORE: &str = "/// Adds.\npub fn add(a: f32, b: f32) -> f32 { a + b }\n";
+    const CORE_RECOMMENTED: &str =
+        "//! The kernels.\n\n/// Adds two numbers.\npub fn add(\n    a: f32,\n    b: f32,\n) -> f32 {\n    a + b // in f32\n}\n";
+
     const MANIFEST: &str = r#"
 [workspace]
 resolver = "2"
@@ -241,7 +267,8 @@ checksum = "cc"
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
         };
-        let figure_files: Vec<&str> = super::REGISTRY.iter().map(|f| f.source()).collect();
+        let registered = crate::figures::sources();
+        let figure_files: Vec<&str> = registered.iter().map(|f| f.source).collect();
         let mut files = vec![
             "crates/repro/src/analysis.rs",
             "crates/repro/src/claims.rs",
@@ -256,16 +283,16 @@ checksum = "cc"
         write("Cargo.lock", LOCK);
         for c in ["world", "io", "core", "analysis", "hf"] {
             write(&format!("crates/{c}/Cargo.toml"), "a");
-            write(&format!("crates/{c}/src/lib.rs"), "a");
+            write(&format!("crates/{c}/src/lib.rs"), CORE);
             write(&format!("crates/{c}/tests/t.rs"), "a");
         }
-        let v0 = CodeVersions::with_toolchain(root.path(), "rustc 1").unwrap();
+        let v0 = CodeVersions::with_toolchain(root.path(), &registered, "rustc 1").unwrap();
         let grid = figure_files[0];
         // Writes `text` to `path`, takes the versions, and puts the file back.
         let changed_to = |path: &str, text: &str, toolchain: &str| {
             let old = std::fs::read_to_string(root.path().join(path)).unwrap();
             write(path, text);
-            let v = CodeVersions::with_toolchain(root.path(), toolchain).unwrap();
+            let v = CodeVersions::with_toolchain(root.path(), &registered, toolchain).unwrap();
             write(path, &old);
             (
                 v.compute != v0.compute,
@@ -298,6 +325,18 @@ checksum = "cc"
         assert_eq!(lock("\"2.0.0\"", "\"2.1.0\""), own);
         assert_eq!(changed("crates/core/Cargo.toml", "rustc 1"), compute);
         assert_eq!(changed("crates/core/src/lib.rs", "rustc 1"), compute);
+        // Comments and layout move nothing; an operator moves what the crate computes.
+        let core = "crates/core/src/lib.rs";
+        assert_eq!(changed_to(core, CORE_RECOMMENTED, "rustc 1"), none);
+        assert_eq!(
+            changed_to(core, &CORE.replace('+', "-"), "rustc 1"),
+            compute
+        );
+        let world = "crates/world/src/lib.rs";
+        assert_eq!(changed_to(world, CORE_RECOMMENTED, "rustc 1"), none);
+        assert_eq!(changed_to(world, &CORE.replace('+', "*"), "rustc 1"), all);
+        let hf = "crates/hf/src/lib.rs";
+        assert_eq!(changed_to(hf, &CORE.replace('+', "-"), "rustc 1"), own);
         assert_eq!(changed("crates/world/src/lib.rs", "rustc 1"), all);
         assert_eq!(changed("crates/hf/src/lib.rs", "rustc 1"), own);
         assert_eq!(changed("crates/hf/Cargo.toml", "rustc 1"), own);

@@ -126,3 +126,14 @@ pub fn get(name: &str) -> Result<&'static dyn Figure> {
 pub fn names() -> Vec<&'static str> {
     REGISTRY.iter().map(|f| f.name()).collect()
 }
+
+/// The registered figures as the code-version hasher takes them (it does not import the registry).
+pub fn sources() -> Vec<crate::code_version::FigureSource<'static>> {
+    REGISTRY
+        .iter()
+        .map(|f| crate::code_version::FigureSource {
+            name: f.name(),
+            source: f.source(),
+        })
+        .collect()
+}

@@ -12,8 +12,10 @@ use emsl_core::stages::{StageConfig, StageIo};
 
 use crate::code_version::CodeVersions;
 
+mod own_task;
 mod task;
 
+pub use own_task::{is_own_job, own_kind, own_stage_config};
 pub use task::{JobBinary, Task};
 
 /// One node of the graph.
@@ -166,7 +168,7 @@ impl Graph {
 pub fn stage_config(root: &Path, out: &Path, job: &Job, dest: &Path) -> Result<String> {
     let (spec, inputs) = match &job.task {
         Task::Compute { spec, inputs } => (spec, inputs),
-        Task::Own { .. } => return crate::own::stage_config(&job.task, dest),
+        Task::Own { .. } => return own_stage_config(&job.task, dest),
         _ => bail!("{} is not a compute job", job.key),
     };
     let cfg = StageConfig {

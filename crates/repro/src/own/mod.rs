@@ -19,23 +19,8 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::graph::Task;
-
-/// The lock kind of each own-model stage (a job's key starts with it).
-pub fn kind(stage: &str) -> &'static str {
-    match stage {
-        "finetune" => "own-finetune",
-        "judge" => "own-judge",
-        "em" => "own-em",
-        "distil" => "own-distil",
-        _ => "own",
-    }
-}
-
-/// Whether `key` is the key of an own-model job (every [`kind`] starts its keys with `own-`).
-pub fn is_own_job(key: &str) -> bool {
-    key.starts_with("own-")
-}
+pub use crate::graph::{is_own_job, own_stage_config as stage_config};
+use crate::graph::{own_kind, Task};
 
 /// What `emsl-hf job --plan` prints.
 #[derive(Debug, Deserialize)]
@@ -75,7 +60,7 @@ pub fn plan_stage(hf: &Path, cwd: &Path, config: &Path) -> Result<StagePlan> {
 
 /// The job of a planned stage, its inputs' files hashed through `hashes`.
 pub fn task(plan: StagePlan, hashes: &mut FileHashes) -> Result<Task> {
-    if kind(&plan.kind) == "own" {
+    if own_kind(&plan.kind).is_none() {
         bail!("emsl-hf planned a stage of unknown kind '{}'", plan.kind);
     }
     let mut inputs = BTreeMap::new();
@@ -107,19 +92,6 @@ fn without_nulls(v: serde_json::Value) -> serde_json::Value {
         Value::Array(a) => Value::Array(a.into_iter().map(without_nulls).collect()),
         v => v,
     }
-}
-
-/// The config `emsl-hf job` reads for the job: the resolved spec, writing into `dest`, with the
-/// sha256 of every input file as planned (the job refuses to run on files that changed since).
-pub fn stage_config(task: &Task, dest: &Path) -> Result<String> {
-    let Task::Own {
-        resolved, inputs, ..
-    } = task
-    else {
-        bail!("not a stage of your own model");
-    };
-    let cfg = serde_json::json!({ "spec": resolved, "inputs": inputs, "io": { "out": dest } });
-    Ok(toml::to_string(&cfg)?)
 }
 
 #[cfg(test)]

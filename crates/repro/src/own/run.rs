@@ -28,7 +28,10 @@ pub fn plan_configs(
     cwd: &Path,
     configs: &[PathBuf],
 ) -> Result<OwnPlan> {
-    let mut graph = Graph::new(BTreeMap::new(), CodeVersions::of_sources(root)?);
+    let mut graph = Graph::new(
+        BTreeMap::new(),
+        CodeVersions::of_sources(root, &crate::figures::sources())?,
+    );
     let mut hashes = FileHashes::load(out);
     let mut names: BTreeMap<String, &Path> = BTreeMap::new();
     let mut results = Vec::new();

@@ -70,7 +70,10 @@ fn plan_from(
     claims.check(&all, figures_dir)?;
     let previous = claims.take_previous(root, figures_dir, profile, &all)?;
     let prof = spec::load_profile(figures_dir, profile)?;
-    let mut graph = Graph::new(hashes, CodeVersions::of_sources(root)?);
+    let mut graph = Graph::new(
+        hashes,
+        CodeVersions::of_sources(root, &crate::figures::sources())?,
+    );
     let mut figure_jobs = BTreeMap::new();
     for fig in all
         .iter()

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
-use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
-use arrow::datatypes::{DataType, Field, Schema};
+use emsl_io::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
+use emsl_io::arrow::datatypes::{DataType, Field, Schema};
 
 use super::median;
 

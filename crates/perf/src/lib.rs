@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: training and sampling throughput of the kit against a PyTorch reference of the
+//! What `cargo xtask bench` measures: training and sampling throughput of the kit against a PyTorch reference of the
 //! same model, loss and optimizer, from the same initial weights and batches, interleaved in one run at
 //! each thread count. Two suites:
 //! - `gpt` (the default): the kit's GPT at the profiles' sizes against `bench/reference.py`;
@@ -19,32 +19,29 @@ use serde_json::Value;
 
 use report::{report, Row};
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// Which models a bench runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Suite {
+    /// The kit's GPT at the profiles' sizes against `bench/reference.py`.
     Gpt,
+    /// LoRA on a Qwen2 model of Qwen2.5-0.5B's shapes against transformers + PEFT.
     Hf,
 }
 
-#[derive(clap::Args)]
+/// What to run; a `None` takes the suite's default.
+#[derive(Debug, Clone)]
 pub struct Args {
-    /// Which models: the kit's GPT, or a Qwen2 checkpoint's shapes with LoRA.
-    #[arg(long, value_enum, default_value = "gpt")]
-    suite: Suite,
+    pub suite: Suite,
     /// Model sizes (gpt: the profiles' sizes smoke, quick, paper; hf: qwen2.5-0.5b).
-    #[arg(long, value_delimiter = ',')]
-    sizes: Option<Vec<String>>,
+    pub sizes: Option<Vec<String>>,
     /// Thread counts; each side is pinned to that many cores.
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
-    threads: Vec<usize>,
+    pub threads: Vec<usize>,
     /// Alternating runs of each side per size and thread count (gpt 3, hf 2).
-    #[arg(long)]
-    rounds: Option<usize>,
+    pub rounds: Option<usize>,
     /// Timed training steps per run, after the warm-up (gpt 20, hf 3).
-    #[arg(long)]
-    steps: Option<usize>,
+    pub steps: Option<usize>,
     /// Untimed training steps at the start of each run (gpt 5, hf 1).
-    #[arg(long)]
-    warmup: Option<usize>,
+    pub warmup: Option<usize>,
 }
 
 /// What a suite runs: its two sides and their defaults.
@@ -184,12 +181,13 @@ fn python(root: &Path, plan: &Plan) -> Result<PathBuf> {
     Ok(py)
 }
 
-pub fn run(args: &Args) -> Result<()> {
-    let root = crate::project_root();
+/// Builds the kit's side, installs the reference's on first use, runs both at every size and thread
+/// count of `args`, prints the table and writes it under the target folder. `root` is the workspace.
+pub fn run(root: &Path, args: &Args) -> Result<()> {
     let plan = args.suite.plan();
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), PathBuf::from);
     let status = Command::new("cargo")
-        .current_dir(&root)
+        .current_dir(root)
         .args(["build", "--release"])
         .args(plan.build)
         .args(["--bin", plan.binary, "--target-dir"])
@@ -204,7 +202,7 @@ pub fn run(args: &Args) -> Result<()> {
         .display()
         .to_string()];
     let torch = vec![
-        python(&root, &plan)?.display().to_string(),
+        python(root, &plan)?.display().to_string(),
         root.join(plan.script).display().to_string(),
     ];
     let sizes = args
