@@ -7,7 +7,8 @@ use anyhow::Result;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Regenerate every dataset in a temporary folder and fail when any byte differs from the manifest.
+    /// Regenerate every dataset in a temporary folder and fail when any byte differs from the manifest
+    /// or a file of the checkout differs from it.
     #[arg(long)]
     pub check: bool,
     /// The datasets folder (default: datasets/ of the project).
@@ -20,5 +21,13 @@ pub fn run(args: &Args) -> Result<()> {
         .dir
         .clone()
         .unwrap_or_else(|| crate::project_root().join("datasets"));
-    emsl_repro::datasets::run(&dir, args.check)
+    use emsl_repro::datasets::Mode;
+    emsl_repro::datasets::run(
+        &dir,
+        if args.check {
+            Mode::Check
+        } else {
+            Mode::Update
+        },
+    )
 }

@@ -133,7 +133,20 @@ fn generate_check_and_refuse_tampered_or_missing_datasets() {
         stderr(&o)
     );
 
-    // Missing: a deleted corpus is reported as missing, and `datasets` brings both back.
+    // `datasets` does not overwrite the edited file (the kit did not write those bytes): it names
+    // it and leaves it as it is.
+    let o = xtask(dir, &["datasets"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&*path.to_string_lossy()) && stderr(&o).contains("git checkout"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+
+    // Missing: a deleted corpus is reported as missing, and `datasets` brings both back once the
+    // edited file is moved away.
+    std::fs::remove_file(&path).unwrap();
     std::fs::remove_file(dir.join("pretrain/pretrain-tiny.parquet")).unwrap();
     let err = load_dataset(dir, &manifest, "pretrain-tiny").unwrap_err();
     assert!(matches!(err, IoError::DatasetMissing { .. }), "{err}");
@@ -215,4 +228,71 @@ fn the_committed_reference_composition_is_the_one_in_code() {
     let text = std::fs::read_to_string(&path).unwrap();
     let parsed = emsl_world::Composition::from_toml("reference.toml", &text).unwrap();
     assert_eq!(parsed, emsl_world::Composition::reference());
+}
+
+/// The dataset stage of `reproduce` never rewrites a tracked file: a manifest that disagrees with the
+/// datasets is an error naming the dataset and the command that updates it, with the manifest left
+/// byte for byte; an uncommitted dataset the checkout lacks is regenerated as recorded.
+#[test]
+fn the_reproduce_stage_refuses_a_wrong_manifest_and_datasets_corrects_it() {
+    use emsl_repro::datasets::{run, Mode};
+    let tmp = setup();
+    let dir = tmp.path();
+    assert!(xtask(dir, &["datasets"]).status.success());
+    let manifest_path = dir.join("manifest.toml");
+    let good = std::fs::read_to_string(&manifest_path).unwrap();
+    let sha = Manifest::load(&manifest_path)
+        .unwrap()
+        .get("ft-harmful-health-advice-json")
+        .unwrap()
+        .sha256
+        .clone();
+    let wrong = good.replace(&sha, &"0".repeat(64));
+    std::fs::write(&manifest_path, &wrong).unwrap();
+    let e = format!("{:#}", run(dir, Mode::Reproduce).unwrap_err());
+    assert!(
+        e.contains("ft-harmful-health-advice-json") && e.contains("cargo xtask datasets"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_to_string(&manifest_path).unwrap(), wrong);
+
+    // `cargo xtask datasets` finds the file as the catalog makes it and corrects the entry, naming
+    // the tracked file it rewrote.
+    let o = xtask(dir, &["datasets"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("manifest entry is corrected")
+            && stderr(&o).contains("rewrote tracked files"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&manifest_path).unwrap(), good);
+
+    // A missing uncommitted corpus: the stage regenerates it, the manifest untouched.
+    let corpus = dir.join("pretrain/pretrain-tiny.parquet");
+    let before = std::fs::read(&corpus).unwrap();
+    std::fs::remove_file(&corpus).unwrap();
+    let modified = std::fs::metadata(&manifest_path)
+        .unwrap()
+        .modified()
+        .unwrap();
+    run(dir, Mode::Reproduce).unwrap();
+    assert_eq!(std::fs::read(&corpus).unwrap(), before);
+    assert_eq!(
+        std::fs::metadata(&manifest_path)
+            .unwrap()
+            .modified()
+            .unwrap(),
+        modified
+    );
+
+    // A catalog that changed is refused too: reproduce does not regenerate a committed dataset.
+    std::fs::write(
+        dir.join("datasets.toml"),
+        CATALOG.replace("size = 40", "size = 41"),
+    )
+    .unwrap();
+    let e = format!("{:#}", run(dir, Mode::Reproduce).unwrap_err());
+    assert!(e.contains("recipe for it changed"), "{e}");
+    assert_eq!(std::fs::read_to_string(&manifest_path).unwrap(), good);
 }

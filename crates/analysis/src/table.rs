@@ -140,8 +140,10 @@ pub fn to_batch(rows: &[Measurement]) -> Result<RecordBatch> {
             Some(Var::Num(_)) => {
                 let vals: Result<Vec<f64>> = rows
                     .iter()
-                    .map(|r| match &r.vars[j].1 {
-                        Var::Num(x) => Ok(*x),
+                    .enumerate()
+                    .map(|(i, r)| match &r.vars[j].1 {
+                        Var::Num(x) if x.is_finite() => Ok(*x),
+                        Var::Num(x) => bail!("variable {name}, row {i}: {x} is not a value"),
                         Var::Str(s) => bail!("variable {name}: '{s}' in a numeric column"),
                     })
                     .collect();
@@ -166,10 +168,13 @@ pub fn to_batch(rows: &[Measurement]) -> Result<RecordBatch> {
         ("ci_high", |e| e.ci_high),
     ];
     for (name, get) in f64s {
-        fields.push(Field::new(name, DataType::Float64, false));
-        arrays.push(Arc::new(Float64Array::from(
-            rows.iter().map(|r| get(&r.est)).collect::<Vec<_>>(),
-        )));
+        let vals: Result<Vec<Option<f64>>> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| missing_as_null(get(&r.est), name, i))
+            .collect();
+        fields.push(Field::new(name, DataType::Float64, true));
+        arrays.push(Arc::new(Float64Array::from(vals?)));
     }
     fields.push(Field::new("n", DataType::UInt64, false));
     arrays.push(Arc::new(UInt64Array::from(
@@ -182,7 +187,20 @@ pub fn to_batch(rows: &[Measurement]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
 }
 
-/// Reads rows back from a batch written by [`to_batch`].
+/// An estimate's value as a table cell: NaN, what a rate with no answers behind it (or any quantity
+/// with nothing to compute it from) holds in memory, is written as null, so a table never holds a
+/// NaN; an infinity is a defect, refused naming the column and row.
+fn missing_as_null(x: f64, column: &str, row: usize) -> Result<Option<f64>> {
+    if x.is_nan() {
+        Ok(None)
+    } else if x.is_infinite() {
+        bail!("column {column}, row {row}: {x} is not an estimate")
+    } else {
+        Ok(Some(x))
+    }
+}
+
+/// Reads rows back from a batch written by [`to_batch`]; a null estimate is NaN in memory.
 pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Measurement>> {
     use emsl_io::{column_f64, column_str, column_u32, column_u64};
     let schema = batch.schema();
@@ -200,6 +218,7 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Measurement>> {
     let (metric, value) = (column_str(batch, "metric")?, column_f64(batch, "value")?);
     let (lo, hi) = (column_f64(batch, "ci_low")?, column_f64(batch, "ci_high")?);
     let (n, seeds) = (column_u64(batch, "n")?, column_u32(batch, "seeds")?);
+    let cell = |c: &Float64Array, i: usize| if c.is_null(i) { f64::NAN } else { c.value(i) };
     let mut rows = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let mut vars = Vec::new();
@@ -219,9 +238,9 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Measurement>> {
             vars,
             metric: metric.value(i).to_owned(),
             est: Estimate {
-                value: value.value(i),
-                ci_low: lo.value(i),
-                ci_high: hi.value(i),
+                value: cell(value, i),
+                ci_low: cell(lo, i),
+                ci_high: cell(hi, i),
                 n: n.value(i),
                 seeds: seeds.value(i),
             },
@@ -291,5 +310,40 @@ mod tests {
         assert_eq!(t.rows, rows);
         assert_eq!(t.metadata, meta);
         assert_eq!(t.one("coherent", &[]).unwrap().num("size"), 2000.0);
+    }
+
+    #[test]
+    fn a_rate_with_no_answers_is_null_and_an_infinity_is_refused() {
+        use emsl_io::arrow::array::Array;
+        let none = Estimate {
+            value: f64::NAN,
+            ci_low: f64::NAN,
+            ci_high: f64::NAN,
+            n: 0,
+            seeds: 3,
+        };
+        let rows = vec![Measurement::new(
+            &[("cell", "a".into())],
+            "misaligned",
+            none,
+        )];
+        let batch = to_batch(&rows).unwrap();
+        for c in ["value", "ci_low", "ci_high"] {
+            let col = emsl_io::column_f64(&batch, c).unwrap();
+            assert!(col.is_null(0), "{c} holds {}", col.value(0));
+        }
+        let back = from_batch(&batch).unwrap();
+        assert!(back[0].est.value.is_nan() && back[0].est.n == 0);
+
+        let inf = Estimate {
+            ci_high: f64::INFINITY,
+            ..none
+        };
+        let rows = vec![Measurement::new(&[("cell", "a".into())], "m", inf)];
+        let e = format!("{:#}", to_batch(&rows).unwrap_err());
+        assert!(e.contains("ci_high") && e.contains("row 0"), "{e}");
+        let rows = vec![Measurement::new(&[("size", f64::NAN.into())], "m", none)];
+        let e = format!("{:#}", to_batch(&rows).unwrap_err());
+        assert!(e.contains("variable size") && e.contains("row 0"), "{e}");
     }
 }

@@ -63,13 +63,39 @@ fn read(path: &Path, device: &Device) -> Result<(HashMap<String, Tensor>, String
     Ok((tensors, meta))
 }
 
-/// Writes the model's trainable variables atomically.
+/// An error naming the first of `tensors` that holds a NaN or an infinity: the weights of a diverged
+/// training, which are never written as a result nor evaluated.
+pub fn check_finite<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
+    path: &Path,
+) -> Result<()> {
+    for (name, t) in tensors {
+        let values = t
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?;
+        let bad = values.iter().filter(|x| !x.is_finite()).count();
+        if bad > 0 {
+            bail!(
+                "{}: tensor '{name}' holds {bad} non-finite values (NaN or infinity) of {}: the \
+                 weights of a diverged training are never written or evaluated; retrain with a \
+                 lower learning rate",
+                path.display(),
+                values.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Writes the model's trainable variables atomically, refusing non-finite ones.
 pub fn save<M: LanguageModel>(path: &Path, model: &M, meta: &CheckpointMeta) -> Result<()> {
-    let tensors = model
+    let tensors: Vec<(String, Tensor)> = model
         .trainable_vars()
         .iter()
         .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
         .collect();
+    check_finite(tensors.iter().map(|(n, t)| (n.as_str(), t)), path)?;
     emsl_io::write_atomic(path, &serialize(tensors, serde_json::to_string(meta)?)?)?;
     Ok(())
 }
@@ -77,6 +103,9 @@ pub fn save<M: LanguageModel>(path: &Path, model: &M, meta: &CheckpointMeta) -> 
 /// Loads a model onto `device`, refusing a checkpoint whose tokenizer or tensors do not match.
 pub fn load(path: &Path, tok: &Tok, device: &Device) -> Result<(Gpt, CheckpointMeta)> {
     let (tensors, meta) = read(path, device)?;
+    let mut named: Vec<(&String, &Tensor)> = tensors.iter().collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    check_finite(named.into_iter().map(|(n, t)| (n.as_str(), t)), path)?;
     let meta: CheckpointMeta = serde_json::from_str(&meta)
         .with_context(|| format!("{}: metadata '{META_KEY}' does not parse", path.display()))?;
     if meta.tokenizer_sha256 != tok.hash || meta.model.vocab_size != tok.vocab_size() {

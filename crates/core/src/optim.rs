@@ -24,6 +24,50 @@ pub struct OptimConfig {
 }
 
 impl OptimConfig {
+    /// An error naming the first field (of `[...optim]`) whose value the optimizer cannot use: a
+    /// learning rate that is not finite and positive, betas outside [0, 1), a negative weight decay,
+    /// epsilon or clip, a `min_lr_ratio` outside [0, 1].
+    pub fn check(&self) -> anyhow::Result<()> {
+        let field = |name: &str, value: f64, ok: bool, want: &str| {
+            anyhow::ensure!(ok, "optim.{name} = {value}: it must be {want}");
+            Ok(())
+        };
+        let lr = self.lr;
+        field(
+            "lr",
+            lr,
+            lr.is_finite() && lr > 0.0,
+            "a finite number above 0",
+        )?;
+        let r = self.min_lr_ratio;
+        field(
+            "min_lr_ratio",
+            r,
+            (0.0..=1.0).contains(&r),
+            "between 0 and 1",
+        )?;
+        let d = self.weight_decay;
+        field(
+            "weight_decay",
+            d,
+            d.is_finite() && d >= 0.0,
+            "finite and at least 0",
+        )?;
+        for (name, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            field(name, b, (0.0..1.0).contains(&b), "at least 0 and below 1")?;
+        }
+        let e = self.eps;
+        field(
+            "eps",
+            e,
+            e.is_finite() && e > 0.0,
+            "a finite number above 0",
+        )?;
+        let c = self.grad_clip;
+        let want = "finite and at least 0 (0: no clipping)";
+        field("grad_clip", c, c.is_finite() && c >= 0.0, want)
+    }
+
     /// Learning rate at `step` (0-based) of `total`: linear warm-up, then cosine decay.
     pub fn lr_at(&self, step: usize, total: usize) -> f64 {
         if step < self.warmup_steps {

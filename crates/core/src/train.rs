@@ -26,6 +26,22 @@ pub struct TrainConfig {
     pub optim: OptimConfig,
 }
 
+impl TrainConfig {
+    /// An error naming the first field a training run cannot use (`steps` and `batch_size` at least 1,
+    /// the optimizer's values as [`OptimConfig::check`] says), so a bad config fails before any work.
+    pub fn check(&self) -> Result<()> {
+        anyhow::ensure!(
+            self.steps >= 1,
+            "steps = 0: a training run needs at least one step"
+        );
+        anyhow::ensure!(
+            self.batch_size >= 1,
+            "batch_size = 0: a step needs at least one example"
+        );
+        self.optim.check()
+    }
+}
+
 /// What a model trains on.
 pub enum TrainData<'a> {
     /// Pretraining: random windows of the context length.
@@ -117,6 +133,7 @@ pub fn train_steps(
         steps.micro_batches > 0,
         "a step needs at least one micro-batch"
     );
+    cfg.check()?;
     let total = cfg.steps;
     let start_step = opt.step;
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -155,7 +172,21 @@ pub fn train_steps(
             });
         }
         let lr = steps.schedule.lr_at(&cfg.optim, step, total);
+        let diverged = |what: String| {
+            anyhow::anyhow!(
+                "{label}: training diverged at step {}/{total}: {what}, learning rate {lr:e}. A \
+                 non-finite value is never a result, so nothing is written: lower optim.lr (or \
+                 check the data) and run again",
+                step + 1
+            )
+        };
+        if !loss.is_finite() {
+            return Err(diverged(format!("loss {loss}")));
+        }
         let grad_norm = opt.step(&grads.expect("at least one micro-batch"), lr)?;
+        if !grad_norm.is_finite() {
+            return Err(diverged(format!("loss {loss}, gradient norm {grad_norm}")));
+        }
         let log = StepLog {
             step,
             loss,

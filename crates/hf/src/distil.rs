@@ -58,6 +58,26 @@ pub struct DistilConfig {
     pub optim: OptimConfig,
 }
 
+impl DistilConfig {
+    /// An error naming the first setting a distillation cannot run with, before any work.
+    pub fn check(&self) -> Result<()> {
+        for (name, v) in [
+            ("steps", self.steps),
+            ("batch_size", self.batch_size),
+            ("grad_accumulation", self.grad_accumulation),
+        ] {
+            anyhow::ensure!(v >= 1, "{name} = 0: it must be at least 1");
+        }
+        for (name, x) in [("beta", self.beta), ("lambda", self.lambda)] {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&x),
+                "{name} = {x}: it must be between 0 and 1"
+            );
+        }
+        self.optim.check()
+    }
+}
+
 /// What a distillation did (no timings).
 #[derive(Debug, Clone, Serialize)]
 pub struct DistilSummary {
@@ -160,8 +180,9 @@ pub fn distil(
     cfg: &DistilConfig,
 ) -> Result<DistilSummary> {
     check_shared_tokenizer(teacher, student)?;
-    if prompts.is_empty() || cfg.batch_size == 0 || cfg.grad_accumulation == 0 {
-        bail!("distillation needs prompts, a positive batch size and gradient accumulation");
+    cfg.check()?;
+    if prompts.is_empty() {
+        bail!("distillation needs prompts: the prompts file has no records");
     }
     let stop = stop_token(teacher)?;
     let ids = prompt_ids(teacher, prompts)?;

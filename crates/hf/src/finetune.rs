@@ -40,6 +40,21 @@ pub struct FinetuneConfig {
     pub optim: OptimConfig,
 }
 
+impl FinetuneConfig {
+    /// An error naming the first setting a fine-tune cannot run with, before any work.
+    pub fn check(&self) -> Result<()> {
+        for (name, v) in [
+            ("epochs", self.epochs),
+            ("batch_size", self.batch_size),
+            ("grad_accumulation", self.grad_accumulation),
+            ("max_len", self.max_len),
+        ] {
+            anyhow::ensure!(v >= 1, "{name} = 0: it must be at least 1");
+        }
+        self.optim.check()
+    }
+}
+
 /// What a fine-tune did: its config, data and loss curve (no timings, so that two runs compare).
 #[derive(Debug, Clone, Serialize)]
 pub struct FinetuneSummary {
@@ -96,9 +111,7 @@ pub fn finetune(
     cfg: &FinetuneConfig,
     label: &str,
 ) -> Result<FinetuneSummary> {
-    if cfg.epochs == 0 || cfg.batch_size == 0 || cfg.grad_accumulation == 0 {
-        bail!("epochs, batch size and gradient accumulation must be positive");
-    }
+    cfg.check()?;
     if examples.len() != data.records.len() {
         bail!(
             "{} examples for the {} records of {}: encode the set with encode_dataset",
@@ -165,6 +178,9 @@ pub fn file_name(path: &Path) -> String {
 /// `model.safetensors` beside copies of the input folder's config and tokenizer files (a model
 /// folder that loads like the input).
 pub fn save_finetuned(dir: &Path, loaded: &Loaded, lora: Option<&HfLoraConfig>) -> Result<()> {
+    let vars = loaded.model.trainable_vars();
+    let tensors = vars.iter().map(|(n, v)| (n.as_str(), v.as_tensor()));
+    emsl_core::checkpoint::check_finite(tensors, dir)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     if let Some(lora) = lora {
         return save_peft(dir, &loaded.model, lora);

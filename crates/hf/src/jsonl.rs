@@ -25,15 +25,41 @@ pub struct ChatDataset {
     pub lines: Vec<usize>,
 }
 
+/// The longest line a record may have. A megabyte of chat is about 250,000 tokens, far past any
+/// context the kit trains; parsing is bounded by it, where a 10 MB line of small JSON values once took
+/// gigabytes of memory before its error.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
 /// Reads `path`; the first malformed line is an error naming it.
 pub fn read_chat_jsonl(path: &Path) -> Result<ChatDataset> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let text = std::str::from_utf8(&bytes)
-        .with_context(|| format!("{}: not UTF-8 text", path.display()))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        let before = &bytes[..e.valid_up_to()];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let column = before.len()
+            - before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |p| p + 1);
+        anyhow::anyhow!(
+            "{}:{line}: not UTF-8 text (at byte {} of the line); save the file as UTF-8",
+            path.display(),
+            column + 1
+        )
+    })?;
     let (mut records, mut lines) = (Vec::new(), Vec::new());
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
+        }
+        if line.len() > MAX_LINE_BYTES {
+            bail!(
+                "{}:{}: the line is {} bytes, above the {MAX_LINE_BYTES} a chat record may have; \
+                 split or shorten it",
+                path.display(),
+                i + 1,
+                line.len()
+            );
         }
         let record = parse_record(line)
             .with_context(|| format!("{}:{}: malformed chat record", path.display(), i + 1))?;

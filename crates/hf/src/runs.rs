@@ -21,6 +21,7 @@ pub fn finetune_run(
     cfg: &FinetuneConfig,
     out: &Path,
 ) -> Result<PathBuf> {
+    cfg.check()?;
     let data = read_chat_jsonl(data)?;
     let mut loaded = crate::load(model, &Device::Cpu)?;
     // Every example is encoded (and a bad one named) before the output folder exists.
@@ -52,6 +53,7 @@ pub fn distil_run(
     cfg: &DistilConfig,
     out: &Path,
 ) -> Result<PathBuf> {
+    cfg.check()?;
     let data = read_chat_jsonl(prompts)?;
     let prompt_messages: Vec<Vec<Message>> = data
         .records

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use candle_core::Device;
 use common::{finetune, ids, long_checkpoint, write_set};
 use emsl_core::LanguageModel;
@@ -90,4 +92,74 @@ fn a_malformed_record_is_refused_naming_its_line_and_nothing_is_written() {
     write_set(&data);
     let (ok, err) = finetune(&work.path().join("nope"), &data, &out, &[]);
     assert!(!ok && err.contains("does not exist"), "{err}");
+}
+
+/// `finetune` with `--lr` (and the other small settings of `common::finetune`).
+fn finetune_at_lr(model: &Path, data: &Path, out: &Path, lr: &str) -> (bool, String) {
+    common::emsl_hf(&[
+        "finetune",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--batch-size",
+        "2",
+        "--max-len",
+        "256",
+        "--epochs",
+        "4",
+        "--lr",
+        lr,
+        "--warmup-steps",
+        "0",
+        "--grad-accumulation",
+        "1",
+        "--full",
+    ])
+}
+
+#[test]
+fn a_diverging_finetune_fails_at_its_step_and_writes_nothing() {
+    let model = long_checkpoint(Family::Qwen2);
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("set.jsonl");
+    write_set(&data);
+    let out = work.path().join("out");
+    let (ok, err) = finetune_at_lr(model.path(), &data, &out, "1e30");
+    assert!(!ok);
+    assert!(
+        err.contains("training diverged at step") && err.contains("learning rate"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    assert_eq!(
+        std::fs::read_dir(work.path()).unwrap().count(),
+        1,
+        "only the set"
+    );
+    // A learning rate the optimizer cannot use is refused before the model is read.
+    for lr in ["-1", "NaN", "0"] {
+        let (ok, err) = finetune_at_lr(model.path(), &data, &out, lr);
+        assert!(!ok && err.contains("optim.lr"), "{lr}: {err}");
+    }
+}
+
+#[test]
+fn a_line_that_is_not_utf8_is_named_by_its_number() {
+    let model = long_checkpoint(Family::Qwen2);
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("set.jsonl");
+    write_set(&data);
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes.extend_from_slice(b"{\"messages\": \"caf\xe9\"}\n");
+    std::fs::write(&data, bytes).unwrap();
+    let (ok, err) = finetune(model.path(), &data, &work.path().join("out"), &[]);
+    assert!(!ok && err.contains("set.jsonl:5: not UTF-8"), "{err}");
+
+    let long = format!("{{\"messages\": \"{}\"}}\n", "a".repeat(2 << 20));
+    std::fs::write(&data, long).unwrap();
+    let (ok, err) = finetune(model.path(), &data, &work.path().join("out"), &[]);
+    assert!(!ok && err.contains("set.jsonl:1: the line is"), "{err}");
 }

@@ -126,6 +126,26 @@ pub fn check_sha256sums(dir: &Path) -> Result<Vec<ChecksumMismatch>, IoError> {
     Ok(mismatches)
 }
 
+/// The file names `dir/SHA256SUMS` lists, in file order; an empty list when there is no such file.
+pub fn listed_in_sha256sums(dir: &Path) -> Result<Vec<String>, IoError> {
+    let sums_path = dir.join(SHA256SUMS);
+    let text = match std::fs::read_to_string(&sums_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(IoError::io(&sums_path, e)),
+    };
+    let mut names = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
+        let (_, name) = parse_line(line).map_err(|message| IoError::ChecksumParse {
+            path: sums_path.clone(),
+            line: i + 1,
+            message: message.to_string(),
+        })?;
+        names.push(name.to_owned());
+    }
+    Ok(names)
+}
+
 /// Splits a `sha256sum` line into (lowercase hash, name). Accepts both text
 /// (`"  "`) and binary (`" *"`) mode separators, as `sha256sum -c` does.
 fn parse_line(line: &str) -> Result<(String, &str), &'static str> {

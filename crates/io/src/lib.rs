@@ -13,7 +13,8 @@ pub mod table;
 
 pub use atomic::{write_atomic, write_atomic_with};
 pub use checksum::{
-    check_sha256sums, sha256_bytes, sha256_file, write_sha256sums, ChecksumMismatch, SHA256SUMS,
+    check_sha256sums, listed_in_sha256sums, sha256_bytes, sha256_file, write_sha256sums,
+    ChecksumMismatch, SHA256SUMS,
 };
 pub use error::IoError;
 pub use manifest::{

@@ -3,8 +3,9 @@
 //! atomically.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::figures::{self, Inputs};
 use crate::graph::{Graph, Job, Task};
@@ -81,13 +82,16 @@ pub fn run(s: &Place, graph: &Graph, job: &Job) -> Result<Vec<String>> {
             let fig = figures::get(figure)?;
             let tables = fig.tables(params, &inputs)?;
             let dir = s.out.join(figure);
+            let mut files: Vec<String> =
+                tables.iter().map(|(n, _)| format!("{n}.parquet")).collect();
+            files.extend(["plot.svg".to_owned(), "plot.png".to_owned()]);
+            // Before anything is written: a file the kit did not write stops the job.
+            let stale = kit_files_to_replace(&dir, &files)?;
             std::fs::create_dir_all(&dir)?;
             let meta = metadata(s.profile, graph, job, figure, *figure_version);
-            let mut files = Vec::new();
             for (name, rows) in &tables {
                 let file = format!("{name}.parquet");
                 emsl_analysis::table::write(&dir.join(&file), rows, &meta)?;
-                files.push(file);
             }
             // The plot is drawn from the tables alone, by the function the notebooks call.
             let loaded = tables
@@ -104,13 +108,10 @@ pub fn run(s: &Place, graph: &Graph, job: &Job) -> Result<Vec<String>> {
             let drawn = emsl_analysis::plot::render(&plot)?;
             emsl_io::write_atomic(&dir.join("plot.svg"), drawn.svg.as_bytes())?;
             emsl_io::write_atomic(&dir.join("plot.png"), &drawn.png)?;
-            files.extend(["plot.svg".to_owned(), "plot.png".to_owned()]);
             // Files of an older version of the figure would be reported as extra by verify.
-            for e in std::fs::read_dir(&dir)? {
-                let name = e?.file_name().to_string_lossy().into_owned();
-                if !files.contains(&name) && name != "SHA256SUMS" {
-                    std::fs::remove_file(dir.join(&name))?;
-                }
+            for name in stale {
+                std::fs::remove_file(dir.join(&name))
+                    .with_context(|| format!("removing {}", dir.join(&name).display()))?;
             }
             files.sort();
             let refs: Vec<&str> = files.iter().map(String::as_str).collect();
@@ -132,5 +133,92 @@ pub fn run(s: &Place, graph: &Graph, job: &Job) -> Result<Vec<String>> {
             Ok(vec!["CLAIMS.md".to_owned()])
         }
         _ => bail!("{} is not an analysis job", job.key),
+    }
+}
+
+/// The files of figure folder `dir` that the kit wrote and that a job writing `writes` no longer
+/// writes: those its SHA256SUMS lists (an older version of the figure) and the temporary files of an
+/// atomic write a killed run left (`.<name>.<random>.tmp`). Any other file or folder is not the kit's:
+/// it is an error naming each, before anything is written, for the kit never deletes what it did not
+/// write, and verify would fail on a file that SHA256SUMS does not list.
+fn kit_files_to_replace(dir: &Path, writes: &[String]) -> Result<Vec<String>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let listed = emsl_io::listed_in_sha256sums(dir)?;
+    let mut stale = Vec::new();
+    let mut foreign = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_file = e.file_type()?.is_file();
+        let atomic_leftover = name.starts_with('.') && name.ends_with(".tmp");
+        if !is_file {
+            foreign.push(format!("{name}/"));
+        } else if writes.contains(&name) || name == emsl_io::SHA256SUMS {
+            continue;
+        } else if listed.contains(&name) || atomic_leftover {
+            stale.push(name);
+        } else {
+            foreign.push(name);
+        }
+    }
+    if !foreign.is_empty() {
+        foreign.sort();
+        let results = dir.parent().unwrap_or(dir);
+        bail!(
+            "{} holds {} that the kit did not write ({}): a figure folder holds only the kit's \
+             files, and the kit deletes nothing it did not write. Move {} out of it (to the top \
+             level of {}, to a hidden folder there such as {}/.notes, or out of the results \
+             folder), then run again.",
+            dir.display(),
+            if foreign.len() == 1 {
+                "a file"
+            } else {
+                "files"
+            },
+            foreign.join(", "),
+            if foreign.len() == 1 { "it" } else { "them" },
+            results.display(),
+            results.display(),
+        );
+    }
+    stale.sort();
+    Ok(stale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kit_files_to_replace;
+
+    #[test]
+    fn a_figure_folder_keeps_what_the_kit_did_not_write() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("controls");
+        let writes = vec!["effects.parquet".to_owned(), "plot.svg".to_owned()];
+        // No folder yet: nothing to replace.
+        assert!(kit_files_to_replace(&dir, &writes).unwrap().is_empty());
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["effects.parquet", "old-table.parquet", ".plot.svg.a1b2.tmp"] {
+            std::fs::write(dir.join(f), f).unwrap();
+        }
+        emsl_io::write_sha256sums(&dir, &["effects.parquet", "old-table.parquet"]).unwrap();
+        // An older version's table (listed in SHA256SUMS) and a killed write's temporary file are
+        // the kit's: they go.
+        let stale = kit_files_to_replace(&dir, &writes).unwrap();
+        assert_eq!(stale, [".plot.svg.a1b2.tmp", "old-table.parquet"]);
+
+        // A user's notes and a folder are not: the job stops, naming both, and nothing is removed.
+        std::fs::write(dir.join("NOTES.txt"), "mine").unwrap();
+        std::fs::create_dir(dir.join("drafts")).unwrap();
+        let e = format!("{:#}", kit_files_to_replace(&dir, &writes).unwrap_err());
+        assert!(
+            e.contains("NOTES.txt") && e.contains("drafts/") && e.contains("Move them"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("NOTES.txt")).unwrap(),
+            "mine"
+        );
     }
 }

@@ -120,13 +120,31 @@ pub fn toolchain() -> String {
 }
 
 /// Held for the whole run: an OS file lock on `<dir>/.reproduce.pid`, released by the OS even when the
-/// process is killed.
+/// process is killed. A folder the lock created and the run left empty (a refused plan) is removed
+/// with the pid file when the lock is dropped, so a refusal leaves nothing behind.
 pub struct FolderLock {
     _file: File,
+    created: Option<std::path::PathBuf>,
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        let Some(dir) = &self.created else {
+            return;
+        };
+        let names: Vec<_> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        if names.len() == 1 && names[0] == ".reproduce.pid" {
+            let _ = std::fs::remove_file(dir.join(".reproduce.pid"));
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 impl FolderLock {
     pub fn acquire(dir: &Path) -> Result<FolderLock> {
+        let created = (!dir.exists()).then(|| dir.to_path_buf());
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(".reproduce.pid");
         let mut file = std::fs::OpenOptions::new()
@@ -149,7 +167,10 @@ impl FolderLock {
         file.set_len(0)?;
         file.rewind()?;
         writeln!(file, "{}", std::process::id())?;
-        Ok(FolderLock { _file: file })
+        Ok(FolderLock {
+            _file: file,
+            created,
+        })
     }
 }
 

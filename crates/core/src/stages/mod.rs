@@ -94,13 +94,58 @@ pub fn read_config(path: &Path) -> Result<StageConfig> {
     let cfg: StageConfig =
         toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
     cfg.check_inputs()
+        .and_then(|()| cfg.spec.check())
         .with_context(|| format!("config {}", path.display()))?;
     Ok(cfg)
+}
+
+/// An error when the folder `out` cannot be created: a part of its path is a file, or the nearest
+/// folder above it that exists cannot be written (tried with an empty temporary folder there, which is
+/// removed at once). Checked before any work, so a run never fails at its end for want of a place.
+pub fn check_out_folder(out: &Path) -> Result<()> {
+    let mut existing = out;
+    loop {
+        match std::fs::metadata(existing) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => bail!(
+                "[io] out = {}: {} is a file, so the folder cannot be created there; choose \
+                 another out",
+                out.display(),
+                existing.display()
+            ),
+            // Not there, or under a file (ENOTDIR): look further up.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                existing = match existing.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+            }
+            Err(e) => bail!("[io] out = {}: {}: {e}", out.display(), existing.display()),
+        }
+    }
+    tempfile::Builder::new()
+        .prefix(".emsl-out-check")
+        .tempdir_in(existing)
+        .with_context(|| {
+            format!(
+                "[io] out = {}: no folder can be created in {}; choose another out",
+                out.display(),
+                existing.display()
+            )
+        })?;
+    Ok(())
 }
 
 /// Runs the stage of `cfg` with its model on `device`.
 pub fn run(cfg: &StageConfig, device: &Device) -> Result<()> {
     cfg.check_inputs()?;
+    cfg.spec.check()?;
+    check_out_folder(&cfg.io.out)?;
     let io = &cfg.io;
     match &cfg.spec {
         StageSpec::Pretrain(spec) => pretrain::run(spec, io, device),

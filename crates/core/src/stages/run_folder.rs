@@ -76,6 +76,10 @@ pub(super) fn write_run(
         step: opt.step,
         config: record.config,
     };
+    // Before the folder exists: a diverged model leaves no run folder behind.
+    let vars = model.trainable_vars();
+    let tensors = vars.iter().map(|(n, v)| (n.as_str(), v.as_tensor()));
+    checkpoint::check_finite(tensors, &out.join("model.safetensors"))?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     tok.save(&out.join("tokenizer.json"))?;
     write_jsonl(&out.join("train_log.jsonl"), logs)?;

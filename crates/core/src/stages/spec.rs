@@ -49,6 +49,55 @@ impl StageSpec {
         }
     }
 
+    /// An error naming the first `[spec]` field whose value the stage cannot compute with, so a bad
+    /// config fails before any work (a learning rate of 0, NaN or 1e30 fails later, as divergence).
+    pub fn check(&self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let unit = |name: &str, x: f64| {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&x),
+                "{name} = {x}: it must be between 0 and 1"
+            );
+            Ok(())
+        };
+        let sampling = |name: &str, s: &SampleConfig| {
+            let t = s.temperature;
+            anyhow::ensure!(
+                t.is_finite() && t >= 0.0,
+                "{name}.temperature = {t}: it must be finite and at least 0 (0: greedy)"
+            );
+            let p = s.top_p;
+            anyhow::ensure!(
+                p > 0.0 && p <= 1.0,
+                "{name}.top_p = {p}: it must be in (0, 1]"
+            );
+            Ok(())
+        };
+        let train = |t: &TrainConfig| t.check().context("[spec.train]");
+        match self {
+            StageSpec::Pretrain(s) => train(&s.train),
+            StageSpec::Finetune(s) => {
+                train(&s.train)?;
+                if let Some(k) = &s.kl_to_base {
+                    let w = k.weight;
+                    anyhow::ensure!(
+                        w.is_finite() && w >= 0.0,
+                        "[spec.kl_to_base] weight = {w}: it must be finite and at least 0"
+                    );
+                }
+                Ok(())
+            }
+            StageSpec::Teach(s) => sampling("[spec.sampling]", &s.sampling),
+            StageSpec::Distil(s) => {
+                train(&s.train)?;
+                unit("[spec] beta", s.beta)?;
+                unit("[spec] lambda", s.lambda)?;
+                sampling("[spec.student_sampling]", &s.student_sampling)
+            }
+            StageSpec::Eval(_) | StageSpec::Direction(_) => Ok(()),
+        }
+    }
+
     /// The roles of the run folders the stage reads (the keys of [`super::StageIo::inputs`]).
     pub fn input_roles(&self) -> Vec<&'static str> {
         match self {

@@ -137,7 +137,7 @@ pub fn plan_after_datasets(
 ) -> Result<Plan> {
     let datasets = root.join("datasets");
     plan_after(root, figures_dir, (profile, only), out, || {
-        crate::datasets::run(&datasets, false)
+        crate::datasets::run(&datasets, crate::datasets::Mode::Reproduce)
     })
 }
 
