@@ -10,6 +10,9 @@
 #    long, every limit 1 minute), and `scancel` of a running job. Each must stop `--wait` with a report
 #    that names the job, its Slurm state and its log; a rerun must complete the graph with the tables
 #    of results-smoke/, byte for byte.
+# 3. A coordinator killed right after `sbatch` took a job (before it recorded the id), in a folder
+#    whose path has a `%`: the next call must adopt that job rather than submit it again, and the logs
+#    must be where the reports say (sbatch would expand an unescaped `%j`).
 #
 # Needs root (the daemons) and, where slurm-wlm and munge are missing, apt-get; exits non-zero
 # otherwise. Leaves the cluster down.
@@ -47,13 +50,16 @@ cargo xtask own-model "$own/ft.toml" --out "$own/slurm" --hf-binary "$hf" --chec
     || fail "own-model on Slurm is not current after --wait"
 say "own-model on Slurm: the local executor's bytes ($(wc -l < "$own/slurm/ft/SHA256SUMS") files), then current"
 
+# The job key in a Slurm job name, emsl-<key>-<tag> (the tag is new for each submission).
+key_of() { local k=${1#emsl-}; echo "${k%-*}"; }
+
 # The key of a job of $1 that waits for an input (Slurm reason Dependency) and trains (its config has
 # `steps`), as soon as there is one.
 waiting_training_job() {
     local out=$1 name reason key
     for _ in $(seq 1 300); do
         while IFS='|' read -r name reason; do
-            key=${name#emsl-}
+            key=$(key_of "$name")
             if [ "$reason" = Dependency ] && grep -q '^steps = ' "$out/jobs/$key.toml" 2>/dev/null; then
                 echo "$key"
                 return
@@ -75,7 +81,8 @@ expect_failure_then_rerun() {
         fail "--wait succeeded although job $key was made to end in $state"
     fi
     grep -q "job $key (.*) failed on Slurm: $state" "$report" || { cat "$report" >&2; fail "no $state report of $key"; }
-    grep -q "its log is $(pwd)/$out/jobs/$key.log" "$report" || { cat "$report" >&2; fail "the report of $key does not name its log"; }
+    grep -qF "its log is $(pwd)/$out/jobs/$key.log" "$report" || { cat "$report" >&2; fail "the report of $key does not name its log"; }
+    [ -s "$out/jobs/$key.log" ] || fail "the log the report of $key names, $out/jobs/$key.log, is missing or empty"
     say "fault $state: reported as: $(grep -m1 "failed on Slurm" "$report")"
     cargo xtask reproduce --profile smoke --figure controls --out "$out" --executor slurm --wait "$@" 2>"$out.rerun" \
         || { cat "$out.rerun" >&2; fail "the rerun after $state did not complete"; }
@@ -108,14 +115,48 @@ expect_failure_then_rerun "$out" TIMEOUT "$key" "${limits[@]}"
 # 2c. scancel of a running job.
 out=$work/cancelled
 cargo xtask reproduce --profile smoke --figure controls --out "$out" --executor slurm
-key=""
+name=""
 for _ in $(seq 1 300); do
-    key=$(squeue -h -t RUNNING -o '%j' | sed -n 's/^emsl-//p' | head -n1)
-    [ -n "$key" ] && break
+    name=$(squeue -h -t RUNNING -o '%j' | grep '^emsl-' | head -n1 || true)
+    [ -n "$name" ] && break
     sleep 0.1
 done
-[ -n "$key" ] || fail "no job of $out started running"
-scancel --name="emsl-$key"
-expect_failure_then_rerun "$out" CANCELLED "$key"
+[ -n "$name" ] || fail "no job of $out started running"
+scancel --name="$name"
+expect_failure_then_rerun "$out" CANCELLED "$(key_of "$name")"
 
-say "ok: smoke profile on Slurm has results-smoke's bytes; FAILED, TIMEOUT and CANCELLED reported and recovered"
+# 3. The coordinator killed between sbatch and its record, in a folder named with a `%`: an sbatch in
+# front of the real one kills its caller (the coordinator) once the controller took the first job.
+# The rerun goes through an sbatch that logs each job name, so a second submission would show.
+out=$work/killed-100%j
+real_sbatch=$(command -v sbatch)
+kill_bin=$work/kill-after-sbatch
+count_bin=$work/count-sbatch
+names=$work/killed.sbatch-names
+mkdir -p "$kill_bin" "$count_bin"
+printf '#!/bin/bash\n%q "$@" >/dev/null || exit\nkill -9 "$PPID"\n' "$real_sbatch" >"$kill_bin/sbatch"
+printf '#!/bin/bash\nfor a in "$@"; do case "$a" in --job-name=*) echo "${a#--job-name=}" >>%q;; esac; done\nexec %q "$@"\n' \
+    "$(pwd)/$names" "$real_sbatch" >"$count_bin/sbatch"
+chmod +x "$kill_bin/sbatch" "$count_bin/sbatch"
+if PATH="$kill_bin:$PATH" cargo xtask reproduce --profile smoke --figure controls --out "$out" \
+    --executor slurm 2>"$out.killed"; then
+    fail "the coordinator was not killed after its first sbatch"
+fi
+records=$(grep -l '^name ' "$out"/jobs/*.slurm || true)
+[ "$(echo "$records" | grep -c .)" = 1 ] && ! grep -q '^id ' "$records" \
+    || fail "expected one record with a name and no id after the kill, found: ${records:-none}"
+key=$(basename "$records" .slurm)
+name=$(sed -n 's/^name //p' "$records")
+PATH="$count_bin:$PATH" cargo xtask reproduce --profile smoke --figure controls --out "$out" \
+    --executor slurm --wait 2>"$out.rerun" \
+    || { cat "$out.rerun" >&2; fail "the run after the killed coordinator did not complete"; }
+grep -qF "job $key: adopted Slurm job" "$out.rerun" && grep -qF "($name)" "$out.rerun" \
+    || { cat "$out.rerun" >&2; fail "job $key ($name) was not adopted"; }
+if grep -q "^emsl-$key-" "$names"; then fail "job $key was submitted again after it was adopted"; fi
+for t in "$out"/controls/*.parquet; do
+    cmp -s "$t" "results-smoke/controls/$(basename "$t")" || fail "$t differs from results-smoke"
+done
+[ -s "$out/jobs/$key.log" ] || fail "the log of $key is not at $out/jobs/$key.log (was the % expanded?)"
+say "killed coordinator: job $key adopted, not submitted twice ($(wc -l <"$names") other jobs submitted); its log is in $out"
+
+say "ok: smoke profile on Slurm has results-smoke's bytes; FAILED, TIMEOUT and CANCELLED reported and recovered; a killed coordinator's submission adopted, not repeated"

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use emsl_repro::exec::slurm::{batch::Sizing, Mode, Options, Outcome};
+use emsl_repro::exec::slurm::{batch::Sizing, commands, Mode, Options, Outcome};
 use emsl_repro::exec::Settings;
 use emsl_repro::graph::JobBinary;
 use emsl_repro::{lock, plan};
@@ -48,6 +48,10 @@ pub struct SlurmArgs {
     /// Slurm: seconds between two looks at the queue with --wait.
     #[arg(long, default_value_t = 2.0)]
     pub poll: f64,
+    /// Slurm: seconds a failing squeue or scancel (a controller restarting) is tried again, waiting
+    /// longer after each try, before the call gives up.
+    #[arg(long, default_value_t = commands::RETRY_FOR.as_secs_f64())]
+    pub slurm_retry: f64,
 }
 
 impl SlurmArgs {
@@ -70,6 +74,9 @@ impl SlurmArgs {
         if !positive(self.time_factor) || self.threads == 0 || !positive(self.poll) {
             bail!("--time-factor and --poll must be above 0 and --threads at least 1");
         }
+        if !(self.slurm_retry.is_finite() && self.slurm_retry >= 0.0) {
+            bail!("--slurm-retry must be a number of seconds, 0 or more");
+        }
         let mode = match (self.wait, self.status, self.dry_run) {
             (true, _, _) => Mode::Wait,
             (_, true, _) => Mode::Status,
@@ -87,6 +94,10 @@ impl SlurmArgs {
                 default_mem_mib: self.default_mem,
             },
             poll: Duration::from_secs_f64(self.poll),
+            commands: commands::Commands {
+                retry_for: Duration::from_secs_f64(self.slurm_retry),
+                ..commands::Commands::default()
+            },
         };
         Ok((mode, opts))
     }

@@ -98,6 +98,16 @@ fn quoted(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// `s` as one bash word, quoted only where it needs to be (for commands shown to the user).
+pub fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_owned()
+    } else {
+        quoted(s)
+    }
+}
+
 /// The batch script of `job`: the job binary on its config with its thread count, the wall-time line
 /// the local runner also writes, and the rename from `.partial` that marks the job finished (a job
 /// that fails or is killed leaves only the `.partial` folder, which the next submission clears).

@@ -1,47 +1,47 @@
 //! Slurm's own commands, the only way the kit talks to a cluster: `sbatch` submits, `squeue` lists the
 //! jobs the controller still holds, `sacct` the ones that ended (from accounting, or with `-c` from the
 //! job-completion log where a cluster keeps no accounting), `scancel` stops.
+//!
+//! A controller that restarts (or a `slurmdbd` that is down) makes these fail for a while; the ones
+//! whose answer the coordinator needs (`squeue`, `scancel`) are tried again with backoff for a bounded
+//! time before a call gives up. `sbatch` is never simply repeated: a failed `sbatch` may still have
+//! been accepted, which the next call settles by the job's name (`adopt`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-/// What Slurm says of one job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
-    /// Queued or running: Slurm's state (PENDING, RUNNING, ...) and its reason (`Dependency`, ...).
-    Active { state: String, reason: String },
-    /// Ended: COMPLETED, FAILED, TIMEOUT, CANCELLED, OUT_OF_MEMORY, NODE_FAIL, ... and the exit code
-    /// where Slurm gives one.
-    Ended { state: String, exit: String },
+pub use super::parse::State;
+use super::parse::{parse_named, parse_sacct, parse_squeue};
+
+/// How long a failing `squeue` or `scancel` is tried again before the call gives up: a controller
+/// restart takes seconds to a few minutes.
+pub const RETRY_FOR: Duration = Duration::from_secs(300);
+/// The first wait between two tries; each next one doubles, up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Where Slurm's commands are and how long a failing one is tried again.
+#[derive(Debug, Clone)]
+pub struct Commands {
+    /// The folder holding `sbatch`, `squeue`, `sacct` and `scancel`; `None`: found on `PATH`.
+    pub dir: Option<PathBuf>,
+    pub retry_for: Duration,
+    pub first_backoff: Duration,
 }
 
-impl State {
-    /// A pending job whose dependency failed, on a cluster that keeps such jobs (Slurm's default
-    /// without `--kill-on-invalid-dep`): it would wait forever.
-    pub fn never_runs(&self) -> bool {
-        matches!(self, State::Active { reason, .. } if reason == "DependencyNeverSatisfied")
+impl Default for Commands {
+    fn default() -> Self {
+        Commands {
+            dir: None,
+            retry_for: RETRY_FOR,
+            first_backoff: FIRST_BACKOFF,
+        }
     }
 }
-
-/// Slurm's states of jobs that have not ended (squeue's long names).
-const ACTIVE: &[&str] = &[
-    "PENDING",
-    "RUNNING",
-    "CONFIGURING",
-    "COMPLETING",
-    "REQUEUED",
-    "REQUEUE_HOLD",
-    "REQUEUE_FED",
-    "RESIZING",
-    "SUSPENDED",
-    "STOPPED",
-    "SIGNALING",
-    "STAGE_OUT",
-    "RESV_DEL_HOLD",
-];
 
 /// One batch job to submit.
 pub struct Submission<'a> {
@@ -58,14 +58,41 @@ pub struct Submission<'a> {
     pub account: Option<&'a str>,
 }
 
+/// A path as one sbatch option value; the paths must be UTF-8 (sbatch takes them as text).
+fn text<'p>(option: &str, path: &'p Path) -> Result<&'p str> {
+    path.to_str().with_context(|| {
+        format!(
+            "the sbatch option {option} would be {}, which is not UTF-8: choose an --out (and a \
+             checkout) whose path is",
+            path.display()
+        )
+    })
+}
+
+/// A path for an sbatch option that takes a filename pattern (`--output`, `--error`, `--input`): Slurm
+/// replaces `%j`, `%x`, ... there and reads `%%` as one `%`, so each `%` is doubled. A backslash turns
+/// every pattern off and is itself dropped (Slurm's `expand_stdio_fields`), so such a path cannot be
+/// given at all. `--chdir` and the script's path are taken as they are.
+pub fn pattern_path(option: &str, path: &Path) -> Result<String> {
+    let p = text(option, path)?;
+    if p.contains('\\') {
+        bail!(
+            "the sbatch option {option} would be {p}, which has a backslash: Slurm drops backslashes \
+             from {option} (and then reads no % pattern), so the job's log would go elsewhere; \
+             choose an --out whose path has no backslash"
+        );
+    }
+    Ok(p.replace('%', "%%"))
+}
+
 impl Submission<'_> {
-    /// sbatch's arguments (the script last).
-    pub fn args(&self) -> Vec<String> {
+    /// sbatch's arguments (the script last); an error names a path sbatch cannot be given.
+    pub fn args(&self) -> Result<Vec<String>> {
         let mut a = vec![
             "--parsable".to_owned(),
             format!("--job-name={}", self.name),
-            format!("--output={}", self.log.display()),
-            format!("--chdir={}", self.workdir.display()),
+            format!("--output={}", pattern_path("--output", self.log)?),
+            format!("--chdir={}", text("--chdir", self.workdir)?),
             "--nodes=1".to_owned(),
             "--ntasks=1".to_owned(),
             format!("--cpus-per-task={}", self.cpus),
@@ -83,215 +110,207 @@ impl Submission<'_> {
         if let Some(acc) = self.account {
             a.push(format!("--account={acc}"));
         }
-        a.push(self.script.display().to_string());
-        a
+        a.push(text("the script", self.script)?.to_owned());
+        Ok(a)
     }
 }
 
-/// Runs a Slurm command and returns its standard output; an error names the command and says what it
-/// printed.
-fn slurm(program: &str, args: &[String]) -> Result<std::process::Output> {
-    Command::new(program).args(args).output().with_context(|| {
-        format!(
-            "running {program}: is Slurm installed here and is this a machine that may submit jobs? \
-             (`cluster/one-node.sh up` starts a one-node test cluster)"
-        )
-    })
+/// What one run of a command gave: its standard output, or why it failed.
+enum Ran {
+    Ok(String),
+    Failed(String),
 }
 
-fn checked(program: &str, args: &[String]) -> Result<String> {
-    let out = slurm(program, args)?;
-    if !out.status.success() {
-        bail!(
-            "{program} {} exited with {}: {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Submits a job; returns its Slurm job id.
-pub fn sbatch(sub: &Submission) -> Result<String> {
-    let out = checked("sbatch", &sub.args())?;
-    // `--parsable` prints `id` or `id;cluster`.
-    let id = out.trim().split(';').next().unwrap_or("").to_owned();
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
-        bail!(
-            "sbatch printed '{}' where a job id was expected",
-            out.trim()
-        );
-    }
-    Ok(id)
-}
-
-/// Cancels jobs (nothing to do for none).
-pub fn scancel(ids: &[String]) -> Result<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    checked("scancel", ids).map(|_| ())
-}
-
-/// The states of `ids` that Slurm still knows: the controller's queue first, then accounting for the
-/// ones that ended. An id missing from the map is one Slurm has no record of.
-pub fn states(ids: &BTreeSet<String>) -> Result<BTreeMap<String, State>> {
-    if ids.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let user = checked("id", &["-un".to_owned()])?.trim().to_owned();
-    let queue = checked(
-        "squeue",
-        &["-h", "-t", "all", "-u", &user, "-o", "%i|%T|%r"].map(str::to_owned),
-    )?;
-    let mut found = parse_squeue(&queue, ids);
-    let ended: Vec<String> = ids
-        .iter()
-        .filter(|id| !found.contains_key(*id))
-        .cloned()
-        .collect();
-    if !ended.is_empty() {
-        let fields = ["-n", "-P", "-X", "-o", "JobID,State,ExitCode", "-j"].map(str::to_owned);
-        let mut args: Vec<String> = fields.to_vec();
-        args.push(ended.join(","));
-        // Accounting first (what real clusters keep); where it is off, the job-completion log.
-        let out = match slurm("sacct", &args)? {
-            o if o.status.success() => o,
-            _ => {
-                args.insert(0, "-c".to_owned());
-                slurm("sacct", &args)?
-            }
-        };
-        if out.status.success() {
-            found.extend(parse_sacct(&String::from_utf8_lossy(&out.stdout), ids));
+impl Commands {
+    fn program(&self, name: &str) -> PathBuf {
+        match &self.dir {
+            Some(d) => d.join(name),
+            None => PathBuf::from(name),
         }
     }
-    Ok(found)
-}
 
-/// `squeue -o %i|%T|%r` lines of the jobs in `ids`.
-pub fn parse_squeue(text: &str, ids: &BTreeSet<String>) -> BTreeMap<String, State> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let mut f = line.trim().split('|');
-        let (Some(id), Some(state), reason) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        if !ids.contains(id) {
-            continue;
-        }
-        let state = state.to_owned();
-        let reason = reason.unwrap_or("").to_owned();
-        let s = if ACTIVE.contains(&state.as_str()) {
-            State::Active { state, reason }
+    /// Runs a Slurm command once; an error (it could not be started at all) says where to look.
+    fn run(&self, name: &str, args: &[String]) -> Result<Ran> {
+        let out = Command::new(self.program(name))
+            .args(args)
+            .output()
+            .with_context(|| {
+                format!(
+                    "running {name}: is Slurm installed here and is this a machine that may submit \
+                     jobs? (`cluster/one-node.sh up` starts a one-node test cluster)"
+                )
+            })?;
+        Ok(if out.status.success() {
+            Ran::Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
-            State::Ended {
-                state,
-                exit: String::new(),
-            }
-        };
-        out.insert(id.to_owned(), s);
+            Ran::Failed(format!(
+                "{name} {} exited with {}: {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        })
     }
-    out
-}
 
-/// `sacct -P -o JobID,State,ExitCode` lines of the jobs in `ids` (not their steps, `ID.batch`); the
-/// state's first word (`CANCELLED by 0` is CANCELLED).
-pub fn parse_sacct(text: &str, ids: &BTreeSet<String>) -> BTreeMap<String, State> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let mut f = line.trim().split('|');
-        let (Some(id), Some(state)) = (f.next(), f.next()) else {
-            continue;
-        };
-        if !ids.contains(id) {
-            continue;
+    fn checked(&self, name: &str, args: &[String]) -> Result<String> {
+        match self.run(name, args)? {
+            Ran::Ok(out) => Ok(out),
+            Ran::Failed(why) => bail!("{why}"),
         }
-        let state = state.split_whitespace().next().unwrap_or("").to_owned();
-        let exit = f.next().unwrap_or("").to_owned();
-        let s = if ACTIVE.contains(&state.as_str()) {
-            State::Active {
-                state,
-                reason: String::new(),
-            }
-        } else {
-            State::Ended { state, exit }
-        };
-        out.insert(id.to_owned(), s);
     }
-    out
+
+    /// Runs a Slurm command until it succeeds, waiting longer after each failure, for at most
+    /// `retry_for`; then the error names the command, how long it was tried and its last stderr.
+    fn retried(&self, name: &str, args: &[String]) -> Result<String> {
+        let started = Instant::now();
+        let mut wait = self.first_backoff;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let why = match self.run(name, args)? {
+                Ran::Ok(out) => return Ok(out),
+                Ran::Failed(why) => why,
+            };
+            let spent = started.elapsed();
+            if spent + wait > self.retry_for {
+                bail!(
+                    "{why}\n{name} failed {tries} time(s) over {:.0} s (is Slurm's controller down?); \
+                     the finished jobs are recorded and the next call goes on from them \
+                     (--slurm-retry sets how long a failing Slurm command is tried, now {} s)",
+                    spent.as_secs_f64(),
+                    self.retry_for.as_secs()
+                );
+            }
+            eprintln!("slurm: {why}; trying again in {:.0} s", wait.as_secs_f64());
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Submits a job; returns its Slurm job id.
+    pub fn sbatch(&self, sub: &Submission) -> Result<String> {
+        let out = self.checked("sbatch", &sub.args()?)?;
+        // `--parsable` prints `id` or `id;cluster`.
+        let id = out.trim().split(';').next().unwrap_or("").to_owned();
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+            bail!(
+                "sbatch printed '{}' where a job id was expected",
+                out.trim()
+            );
+        }
+        Ok(id)
+    }
+
+    /// Cancels jobs (nothing to do for none).
+    pub fn scancel(&self, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.retried("scancel", ids).map(|_| ())
+    }
+
+    /// `squeue` of this user's jobs (all states the controller holds), in `format`, with `more`
+    /// options.
+    fn squeue(&self, format: &str, more: &[String]) -> Result<String> {
+        let user = self.user()?;
+        let mut args: Vec<String> = ["-h", "-t", "all", "-u", &user].map(str::to_owned).to_vec();
+        args.extend_from_slice(more);
+        args.extend(["-o".to_owned(), format.to_owned()]);
+        self.retried("squeue", &args)
+    }
+
+    fn user(&self) -> Result<String> {
+        let out = Command::new("id")
+            .arg("-un")
+            .output()
+            .context("running id -un")?;
+        if !out.status.success() {
+            bail!("id -un exited with {}", out.status);
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// The states of `ids` that Slurm still knows: the controller's queue first, then accounting for
+    /// the ones that ended. An id missing from the map is one Slurm has no record of.
+    pub fn states(&self, ids: &BTreeSet<String>) -> Result<BTreeMap<String, State>> {
+        if ids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut found = parse_squeue(&self.squeue("%i|%T|%r", &[])?, ids);
+        let ended: Vec<String> = ids
+            .iter()
+            .filter(|id| !found.contains_key(*id))
+            .cloned()
+            .collect();
+        if !ended.is_empty() {
+            let fields = ["-n", "-P", "-X", "-o", "JobID,State,ExitCode", "-j"].map(str::to_owned);
+            let mut args: Vec<String> = fields.to_vec();
+            args.push(ended.join(","));
+            // Accounting first (what real clusters keep); where it is off, the job-completion log.
+            // Not tried again: a cluster with neither fails it every time, and what it says only
+            // words the report of a job that ended without finishing (its folder says that).
+            let ran = match self.run("sacct", &args)? {
+                Ran::Ok(out) => Some(out),
+                Ran::Failed(_) => {
+                    args.insert(0, "-c".to_owned());
+                    match self.run("sacct", &args)? {
+                        Ran::Ok(out) => Some(out),
+                        Ran::Failed(_) => None,
+                    }
+                }
+            };
+            if let Some(out) = ran {
+                found.extend(parse_sacct(&out, ids));
+            }
+        }
+        Ok(found)
+    }
+
+    /// The jobs the controller holds under each of `names` (every job not ended, and the ones that
+    /// ended recently): by name, each job's id and state.
+    pub fn named(
+        &self,
+        names: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, Vec<(String, State)>>> {
+        if names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let list = names.iter().cloned().collect::<Vec<_>>().join(",");
+        let text = self.squeue("%i|%j|%T|%r", &[format!("--name={list}")])?;
+        Ok(parse_named(&text, names))
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
 
-    fn ids(v: &[&str]) -> BTreeSet<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    /// squeue lines as Slurm 22.05 prints them: the kit's jobs are read, other users' and other runs'
-    /// ignored; a finished job still in the controller's memory is ended.
-    #[test]
-    fn squeue_lines_become_states() {
-        let text = "12|PENDING|Dependency\n13|RUNNING|None\n14|COMPLETED|None\n99|RUNNING|None\n\
-                    15|PENDING|DependencyNeverSatisfied\n";
-        let s = parse_squeue(text, &ids(&["12", "13", "14", "15"]));
-        assert_eq!(
-            s["12"],
-            State::Active {
-                state: "PENDING".into(),
-                reason: "Dependency".into()
-            }
-        );
-        assert!(matches!(&s["13"], State::Active { state, .. } if state == "RUNNING"));
-        assert!(matches!(&s["14"], State::Ended { state, .. } if state == "COMPLETED"));
-        assert!(!s.contains_key("99"));
-        assert!(s["15"].never_runs());
-        assert!(!s["12"].never_runs());
-    }
-
-    /// sacct lines: steps are skipped, `CANCELLED by UID` is CANCELLED, the exit code is kept.
-    #[test]
-    fn sacct_lines_become_states() {
-        let text =
-            "20|TIMEOUT|0:0\n20.batch|CANCELLED|0:15\n21|CANCELLED by 0|0:0\n22|FAILED|1:0\n\
-                    23|OUT_OF_MEMORY|0:125\n";
-        let s = parse_sacct(text, &ids(&["20", "21", "22", "23"]));
-        assert_eq!(
-            s["20"],
-            State::Ended {
-                state: "TIMEOUT".into(),
-                exit: "0:0".into()
-            }
-        );
-        assert!(matches!(&s["21"], State::Ended { state, .. } if state == "CANCELLED"));
-        assert!(matches!(&s["22"], State::Ended { exit, .. } if exit == "1:0"));
-        assert!(matches!(&s["23"], State::Ended { state, .. } if state == "OUT_OF_MEMORY"));
-        assert_eq!(s.len(), 4);
-    }
-
-    /// The submission asks for what the job needs, waits on its inputs and cancels itself when one
-    /// of them fails.
-    #[test]
-    fn a_submission_names_its_resources_and_dependencies() {
-        let sub = Submission {
-            name: "emsl-pretrain-0123".into(),
-            script: Path::new("/shared/out/jobs/pretrain-0123.sbatch"),
-            log: Path::new("/shared/out/jobs/pretrain-0123.log"),
-            workdir: Path::new("/shared/kit"),
+    fn submission<'a>(log: &'a Path, workdir: &'a Path, script: &'a Path) -> Submission<'a> {
+        Submission {
+            name: "emsl-pretrain-0123-00c0ffee".into(),
+            script,
+            log,
+            workdir,
             cpus: 1,
             mem_mib: 2048,
             minutes: 12,
             after: vec!["7".into(), "9".into()],
             partition: Some("cpu"),
             account: None,
-        };
-        let a = sub.args();
+        }
+    }
+
+    /// The submission asks for what the job needs, waits on its inputs and cancels itself when one
+    /// of them fails.
+    #[test]
+    fn a_submission_names_its_resources_and_dependencies() {
+        let log = Path::new("/shared/out/jobs/pretrain-0123.log");
+        let script = Path::new("/shared/out/jobs/pretrain-0123.sbatch");
+        let a = submission(log, Path::new("/shared/kit"), script)
+            .args()
+            .unwrap();
         for want in [
+            "--job-name=emsl-pretrain-0123-00c0ffee",
             "--cpus-per-task=1",
             "--mem=2048M",
             "--time=12",
@@ -299,10 +318,50 @@ mod tests {
             "--kill-on-invalid-dep=yes",
             "--partition=cpu",
             "--output=/shared/out/jobs/pretrain-0123.log",
+            "--chdir=/shared/kit",
         ] {
             assert!(a.contains(&want.to_owned()), "{want} not in {a:?}");
         }
         assert!(!a.iter().any(|x| x.starts_with("--account")));
         assert_eq!(a.last().unwrap(), "/shared/out/jobs/pretrain-0123.sbatch");
+    }
+
+    /// A `%` in the results folder is doubled where sbatch reads filename patterns (`--output`: `%j`
+    /// would become the job id) and kept as it is where it does not (`--chdir`, the script).
+    #[test]
+    fn a_percent_in_a_path_is_escaped_only_where_sbatch_expands_it() {
+        let log = Path::new("/shared/run%j 100%/jobs/pretrain-0123.log");
+        let script = Path::new("/shared/run%j 100%/jobs/pretrain-0123.sbatch");
+        let a = submission(log, Path::new("/shared/kit%x"), script)
+            .args()
+            .unwrap();
+        assert!(
+            a.contains(&"--output=/shared/run%%j 100%%/jobs/pretrain-0123.log".to_owned()),
+            "{a:?}"
+        );
+        assert!(a.contains(&"--chdir=/shared/kit%x".to_owned()), "{a:?}");
+        assert_eq!(
+            a.last().unwrap(),
+            "/shared/run%j 100%/jobs/pretrain-0123.sbatch"
+        );
+    }
+
+    /// A backslash cannot reach sbatch's `--output` (Slurm drops it): refused, naming the option,
+    /// the path and the way out.
+    #[test]
+    fn a_backslash_in_the_log_path_is_refused() {
+        let log = Path::new(r"/shared/a\b/jobs/x.log");
+        let err = submission(log, Path::new("/k"), Path::new("/s"))
+            .args()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(r"--output would be /shared/a\b/jobs/x.log"),
+            "{err}"
+        );
+        assert!(
+            err.contains("choose an --out whose path has no backslash"),
+            "{err}"
+        );
     }
 }

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use super::commands::State;
+use crate::graph::Job;
 use crate::store;
 
-/// The record of a submitted job: its Slurm id.
+/// The record of a submitted job: the name it is submitted under and its Slurm id.
 pub fn record_path(out: &Path, key: &str) -> PathBuf {
     store::jobs_dir(out).join(format!("{key}.slurm"))
 }
@@ -17,9 +19,42 @@ pub fn script_path(out: &Path, key: &str) -> PathBuf {
     store::jobs_dir(out).join(format!("{key}.sbatch"))
 }
 
-pub fn read_record(out: &Path, key: &str) -> Option<String> {
+/// What `jobs/<key>.slurm` holds: the name the job is submitted under, written before `sbatch` runs
+/// (the intent to submit it), and its Slurm id, added once `sbatch` answered. A record with a name and
+/// no id is a submission whose coordinator stopped in between; the next call asks Slurm for a job of
+/// that name (`adopt`). A file of a bare id is one written before names were recorded.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    pub name: Option<String>,
+    pub id: Option<String>,
+}
+
+pub fn read(out: &Path, key: &str) -> Option<Record> {
     let text = std::fs::read_to_string(record_path(out, key)).ok()?;
-    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+    let mut r = Record::default();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match line.split_once(' ') {
+            Some(("name", name)) => r.name = Some(name.trim().to_owned()),
+            Some(("id", id)) => r.id = Some(id.trim().to_owned()),
+            _ => r.id = Some(line.to_owned()),
+        }
+    }
+    Some(r)
+}
+
+/// The Slurm id of a submitted job, if `sbatch` answered.
+pub fn read_record(out: &Path, key: &str) -> Option<String> {
+    read(out, key)?.id
+}
+
+/// Writes a job's record (atomically and durably: the intent must be on disk before `sbatch` runs).
+pub fn write_record(out: &Path, key: &str, name: &str, id: Option<&str>) -> Result<()> {
+    let mut text = format!("name {name}\n");
+    if let Some(id) = id {
+        text.push_str(&format!("id {id}\n"));
+    }
+    emsl_io::write_atomic(&record_path(out, key), text.as_bytes())?;
+    Ok(())
 }
 
 /// The local executor must not clear the folders of jobs a cluster is still writing.
@@ -74,6 +109,37 @@ pub fn log_tail(path: &Path) -> String {
         .join("\n")
 }
 
+/// The report of a job that ended without finishing: its key, label, Slurm state and log; or, for a
+/// job Slurm cancelled because an input failed, that input.
+pub fn report(
+    out: &Path,
+    job: &Job,
+    id: &str,
+    state: Option<&State>,
+    cause: Option<&String>,
+) -> String {
+    if let Some(input) = cause {
+        return format!(
+            "job {} ({}) was not run: its input {input} failed (Slurm job {id} cancelled)",
+            job.key, job.label
+        );
+    }
+    let state = match state {
+        Some(State::Ended { state, exit }) if !exit.is_empty() => format!("{state} (exit {exit})"),
+        Some(State::Ended { state, .. }) => state.clone(),
+        Some(State::Active { state, reason }) => format!("{state} ({reason})"),
+        None => "ended, and Slurm keeps no record of how".to_owned(),
+    };
+    let log = store::log_path(out, &job.key);
+    format!(
+        "job {} ({}) failed on Slurm: {state} (Slurm job {id}); its log is {}:\n{}",
+        job.key,
+        job.label,
+        log.display(),
+        log_tail(&log)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     /// A results folder with a job submitted to Slurm and not collected is refused to the local
@@ -88,6 +154,7 @@ mod tests {
             "17\n",
         )
         .unwrap();
+        // A record of the form before names were written is still read.
         assert_eq!(
             super::read_record(out.path(), "pretrain-0123456789ab").as_deref(),
             Some("17")
@@ -96,5 +163,23 @@ mod tests {
         assert!(err.contains("1 job(s) submitted to Slurm"), "{err}");
         assert!(err.contains("pretrain-0123456789ab"), "{err}");
         assert!(err.contains("--executor slurm --status"), "{err}");
+    }
+
+    /// An intent (a name, no id) has no Slurm id yet; the id written after `sbatch` is read back with
+    /// the name.
+    #[test]
+    fn a_record_holds_the_intent_then_the_id() {
+        let out = tempfile::tempdir().unwrap();
+        let (o, key) = (out.path(), "pretrain-0123456789ab");
+        super::write_record(o, key, "emsl-pretrain-0123456789ab-1f2e3d4c", None).unwrap();
+        let r = super::read(o, key).unwrap();
+        assert_eq!(
+            r.name.as_deref(),
+            Some("emsl-pretrain-0123456789ab-1f2e3d4c")
+        );
+        assert_eq!(super::read_record(o, key), None);
+        super::write_record(o, key, "emsl-pretrain-0123456789ab-1f2e3d4c", Some("42")).unwrap();
+        assert_eq!(super::read_record(o, key).as_deref(), Some("42"));
+        assert!(super::read(o, key).unwrap().name.is_some());
     }
 }

@@ -6,23 +6,29 @@
 //! ones (their batch script renamed `<key>.partial/` to `<key>/` after the job binary succeeded),
 //! reports the failed ones with their key, label, Slurm state and log, runs the analysis jobs (tables,
 //! plots, claims) whose inputs are all there, in this process, and submits what is missing (never
-//! twice: a job with a live record is in flight). `--wait` repeats the cycle until the graph is done
+//! twice: a job with a live record is in flight, and a submission a killed coordinator left
+//! unrecorded is found by its name, `adopt`). `--wait` repeats the cycle until the graph is done
 //! and stops at the first failure, cancelling the jobs that need the failed one.
 
+mod adopt;
 pub mod batch;
 pub mod commands;
+mod dry_run;
 mod files;
+mod parse;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use self::batch::Sizing;
-use self::commands::State;
+use self::commands::{Commands, State, Submission};
 pub use self::files::refuse_if_submitted;
-use self::files::{install_binary, log_tail, read_record, record_path, script_path};
+use self::files::{install_binary, read_record, record_path, report, script_path, write_record};
 use super::Settings;
 use crate::graph::{Graph, Job, JobBinary};
 use crate::lock::Lock;
@@ -48,6 +54,8 @@ pub struct Options {
     pub sizing: Sizing,
     /// How often `--wait` asks Slurm.
     pub poll: Duration,
+    /// Where Slurm's commands are and how long a failing one is tried again.
+    pub commands: Commands,
 }
 
 /// Where a call left the graph.
@@ -63,6 +71,8 @@ pub struct Outcome {
     pub failures: Vec<String>,
     /// Every job of the graph is in the lock.
     pub complete: bool,
+    /// With [`Mode::DryRun`]: per job that would be submitted, its request and full sbatch command.
+    pub dry_run: Vec<String>,
 }
 
 /// One coordinator call against one results folder.
@@ -84,6 +94,13 @@ impl Coordinator<'_> {
     /// are missing (neither finished nor in flight) and the failures found this cycle, by key.
     fn collect(&mut self) -> Result<(Vec<usize>, BTreeSet<String>)> {
         let out = &self.s.out;
+        let cmds = &self.opts.commands;
+        let open = self
+            .graph
+            .jobs
+            .iter()
+            .filter(|j| !self.done.contains(&j.key));
+        adopt::settle(cmds, out, open.map(|j| j.key.as_str()))?;
         let ids: BTreeSet<String> = self
             .graph
             .jobs
@@ -91,7 +108,7 @@ impl Coordinator<'_> {
             .filter(|j| !self.done.contains(&j.key))
             .filter_map(|j| read_record(out, &j.key))
             .collect();
-        let states = commands::states(&ids)?;
+        let states = cmds.states(&ids)?;
         let mut missing = Vec::new();
         let mut failed = BTreeSet::new();
         self.in_flight.clear();
@@ -125,7 +142,7 @@ impl Coordinator<'_> {
                             .push(report(out, job, &id, other, cause));
                         failed.insert(job.key.clone());
                         if other.is_some_and(State::never_runs) {
-                            commands::scancel(std::slice::from_ref(&id))?;
+                            cmds.scancel(std::slice::from_ref(&id))?;
                         }
                         std::fs::remove_file(record_path(out, &job.key))?;
                         missing.push(i);
@@ -185,22 +202,20 @@ impl Coordinator<'_> {
             let text = batch::script(&out, job, binary, self.s.threads);
             emsl_io::write_atomic(&script, text.as_bytes())?;
             let req = batch::request(&recorded, job, self.s.threads, &self.opts.sizing);
-            let log = store::log_path(&out, &job.key);
-            let sub = commands::Submission {
-                name: format!("emsl-{}", job.key),
-                script: &script,
-                log: &log,
-                workdir: &self.s.root,
-                cpus: req.cpus,
-                mem_mib: req.mem_mib,
-                minutes: req.minutes,
-                after,
-                partition: self.opts.partition.as_deref(),
-                account: self.opts.account.as_deref(),
-            };
-            let id = commands::sbatch(&sub)
-                .with_context(|| format!("submitting job {} ({})", job.key, job.label))?;
-            emsl_io::write_atomic(&record_path(&out, &job.key), format!("{id}\n").as_bytes())?;
+            let paths = (script, store::log_path(&out, &job.key));
+            let name = adopt::job_name(&job.key);
+            let sub = self.submission(name.clone(), &req, &paths, after);
+            // The intent first: a coordinator killed after sbatch took the job leaves the job's name,
+            // by which the next call finds the job instead of submitting it again.
+            write_record(&out, &job.key, &name, None)?;
+            let id = self.opts.commands.sbatch(&sub).with_context(|| {
+                format!(
+                    "submitting job {} ({}) as {name} (the next call asks Slurm whether it took the \
+                     job all the same)",
+                    job.key, job.label
+                )
+            })?;
+            write_record(&out, &job.key, &name, Some(&id))?;
             self.in_flight.insert(job.key.clone(), id.clone());
             self.outcome.submitted.push((job.key.clone(), id));
         }
@@ -222,57 +237,32 @@ impl Coordinator<'_> {
             }
         }
         let ids: Vec<String> = cancelled.iter().map(|(_, id)| id.clone()).collect();
-        commands::scancel(&ids)?;
+        self.opts.commands.scancel(&ids)?;
         Ok(cancelled)
     }
 
-    /// The jobs of the graph not in the lock and not in flight, with the request each would get.
-    fn dry_run(&self) -> Vec<String> {
-        let recorded = batch::Recorded::read(&self.s.out, self.graph);
-        let mut lines = Vec::new();
-        for job in self.graph.jobs.iter().filter(|j| j.task.is_compute()) {
-            if self.done.contains(&job.key) || read_record(&self.s.out, &job.key).is_some() {
-                continue;
-            }
-            let r = batch::request(&recorded, job, self.s.threads, &self.opts.sizing);
-            lines.push(format!(
-                "{} ({}): --cpus-per-task={} --mem={}M --time={} ({})",
-                job.key, job.label, r.cpus, r.mem_mib, r.minutes, r.basis
-            ));
+    /// The sbatch request of `job` under `name`, from its sizing, (script, log) paths and the Slurm
+    /// jobs it waits for.
+    fn submission<'p>(
+        &'p self,
+        name: String,
+        req: &batch::Request,
+        paths: &'p (PathBuf, PathBuf),
+        after: Vec<String>,
+    ) -> Submission<'p> {
+        Submission {
+            name,
+            script: &paths.0,
+            log: &paths.1,
+            workdir: &self.s.root,
+            cpus: req.cpus,
+            mem_mib: req.mem_mib,
+            minutes: req.minutes,
+            after,
+            partition: self.opts.partition.as_deref(),
+            account: self.opts.account.as_deref(),
         }
-        lines
     }
-}
-
-/// The report of a job that ended without finishing: its key, label, Slurm state and log; or, for a
-/// job Slurm cancelled because an input failed, that input.
-fn report(
-    out: &Path,
-    job: &Job,
-    id: &str,
-    state: Option<&State>,
-    cause: Option<&String>,
-) -> String {
-    if let Some(input) = cause {
-        return format!(
-            "job {} ({}) was not run: its input {input} failed (Slurm job {id} cancelled)",
-            job.key, job.label
-        );
-    }
-    let state = match state {
-        Some(State::Ended { state, exit }) if !exit.is_empty() => format!("{state} (exit {exit})"),
-        Some(State::Ended { state, .. }) => state.clone(),
-        Some(State::Active { state, reason }) => format!("{state} ({reason})"),
-        None => "ended, and Slurm keeps no record of how".to_owned(),
-    };
-    let log = store::log_path(out, &job.key);
-    format!(
-        "job {} ({}) failed on Slurm: {state} (Slurm job {id}); its log is {}:\n{}",
-        job.key,
-        job.label,
-        log.display(),
-        log_tail(&log)
-    )
 }
 
 /// Runs (part of) a graph on Slurm from this coordinator; see the module's description.
@@ -317,7 +307,8 @@ pub fn run(
         },
     };
     if opts.mode == Mode::DryRun {
-        for line in c.dry_run() {
+        c.outcome.dry_run = c.dry_run()?;
+        for line in &c.outcome.dry_run {
             println!("{line}");
         }
         return Ok(c.outcome);
