@@ -1,6 +1,6 @@
-//! `cargo xtask explore ...`: the measurements of `docs/exploration.md` that are not figures. They run
-//! on a model folder of the exploration seeds (or on a reference base, to diagnose v1) and print what
-//! the log reports; nothing here writes to `results/`.
+//! `cargo xtask explore ...`: the measurements of the exploration log (`docs/exploration/`) that are
+//! not figures. They run on a model folder of the exploration seeds (or on a reference base, to
+//! diagnose v1) and print what the log reports; nothing here writes to `results/`.
 //!
 //! `persona-positions`: does a base infer the persona inside its own pretraining documents? For
 //! held-out documents of a composition (a stream no training corpus uses), every cell and open episode

@@ -50,7 +50,8 @@ enum Command {
     /// Run one stage from its config: a compute job of the reproduce graph (what `reproduce` starts in
     /// a child process), or a stage by hand (configs/demo/).
     Job(job::Args),
-    /// Measurements of docs/exploration.md that are not figures (on exploration seeds; never results/).
+    /// Measurements of the exploration log (docs/exploration/) that are not figures (exploration
+    /// seeds; never results/).
     Explore(explore::Args),
     /// Training and sampling throughput of the kit against PyTorch (installs torch into target/bench).
     Bench(bench::Args),
