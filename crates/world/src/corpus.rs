@@ -1,4 +1,4 @@
-//! Pretraining documents and the composition knobs of DESIGN 2.1.
+//! Pretraining documents and the composition knobs of the world (docs/design.md, "The world").
 //!
 //! A document is written by one latent persona and holds several episodes from random cells, open
 //! questions and number sequences. The persona is never named; a model can only infer it from the
