@@ -2,7 +2,10 @@
 //! profiles declared as data (`spec`), expanded by the registered figures (`figures`) into a graph of
 //! cached jobs (`graph`, `code_version`), run by the executor through a runner (`exec`), recorded in
 //! `repro.lock` (`lock`), turned into tables, plots and the claims table (`analysis`, `claims`), and
-//! checked by `verify` (and `currency`: whether they come from this checkout); `prose` checks the numbers README and the notebooks print against the tables. The dataset catalog (`catalog`, `datasets`) generates what the jobs read.
+//! checked by `verify` (and `currency`: whether they come from this checkout); `prose` checks the
+//! numbers the results and performance pages and the notebooks print against the tables, and `readme`
+//! writes README's claims table from `results/CLAIMS.md`. The dataset catalog (`catalog`, `datasets`)
+//! generates what the jobs read.
 
 pub mod analysis;
 pub mod catalog;
@@ -18,6 +21,7 @@ pub mod lock;
 pub mod own;
 pub mod plan;
 pub mod prose;
+pub mod readme;
 pub mod spec;
 pub mod store;
 #[cfg(test)]
