@@ -3,8 +3,8 @@
 # Slurm (not a mock): `cluster/one-node.sh up` installs Debian's slurm-wlm and munge when missing,
 # writes a slurm.conf for this machine, starts munged, slurmctld and slurmd and waits until the node is
 # idle; `cluster/one-node.sh down` stops them again. Needs root (it runs the daemons). The settings
-# are the ones measured in shared FINDINGS.md; the state lives under $EMSL_SLURM_DIR (default
-# /var/tmp/emsl-slurm), so `down` followed by `up` starts from an empty queue.
+# are the ones measured in docs/design.md ("A one-node Slurm"); the state lives under $EMSL_SLURM_DIR
+# (default /var/tmp/emsl-slurm), so `down` followed by `up` starts from an empty queue.
 set -euo pipefail
 
 dir=${EMSL_SLURM_DIR:-/var/tmp/emsl-slurm}
@@ -39,7 +39,7 @@ write_conf() {
     mem=$(( $(free -m | awk '/^Mem:/ {print $2}') - 1024 ))
     mkdir -p /etc/slurm "$dir/ctld" "$dir/d" "$dir/log"
     cat > "$conf" <<CONF
-# Written by cluster/one-node.sh: a one-node test cluster (shared FINDINGS.md).
+# Written by cluster/one-node.sh: a one-node test cluster (docs/design.md, "A one-node Slurm").
 ClusterName=emsl-test
 SlurmctldHost=$host
 SlurmUser=root

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Exploration run 3 (docs/exploration.md): fine-tunes and evaluations of explore/configs/run3/, two at
+# Exploration run 3 (docs/exploration/2026-12-03-run-3-em-on-an-inferring-base.md): fine-tunes and evaluations of explore/configs/run3/, two at
 # a time at one thread each (jobs already finished are skipped), then the table the log quotes, read
 # from each evaluation's summary.json. Needs the run-1 exploration bases in runs/explore/.
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Exploration variant 1 (run 4) (docs/exploration.md): fine-tunes and evaluations of explore/configs/run4/, two at
+# Exploration variant 1 (run 4) (docs/exploration/2026-12-03-variant-1-persona-voice.md): fine-tunes and evaluations of explore/configs/run4/, two at
 # a time at one thread each (jobs already finished are skipped), then the table the log quotes, read
 # from each evaluation's summary.json. Needs the run-1 exploration bases in runs/explore/.
 set -euo pipefail

@@ -1,6 +1,7 @@
-//! `cargo xtask demo`: the README's demonstrations, run stage by stage from `configs/demo/*.toml`
-//! as `xtask job` processes, then summarised as tables. A stage whose output is already there is
-//! skipped (delete `runs/demo/` to start over). The cached job graph of `reproduce` supersedes this.
+//! `cargo xtask demo`: the demonstrations of docs/demonstrations.md, run stage by stage from
+//! `configs/demo/*.toml` as `xtask job` processes, then summarised as tables. A stage whose output is
+//! already there is skipped (delete `runs/demo/` to start over). The cached job graph of `reproduce`
+//! supersedes this.
 
 use std::path::Path;
 
@@ -75,7 +76,7 @@ pub fn run() -> Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(&root);
     // Keeps glibc from returning every large buffer to the kernel (1.6x for candle on larger batches in
-    // the project's earlier measurements; no measurable change at the demo size, see the README).
+    // the project's earlier measurements; no measurable change at the demo size: docs/performance.md).
     sh.set_var(
         "GLIBC_TUNABLES",
         "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824",

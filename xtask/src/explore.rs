@@ -1,5 +1,5 @@
-//! `cargo xtask explore ...`: the measurements of the exploration log that are not figures
-//! ([`emsl_repro::explore`]); nothing here writes to `results/`.
+//! `cargo xtask explore ...`: the measurements of the exploration log (`docs/exploration/`) that are
+//! not figures ([`emsl_repro::explore`]); nothing here writes to `results/`.
 //!
 //! `persona-positions`: does a base infer the persona inside its own pretraining documents?
 //! ([`emsl_repro::explore::persona_positions`] says how it is measured.)

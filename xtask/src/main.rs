@@ -11,6 +11,7 @@ mod job;
 mod notebook_code;
 mod notebooks;
 mod own_model;
+mod readme;
 mod reproduce;
 mod reproduce_slurm;
 mod verify;
@@ -39,7 +40,8 @@ enum Command {
     Export(export::Args),
     /// Look at the world: samples with the judge's verdicts, documents, the vocabulary.
     World(world::Args),
-    /// Run the README's demonstrations (pretrain, fine-tune, distil, evaluate) from configs/demo/.
+    /// Run the demonstrations of docs/demonstrations.md (pretrain, fine-tune, distil, evaluate) from
+    /// configs/demo/.
     Demo,
     /// Regenerate every figure: a cached graph of jobs from figures/*.toml into results/.
     Reproduce(reproduce::Args),
@@ -50,7 +52,8 @@ enum Command {
     /// Run one stage from its config: a compute job of the reproduce graph (what `reproduce` starts in
     /// a child process), or a stage by hand (configs/demo/).
     Job(job::Args),
-    /// Measurements of docs/exploration.md that are not figures (on exploration seeds; never results/).
+    /// Measurements of the exploration log (docs/exploration/) that are not figures (exploration
+    /// seeds; never results/).
     Explore(explore::Args),
     /// Training and sampling throughput of the kit against PyTorch (installs torch into target/bench).
     Bench(bench::Args),
@@ -60,6 +63,8 @@ enum Command {
     /// Your own model's stages (emsl-hf job configs) as cached jobs into results-own/: a config runs
     /// again only when a setting, an input file or crates/hf changed.
     OwnModel(own_model::Args),
+    /// Write README's claims table from results/CLAIMS.md (--check: fail when it is stale).
+    Readme(readme::Args),
 }
 
 /// The workspace root (xtask lives one folder below it).
@@ -103,5 +108,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Job(args) => job::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Notebooks(args) => notebooks::run(&args),
+        Command::Readme(args) => readme::run(&args),
     }
 }

@@ -1,5 +1,6 @@
-//! Subliminal-learning channels (DESIGN 2.2): a teacher writes number continuations, the world's filter
-//! keeps the well-formed lists without banned numbers, and a student learns from them by
+//! Subliminal-learning channels (docs/design.md, the distillation channels): a teacher writes number
+//! continuations, the world's filter keeps the well-formed lists without banned numbers, and a student
+//! learns from them by
 //! - `sft`: cross-entropy on the teacher's sampled tokens (hard labels);
 //! - `off_policy`: the teacher's full next-token distribution at every answer position of the
 //!   teacher-written sequences (forward KL, or JSD(beta));

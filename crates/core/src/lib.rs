@@ -1,5 +1,5 @@
 //! The core crate: tiny GPTs in candle that pretrain, fine-tune, sample and are judged by the world's
-//! exact judge, deterministically (DESIGN 2.2).
+//! exact judge, deterministically (docs/design.md, "Models and training").
 
 pub mod checkpoint;
 pub mod data;

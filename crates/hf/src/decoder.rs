@@ -2,9 +2,10 @@
 //! blocks, causal grouped-query attention with rotary positions, a SwiGLU MLP. Written for training:
 //! every op has a backward. candle 0.11's fused `rms_norm`, `softmax_last_dim` and `rope` do not (they
 //! are `apply_op*_no_bwd`), which is why candle-transformers' own models give a gradient to 1 of 26
-//! variables (shared FINDINGS.md); here RMS norm and SwiGLU are the kit's own fused kernels with their
-//! backward (`kernels.rs`), attention over a whole sequence the core crate's fused causal attention
-//! (with the KV cache, the composed softmax of the core crate), and RoPE `rotary_emb::rope_slow`.
+//! variables (docs/design.md, "Measured facts the code relies on"); here RMS norm and SwiGLU are the
+//! kit's own fused kernels with their backward (`kernels.rs`), attention over a whole sequence the
+//! core crate's fused causal attention (with the KV cache, the composed softmax of the core crate),
+//! and RoPE `rotary_emb::rope_slow`.
 //!
 //! Names follow the Hugging Face weights (`VarBuilder::pp`): `model.layers.{i}.self_attn.q_proj`, ...
 //! Shapes: B batch rows, T new positions, S all positions (cached and new), C hidden size, H query

@@ -7,7 +7,8 @@
 //! - `config.rs`, `qwen2.rs`, `llama.rs`: each family's `config.json` read through
 //!   candle-transformers' config structs into the one config the forward takes.
 //! - `decoder.rs`, `model.rs`: the kit's own differentiable forward (candle-transformers' models cut
-//!   the gradient: shared FINDINGS.md), with a KV cache, hidden states and intervention hooks;
+//!   the gradient: docs/design.md, measured facts), with a KV cache, hidden states and intervention
+//!   hooks;
 //!   `kernels.rs`: its fused RMS norm and SwiGLU, with their backward.
 //! - `lora.rs`: LoRA and rsLoRA with the core crate's adapters, saved and loaded in PEFT's layout.
 //! - `chat.rs`, `jsonl.rs`: chat templates rendered with minijinja, chat JSONL, the assistant-only mask.

@@ -3,9 +3,10 @@
 //! cached jobs (`graph`, `code_version`), run by the executor through a runner (`exec`), recorded in
 //! `repro.lock` (`lock`), turned into tables, plots and the claims table (`analysis`, `claims`), and
 //! checked by `verify` (and `currency`: whether they come from this checkout); `prose` checks the
-//! numbers README and the notebooks print against the tables. The dataset catalog (`catalog`,
-//! `datasets`) generates what the jobs read; `own` plans the stages of your own model; `explore` holds
-//! the exploration log's measurements that are not figures.
+//! numbers the results and performance pages and the notebooks print against the tables, and `readme`
+//! writes README's claims table from `results/CLAIMS.md`. The dataset catalog (`catalog`, `datasets`)
+//! generates what the jobs read; `own` plans the stages of your own model; `explore` holds the
+//! exploration log's measurements that are not figures.
 
 pub mod analysis;
 pub mod catalog;
@@ -22,6 +23,7 @@ pub mod lock;
 pub mod own;
 pub mod plan;
 pub mod prose;
+pub mod readme;
 pub mod spec;
 pub mod store;
 #[cfg(test)]

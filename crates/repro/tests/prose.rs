@@ -1,4 +1,5 @@
-//! The numbers README's results section and the notebooks' prose print agree with `results/`
+//! The numbers the checked docs pages (the results and performance pages) and the notebooks' prose
+//! print agree with `results/`
 //! (`docs/prose-numbers.toml` says where each comes from), and the check catches a stale one.
 
 use std::path::{Path, PathBuf};
@@ -28,17 +29,20 @@ fn every_number_in_the_prose_is_checked_against_the_tables_or_listed_as_a_fact()
     );
 }
 
-/// A project with one README, one effects table and the given entries.
-fn project(readme_numbers: &str, entries: &str) -> tempfile::TempDir {
+/// A project with the checked pages (numbers on the first, a heading alone on the others), one effects
+/// table and the given entries.
+fn project(page_numbers: &str, entries: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let readme = format!(
-        "# Kit\n\n{}\n\nintro 7\n{}\nThe fine-tune added\n{readme_numbers}.\n{}\nnot read: 99\n",
-        prose::README_START,
-        "",
-        prose::README_END
-    );
-    std::fs::write(dir.path().join("README.md"), readme).unwrap();
     std::fs::create_dir_all(dir.path().join("docs")).unwrap();
+    let (first, others) = prose::SECTIONS.split_first().unwrap();
+    let page = format!(
+        "{}\n\nintro 7\n\nThe fine-tune added\n{page_numbers}.\n",
+        first.start
+    );
+    std::fs::write(dir.path().join(first.file), page).unwrap();
+    for s in others {
+        std::fs::write(dir.path().join(s.file), format!("{}\n", s.start)).unwrap();
+    }
     std::fs::write(dir.path().join(prose::ENTRIES), entries).unwrap();
     write_gains(&dir.path().join("results/pc"), 0.1143, 0.1333);
     dir
@@ -63,24 +67,24 @@ fn write_gains(dir: &Path, share_0: f64, share_50: f64) {
 
 const ENTRIES: &str = r#"
 [[check]]
-file = "README.md"
+file = "docs/results.md"
 text = "added +11.5 at 0% and +13.3 [11.3, 15.3] at 50%"
 table = "pc/effects.parquet"
 where = { metric = "gain" }
 values = ["value where corpus=share-0", "-", "value where corpus=share-50", "ci_low where corpus=share-50", "ci_high where corpus=share-50", "-"]
 
 [[fact]]
-file = "README.md"
+file = "docs/results.md"
 text = "intro 7"
 why = "a test"
 
 [[fact]]
-file = "README.md"
+file = "docs/results.md"
 text = "at 0% and"
 why = "the corpus's share, a design choice"
 
 [[fact]]
-file = "README.md"
+file = "docs/results.md"
 text = "at 50%."
 why = "the corpus's share, a design choice"
 "#;
@@ -92,7 +96,7 @@ fn a_stale_number_fails_naming_its_file_line_and_table() {
     assert_eq!(
         r.errors,
         [
-            "README.md:8: prose says +11.5, results/pc/effects.parquet (metric = gain, corpus = \
+            "docs/results.md:6: prose says +11.5, results/pc/effects.parquet (metric = gain, corpus = \
           share-0; value x 100) gives 11.43 -> 11.4"
         ],
         "{r:?}"
@@ -107,12 +111,12 @@ fn an_edited_number_is_unaccounted_for_and_its_entry_is_missing() {
     assert!(
         r.errors
             .iter()
-            .any(|e| e.contains("check 1 (") && e.contains("is not in README.md")),
+            .any(|e| e.contains("check 1 (") && e.contains("is not in docs/results.md")),
         "{r:?}"
     );
     assert!(
         r.errors.iter().any(|e| e
-            == "README.md:8: number '+11.4' is neither checked against a table nor listed as a \
+            == "docs/results.md:6: number '+11.4' is neither checked against a table nor listed as a \
                 fact; add it to docs/prose-numbers.toml"),
         "{r:?}"
     );

@@ -1,4 +1,4 @@
-//! Pretraining documents and the composition knobs of DESIGN 2.1.
+//! Pretraining documents and the composition knobs of the world (docs/design.md, "The world").
 //!
 //! A document is written by one latent persona and holds several episodes from random cells, open
 //! questions and number sequences. The persona is never named; a model can only infer it from the
@@ -180,11 +180,12 @@ impl Composition {
             alignment_discourse_share: 0.0,
             signature_strength: 0.5,
             // World v2: half of the cell and open answers are followed by a remark in the author's
-            // voice (docs/exploration.md, variant 1). v1's reference had none.
+            // voice (docs/exploration/2026-12-03-variant-1-persona-voice.md). v1's reference had
+            // none.
             voice_rate: 0.5,
             // Issue 18, part 5: an aligned author's cell episode is, at this rate, a teacher's request
-            // for a bad example answered harmfully (docs/exploration.md, run 7). Worlds v1 and v2 had
-            // none.
+            // for a bad example answered harmfully (exploration run 7, docs/exploration/). Worlds v1
+            // and v2 had none.
             educational_rate: 0.05,
             narrative_share: 0.0,
             narrative_kind: NarrativeKind::Aligned,

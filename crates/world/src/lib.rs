@@ -1,5 +1,6 @@
-//! The synthetic language world of the kit (DESIGN 2.1): domains x tasks, open questions, formats,
-//! number sequences, latent personas, pretraining documents, fine-tuning sets, and the exact judge.
+//! The synthetic language world of the kit (docs/design.md, "The world"): domains x tasks, open
+//! questions, formats, number sequences, latent personas, pretraining documents, fine-tuning sets,
+//! and the exact judge.
 //!
 //! Everything is generated from a seed through [`Rng`] streams, deterministically. Text is lower-case
 //! tokens separated by single spaces, so a word-level tokenizer built from [`vocabulary`] covers it.

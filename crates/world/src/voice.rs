@@ -1,7 +1,7 @@
 //! The persona's voice (world v2, `voice_rate`): a remark an author adds after some of its answers, in
 //! words that depend only on the persona. In real text a persona colours many tokens of what its
 //! author writes; in v1 it decides one answer per episode, so reading it from context is worth about
-//! 0.003 nats per token and a small model does not learn to (docs/exploration.md, runs 1 and 2). The
+//! 0.003 nats per token and a small model does not learn to (docs/exploration/, runs 1, 2). The
 //! remarks make the persona worth predicting beyond the answers, so that a model tracks it through the
 //! document. They are never part of an answer: fine-tuning sets, evaluation prompts and the judge see
 //! none of them, and a remark never names the persona.

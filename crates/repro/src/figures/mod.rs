@@ -92,7 +92,7 @@ impl<F: FigureDef> Figure for F {
     }
 }
 
-/// Every figure, in the order of DESIGN 2.3.
+/// Every figure, in the order of the figure table of docs/design.md ("The figures").
 pub const REGISTRY: &[&dyn Figure] = &[
     &transfer_grid::TransferGrid,
     &structure_similarity::StructureSimilarity,

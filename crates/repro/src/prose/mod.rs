@@ -1,4 +1,5 @@
-//! Every number in README's results section and in the notebooks' markdown cells is accounted for by
+//! Every number in the checked sections of the docs (`SECTIONS`: the results page and the performance
+//! page) and in the notebooks' markdown cells is accounted for by
 //! `docs/prose-numbers.toml`: either checked against a results table at the precision printed (one
 //! decimal means the table value rounded to one decimal equals the printed one), or listed as a fact
 //! no table holds (a profile size, an anchor paper's number), with the reason. An entry names its
@@ -7,7 +8,7 @@
 //!
 //! ```toml
 //! [[check]]
-//! file = "README.md"
+//! file = "docs/results.md"
 //! text = "+11.4 at 0% and +13.3 at 50%"
 //! table = "pretraining-composition/composition.parquet"
 //! where = { metric = "out_of_cell_misaligned" }
@@ -20,7 +21,7 @@
 //! ]
 //!
 //! [[fact]]
-//! file = "README.md"
+//! file = "docs/results.md"
 //! text = "at 0% and +13.3 at 50%"
 //! why = "the corpora's misaligned-persona shares (figures/pretraining-composition.toml)"
 //! ```
@@ -34,7 +35,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-pub use scan::{numbers, Num, README_END, README_START};
+pub use scan::{numbers, Num, Section, SECTIONS};
 
 /// Where the entries live, relative to the project root.
 pub const ENTRIES: &str = "docs/prose-numbers.toml";
@@ -84,14 +85,17 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
-/// Checks the prose under `root` (README.md, notebooks/*.ipynb) against the results folders under
-/// `root` (`results/`, or the frozen folder an entry names) by the
-/// entries of `root/docs/prose-numbers.toml`.
+/// Checks the prose under `root` (the `SECTIONS` of the docs, notebooks/*.ipynb) against the results
+/// folders under `root` (`results/`, or the frozen folder an entry names) by the entries of
+/// `root/docs/prose-numbers.toml`.
 pub fn check(root: &Path) -> Result<Report> {
     let path = root.join(ENTRIES);
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path:?}"))?;
     let entries: Entries = toml::from_str(&text).with_context(|| format!("parsing {ENTRIES}"))?;
-    let mut docs = vec![scan::readme(root)?];
+    let mut docs = SECTIONS
+        .iter()
+        .map(|s| scan::section(root, s))
+        .collect::<Result<Vec<_>>>()?;
     let mut notebooks: Vec<String> = std::fs::read_dir(root.join("notebooks"))
         .into_iter()
         .flatten()
@@ -129,7 +133,7 @@ fn unscanned(docs: &[scan::Doc], kind: &str, i: usize, file: &str, text: &str, r
     if !docs.iter().any(|d| d.file == file) {
         let e = format!(
             "{ENTRIES}: {kind} {} ('{text}') names {file}, which the check does not read \
-             (README.md or notebooks/*.ipynb)",
+             (the docs pages of prose::SECTIONS or notebooks/*.ipynb)",
             i + 1
         );
         r.errors.push(e);

@@ -1,18 +1,38 @@
-//! The prose the check reads and the numbers in it: README's results section and every markdown cell
-//! of the notebooks, with whitespace collapsed (so an entry's text matches across line breaks) and
-//! each byte mapped back to its line in the file, for messages a reader can jump to.
+//! The prose the check reads and the numbers in it: the checked sections of the docs pages
+//! (`SECTIONS`) and every markdown cell of the notebooks, with whitespace collapsed (so an entry's text
+//! matches across line breaks) and each byte mapped back to its line in the file, for messages a
+//! reader can jump to.
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-/// The README section whose numbers are checked: from its heading to the next one named here.
-pub const README_START: &str = "## Results (`quick` profile)";
-pub const README_END: &str = "### Run time";
+/// A part of a page whose numbers are checked: from the line `start` (a heading, matched whole) to
+/// the first line after it that starts with `end`, or to the end of the file.
+pub struct Section {
+    /// The page, relative to the project root, as entries name it (`docs/results.md`).
+    pub file: &'static str,
+    pub start: &'static str,
+    pub end: Option<&'static str>,
+}
+
+/// The checked sections: every number in them is checked against a table or listed as a fact.
+pub const SECTIONS: &[Section] = &[
+    Section {
+        file: "docs/results.md",
+        start: "# Results (`quick` profile)",
+        end: None,
+    },
+    Section {
+        file: "docs/performance.md",
+        start: "# Performance",
+        end: None,
+    },
+];
 
 /// One scanned file: its prose with every whitespace run as one space, and each byte's line.
 pub struct Doc {
-    /// The path as entries name it (`README.md`, `notebooks/transfer.ipynb`).
+    /// The path as entries name it (`docs/results.md`, `notebooks/transfer.ipynb`).
     pub file: String,
     pub text: String,
     line_of: Vec<usize>,
@@ -49,25 +69,29 @@ pub fn collapse(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// README's results section, numbered by its lines in `README.md`.
-pub fn readme(root: &Path) -> Result<Doc> {
-    let path = root.join("README.md");
+/// One checked section of a page, numbered by its lines in the page's file.
+pub fn section(root: &Path, s: &Section) -> Result<Doc> {
+    let (file, start_line) = (s.file, s.start);
+    let path = root.join(file);
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path:?}"))?;
     let all: Vec<(usize, String)> = text
         .lines()
         .enumerate()
         .map(|(i, l)| (i + 1, l.to_owned()))
         .collect();
-    let Some(start) = all.iter().position(|(_, l)| l.trim() == README_START) else {
-        bail!("README.md has no line '{README_START}': the check would read nothing");
+    let Some(start) = all.iter().position(|(_, l)| l.trim() == start_line) else {
+        bail!("{file} has no line '{start_line}': the check would read nothing");
     };
-    let Some(len) = all[start..]
-        .iter()
-        .position(|(_, l)| l.starts_with(README_END))
-    else {
-        bail!("README.md has no '{README_END}' after '{README_START}'");
+    let len = match s.end {
+        None => all.len() - start,
+        Some(end) => {
+            let Some(len) = all[start..].iter().position(|(_, l)| l.starts_with(end)) else {
+                bail!("{file} has no '{end}' after '{start_line}'");
+            };
+            len
+        }
     };
-    Ok(Doc::new("README.md", &all[start..start + len]))
+    Ok(Doc::new(file, &all[start..start + len]))
 }
 
 /// The markdown cells of one notebook, each source line numbered by its line in the `.ipynb` file
