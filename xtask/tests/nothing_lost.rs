@@ -34,7 +34,12 @@ fn a_file_the_kit_did_not_write_stops_the_figure_and_survives() {
     // At the top level of the results folder it is kept, and the folder verifies.
     std::fs::rename(out.join("controls/NOTES.txt"), out.join("NOTES.txt")).unwrap();
     let o = reproduce(figs.path(), &out);
-    assert_eq!(ran(&o).len(), 1, "{}", stderr(&o));
+    // The figure's table job, and the claims job that reads it; no training or evaluation.
+    let kinds: Vec<String> = ran(&o)
+        .iter()
+        .map(|k| k.split('-').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["claims", "figure"], "{}", stderr(&o));
     assert_eq!(
         std::fs::read_to_string(out.join("NOTES.txt")).unwrap(),
         "my notes"
@@ -83,16 +88,28 @@ fn a_refused_run_leaves_no_folder_behind() {
 fn a_diverging_stage_config_exits_non_zero_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    // A datasets folder of its own: one small corpus of the reference composition.
+    let datasets = dir.join("datasets");
+    std::fs::create_dir_all(datasets.join("compositions")).unwrap();
+    std::fs::copy(
+        root().join("datasets/compositions/reference.toml"),
+        datasets.join("compositions/reference.toml"),
+    )
+    .unwrap();
+    let catalog = "seed = 7\n\n[[pretrain]]\nname = \"pretrain-tiny\"\ncomposition = \"reference\"\ndocuments = 50\n";
+    std::fs::write(datasets.join("datasets.toml"), catalog).unwrap();
+    let o = xtask(&["datasets", "--dir", datasets.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let demo = std::fs::read_to_string(root().join("configs/demo/pretrain.toml")).unwrap();
     let config = demo
         .replace("lr = 2e-3", "lr = 1e30")
-        .replace("documents = 20000", "documents = 200")
+        .replace("\"pretrain-reference\"", "\"pretrain-tiny\"")
+        .replace("documents = 20000", "documents = 50")
         .replace("warmup_steps = 100", "warmup_steps = 1");
-    assert!(config.contains("lr = 1e30") && config.contains("documents = 200"));
+    assert!(config.contains("lr = 1e30") && config.contains("documents = 50"));
     let out = dir.join("base");
-    let config = rewrite_io(&config, &out);
     let path = dir.join("diverge.toml");
-    std::fs::write(&path, config).unwrap();
+    std::fs::write(&path, rewrite_io(&config, &datasets, &out)).unwrap();
     let o = xtask(&["job", path.to_str().unwrap()]);
     assert!(!o.status.success());
     let e = stderr(&o);
@@ -100,9 +117,8 @@ fn a_diverging_stage_config_exits_non_zero_and_writes_nothing() {
     assert!(!out.exists());
 }
 
-/// `config` with `[io] out` set to `out` and the datasets folder the project's.
-fn rewrite_io(config: &str, out: &Path) -> String {
-    let datasets = root().join("datasets");
+/// `config` with its `[io]` folders set to `datasets` and `out`.
+fn rewrite_io(config: &str, datasets: &Path, out: &Path) -> String {
     config
         .lines()
         .map(|l| {

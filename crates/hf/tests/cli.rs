@@ -110,8 +110,8 @@ fn finetune_at_lr(model: &Path, data: &Path, out: &Path, lr: &str) -> (bool, Str
         "256",
         "--epochs",
         "4",
-        "--lr",
-        lr,
+        // One argument, so that a negative rate is not read as an option.
+        &format!("--lr={lr}"),
         "--warmup-steps",
         "0",
         "--grad-accumulation",

@@ -254,8 +254,14 @@ fn generate_all(dir: &Path, seed: u64, datasets: &[Dataset], mode: Mode) -> Resu
         world_version: WORLD_VERSION,
         datasets: entries,
     };
-    // Written only when it changes, so an up-to-date checkout's tracked manifest is never touched.
-    let changed = old.as_ref() != Some(&manifest);
+    // Written only when it changes, so an up-to-date checkout's tracked manifest is never touched
+    // (compared as the file lists them: by name).
+    let by_name = |m: &Manifest| {
+        let mut m = m.clone();
+        m.datasets.sort_by(|a, b| a.name.cmp(&b.name));
+        m
+    };
+    let changed = old.as_ref().map(by_name) != Some(by_name(&manifest));
     if changed {
         manifest.save(&manifest_path)?;
         rewrote_tracked.push("manifest.toml".to_owned());

@@ -1,12 +1,13 @@
-//! The README's tour shows real output: every line the documented commands print must appear in it,
-//! so a change to the world that changes a sample also fails here until the README is refreshed.
+//! The world's tour (docs/world.md) shows real output: every line the documented commands print must
+//! appear in it, so a change to the world that changes a sample also fails here until the page is
+//! refreshed.
 
 use std::process::Command;
 
 #[test]
 fn readme_samples_are_current() {
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/world.md")).unwrap();
     let commands: [&[&str]; 4] = [
         &[
             "world",
@@ -64,7 +65,10 @@ fn readme_samples_are_current() {
     ];
     for args in commands {
         let shown = format!("$ cargo xtask {}", args.join(" "));
-        assert!(readme.contains(&shown), "README no longer shows `{shown}`");
+        assert!(
+            readme.contains(&shown),
+            "docs/world.md no longer shows `{shown}`"
+        );
         let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
             .args(args)
             .output()
@@ -73,7 +77,7 @@ fn readme_samples_are_current() {
         for line in String::from_utf8(out.stdout).unwrap().lines() {
             assert!(
                 readme.contains(line),
-                "README is stale: `{shown}` now prints\n{line}\nRefresh the tour in README.md."
+                "docs/world.md is stale: `{shown}` now prints\n{line}\nRefresh the tour there."
             );
         }
     }
