@@ -8,6 +8,7 @@ mod explore;
 mod export;
 mod hf;
 mod job;
+mod new_figure;
 mod notebook_code;
 mod notebooks;
 mod own_model;
@@ -65,6 +66,9 @@ enum Command {
     OwnModel(own_model::Args),
     /// Write README's claims table from results/CLAIMS.md (--check: fail when it is stale).
     Readme(readme::Args),
+    /// A new figure's files, ready to edit: its Rust file, its TOML file and its registry lines
+    /// (docs/adding-a-figure.md).
+    NewFigure(new_figure::Args),
 }
 
 /// The workspace root (xtask lives one folder below it).
@@ -104,6 +108,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::OwnModel(args) => own_model::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Explore(args) => explore::run(&args),
+        Command::NewFigure(args) => new_figure::run(&args),
         Command::Reproduce(args) => reproduce::run(&args),
         Command::Job(args) => job::run(&args),
         Command::Verify(args) => verify::run(&args),

@@ -24,6 +24,7 @@ pub mod own;
 pub mod plan;
 pub mod prose;
 pub mod readme;
+pub mod scaffold;
 pub mod spec;
 pub mod store;
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! Every registered figure's committed results (smoke and quick) load by name and draw through the
-//! figure's own `plot` from the tables alone (what the notebooks do with the same functions).
+//! figure's own `plot` from the tables alone (what the notebooks do with the same functions). A figure
+//! registered but not yet in a committed folder is reported as not yet run, so adding a figure does not
+//! need a rerun of the reference results in the same change; a folder of no registered figure fails.
 
 use std::path::Path;
 
@@ -25,14 +27,21 @@ fn loads_and_draws(folder: &str) {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     folders.sort();
-    let mut registered: Vec<String> = emsl_repro::figures::names()
-        .into_iter()
-        .map(str::to_owned)
+    let registered = emsl_repro::figures::names();
+    let unknown: Vec<&String> = folders
+        .iter()
+        .filter(|f| !registered.contains(&f.as_str()))
         .collect();
-    registered.sort();
-    assert_eq!(folders, registered);
+    assert!(
+        unknown.is_empty(),
+        "{folder}/ holds folders of no registered figure: {unknown:?}"
+    );
     for figure in emsl_repro::figures::REGISTRY {
         let f = figure.name();
+        if !folders.iter().any(|x| x == f) {
+            eprintln!("{f}: not yet run into {folder}/ (registered, no committed results)");
+            continue;
+        }
         let tables = emsl_analysis::figures::load(&results, f).unwrap();
         assert!(tables.contains_key("effects"), "{f} has no effects table");
         for (name, t) in &tables {
