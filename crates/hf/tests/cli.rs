@@ -94,30 +94,9 @@ fn a_malformed_record_is_refused_naming_its_line_and_nothing_is_written() {
     assert!(!ok && err.contains("does not exist"), "{err}");
 }
 
-/// `finetune` with `--lr` (and the other small settings of `common::finetune`).
+/// `finetune` of every weight for four epochs at `lr` (the other settings of `common::finetune`).
 fn finetune_at_lr(model: &Path, data: &Path, out: &Path, lr: &str) -> (bool, String) {
-    common::emsl_hf(&[
-        "finetune",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--batch-size",
-        "2",
-        "--max-len",
-        "256",
-        "--epochs",
-        "4",
-        // One argument, so that a negative rate is not read as an option.
-        &format!("--lr={lr}"),
-        "--warmup-steps",
-        "0",
-        "--grad-accumulation",
-        "1",
-        "--full",
-    ])
+    common::finetune_at(model, data, out, lr, &["--epochs", "4", "--full"])
 }
 
 #[test]

@@ -290,6 +290,19 @@ pub fn write_set(path: &Path) {
 /// `emsl-hf finetune` of `model` on `data` into `out` with the tests' small settings (batches of 2,
 /// 256 tokens, lr 1e-2, no warm-up, one batch a step), then `extra` options.
 pub fn finetune(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
+    finetune_at(model, data, out, "1e-2", extra)
+}
+
+/// [`finetune`] at the learning rate `lr` (given as one argument, so a negative rate is not read as
+/// an option).
+pub fn finetune_at(
+    model: &Path,
+    data: &Path,
+    out: &Path,
+    lr: &str,
+    extra: &[&str],
+) -> (bool, String) {
+    let lr = format!("--lr={lr}");
     let mut args = vec![
         "finetune",
         "--model",
@@ -302,8 +315,7 @@ pub fn finetune(model: &Path, data: &Path, out: &Path, extra: &[&str]) -> (bool,
         "2",
         "--max-len",
         "256",
-        "--lr",
-        "1e-2",
+        &lr,
         "--warmup-steps",
         "0",
         // One batch a step, as the tests' step counts expect (the defaults accumulate 8, Betley et al.'s).
