@@ -130,6 +130,8 @@ fn shown(m: &Measurement) -> String {
             pct_against(e.ci_low, 0.0),
             pct_against(e.ci_high, min)
         )
+    } else if e.value.is_nan() {
+        format!("n/a ({})", m.metric)
     } else {
         format!("{:.2} ({})", e.value, m.metric)
     }
@@ -229,6 +231,16 @@ pub fn render(
 mod tests {
     use super::*;
     use emsl_analysis::Estimate;
+
+    /// A value with nothing behind it is shown as n/a, never as NaN.
+    #[test]
+    fn a_missing_value_is_shown_as_not_available() {
+        let none = Estimate::exact(f64::NAN, 0, 1);
+        let share = Measurement::new(&[("claim", "Turner".into())], "share", none);
+        assert_eq!(shown(&share), "n/a (share)");
+        let effect = Measurement::new(&[("claim", "C1".into())], "effect", none);
+        assert_eq!(shown(&effect), "n/a [n/a, n/a]");
+    }
 
     fn write_effect(dir: &Path, value: f64, lo: f64, hi: f64) {
         let row = Measurement::new(

@@ -235,7 +235,10 @@ fn dynamics_tables(p: &DynamicsParams, inputs: &Inputs) -> Result<Output> {
     let per_seed_shares: Vec<String> = (0..seeds)
         .map(|i| {
             let rates: Vec<f64> = ood_by_step.iter().map(|c| c[i].rate()).collect();
-            format!("{:.2}", transition_share(&rates))
+            match transition_share(&rates) {
+                s if s.is_nan() => "n/a".to_owned(),
+                s => format!("{s:.2}"),
+            }
         })
         .collect();
     let n: u64 = ood_by_step.iter().flatten().map(|c| c.n).sum();

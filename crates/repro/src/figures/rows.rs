@@ -27,8 +27,12 @@ fn effect_row(
     per_seed: impl Iterator<Item = f64>,
     est: stats::Estimate,
 ) -> Measurement {
+    // A seed with no answers behind its value shows n/a, as the claims table does.
     let per_seed = per_seed
-        .map(|d| format!("{:+.1}", 100.0 * d))
+        .map(|d| match d.is_nan() {
+            true => "n/a".to_owned(),
+            false => format!("{:+.1}", 100.0 * d),
+        })
         .collect::<Vec<_>>()
         .join(" ");
     Measurement::new(

@@ -246,3 +246,11 @@ fn controls_refuses_an_evaluation_without_the_cells_prompts() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_seed_with_no_answers_shows_not_available_per_seed() {
+    use emsl_analysis::Counts;
+    let (some, none) = (Counts::new(1, 4), Counts::new(0, 0));
+    let e = super::rows::effect("C1", "e", "a", &[some, none], &[some, some]);
+    assert_eq!(e.str("per_seed"), "+0.0 n/a");
+}
