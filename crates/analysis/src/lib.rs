@@ -5,6 +5,7 @@
 
 pub mod display;
 pub mod figures;
+pub mod over_bases;
 pub mod persona_figures;
 pub mod plot;
 pub mod stats;
