@@ -121,23 +121,27 @@ pub fn run(dir: &Path, mode: Mode) -> Result<()> {
     }
 }
 
-/// Why `d`'s manifest entry cannot be kept as it is, or None when it can.
-fn entry_problem(
-    dir: &Path,
-    old: Option<&DatasetEntry>,
-    seed: u64,
-    d: &Dataset,
-) -> Result<Option<String>> {
+/// Where a dataset stands against its manifest entry, read once per run (each file hashed once).
+enum Standing {
+    /// The file is there with the recorded bytes, made by this recipe: kept as it is.
+    Current,
+    /// An uncommitted dataset the checkout lacks: regenerated as recorded.
+    Missing,
+    /// Anything else, with the reason: `reproduce` refuses it, `cargo xtask datasets` regenerates it.
+    Stale(String),
+}
+
+fn standing(dir: &Path, old: Option<&DatasetEntry>, seed: u64, d: &Dataset) -> Result<Standing> {
     let params = d.params()?;
     Ok(match old {
-        None => Some("the manifest has no entry for it (new to the catalog)".to_owned()),
-        Some(e) if !same_recipe(e, seed, d, &params) => {
-            Some("the catalog's recipe for it changed since the manifest was written".to_owned())
-        }
+        None => Standing::Stale("the manifest has no entry for it (new to the catalog)".to_owned()),
+        Some(e) if !same_recipe(e, seed, d, &params) => Standing::Stale(
+            "the catalog's recipe for it changed since the manifest was written".to_owned(),
+        ),
         Some(e) => match verify_entry(dir, e) {
-            Ok(_) => None,
-            Err(emsl_io::IoError::DatasetMissing { .. }) if !e.committed => None,
-            Err(err) => Some(err.to_string()),
+            Ok(_) => Standing::Current,
+            Err(emsl_io::IoError::DatasetMissing { .. }) if !e.committed => Standing::Missing,
+            Err(err) => Standing::Stale(err.to_string()),
         },
     })
 }
@@ -149,11 +153,15 @@ fn generate_all(dir: &Path, seed: u64, datasets: &[Dataset], mode: Mode) -> Resu
     } else {
         None
     };
+    let recorded = |d: &Dataset| old.as_ref().and_then(|m| m.get(&d.name));
+    let standings = datasets
+        .iter()
+        .map(|d| standing(dir, recorded(d), seed, d))
+        .collect::<Result<Vec<_>>>()?;
     if mode == Mode::Reproduce {
         let mut problems = Vec::new();
-        for d in datasets {
-            let entry = old.as_ref().and_then(|m| m.get(&d.name));
-            if let Some(why) = entry_problem(dir, entry, seed, d)? {
+        for (d, st) in datasets.iter().zip(&standings) {
+            if let Standing::Stale(why) = st {
                 problems.push(format!("dataset '{}' ({}): {why}", d.name, d.file));
             }
         }
@@ -184,19 +192,14 @@ fn generate_all(dir: &Path, seed: u64, datasets: &[Dataset], mode: Mode) -> Resu
     let mut entries = Vec::new();
     let (mut kept, mut written) = (0, 0);
     let mut rewrote_tracked = Vec::new();
-    for d in datasets {
-        let params = d.params()?;
-        let reusable = old
-            .as_ref()
-            .and_then(|m| m.get(&d.name))
-            .filter(|e| same_recipe(e, seed, d, &params) && verify_entry(dir, e).is_ok());
-        if let Some(entry) = reusable {
+    for (d, st) in datasets.iter().zip(&standings) {
+        let recorded = recorded(d);
+        if let (Standing::Current, Some(entry)) = (st, recorded) {
             entries.push(entry.clone());
             kept += 1;
             continue;
         }
         let start = Instant::now();
-        let recorded = old.as_ref().and_then(|m| m.get(&d.name));
         let (entry, wrote) = generate_beside(dir, seed, d, recorded)?;
         if mode == Mode::Reproduce && recorded.map(|e| &e.sha256) != Some(&entry.sha256) {
             bail!(
