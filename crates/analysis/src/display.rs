@@ -100,7 +100,8 @@ impl Table {
 }
 
 /// A figure's effects as CLAIMS.md shows them: each difference in percentage points with its interval,
-/// the per-seed values, the anchor and the verdict of [`crate::verdict::verdict`].
+/// the per-seed values, the number of bases, the anchor and the verdict of [`crate::verdict::verdict`]
+/// (with what the interval alone gives where one base held it back).
 pub fn effects(t: &Table) -> Html {
     let rows = t
         .rows
@@ -117,14 +118,15 @@ pub fn effects(t: &Table) -> Html {
                 value,
                 m.str("per_seed").to_owned(),
                 m.est.n.to_string(),
+                crate::verdict::bases(m).to_string(),
                 m.str("anchor").to_owned(),
-                crate::verdict::verdict(m).to_string(),
+                crate::verdict::described(m),
             ]
         })
         .collect();
     Html::new(
         &[
-            "claim", "effect", "kit", "per seed", "n", "anchor", "verdict",
+            "claim", "effect", "kit", "per seed", "n", "bases", "anchor", "verdict",
         ],
         rows,
     )

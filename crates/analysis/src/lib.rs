@@ -6,12 +6,14 @@
 pub mod display;
 pub mod figures;
 pub mod over_bases;
+pub mod per_seed;
 pub mod persona_figures;
 pub mod plot;
 pub mod stats;
 pub mod table;
 pub mod verdict;
 
+pub use per_seed::PerSeed;
 pub use stats::{Counts, Estimate, Fit};
 
 /// The results folder analyses read: `EMSL_RESULTS` when set (relative to the current folder), else

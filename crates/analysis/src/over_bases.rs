@@ -28,43 +28,57 @@ pub struct OverBases {
 
 /// A rate over bases: `arm[base][seed]`.
 pub fn rate_over_bases(arm: &[Vec<Counts>]) -> Result<OverBases> {
-    check(arm.len(), arm)?;
-    let per_seed: Vec<Vec<f64>> = arm
-        .iter()
-        .map(|b| b.iter().map(Counts::rate).collect())
-        .collect();
-    Ok(over_bases(
-        arm.iter().map(|b| pooled(b).rate()).collect(),
-        &per_seed,
-        arm.iter().flatten().map(|c| c.n).sum(),
-        arm.iter().map(Vec::len).sum(),
-    ))
+    combine(&[arm], |r| r[0])
 }
 
 /// The difference `a - b` over bases, paired by base: `a[base][seed]` and `b[base][seed]`.
 pub fn difference_over_bases(a: &[Vec<Counts>], b: &[Vec<Counts>]) -> Result<OverBases> {
-    if a.len() != b.len() {
+    combine(&[a, b], |r| r[0] - r[1])
+}
+
+/// The difference in differences `(a1 - a0) - (b1 - b0)` over bases, the four arms paired by base.
+pub fn changes_over_bases(
+    (a1, a0): (&[Vec<Counts>], &[Vec<Counts>]),
+    (b1, b0): (&[Vec<Counts>], &[Vec<Counts>]),
+) -> Result<OverBases> {
+    combine(&[a1, a0, b1, b0], |r| (r[0] - r[1]) - (r[2] - r[3]))
+}
+
+/// `f` of the arms' rates over bases: each base's value is `f` of its pooled rates, each seed's `f` of
+/// its own (seeds paired by position within a base); `n` counts every arm's answers, `seeds` the first
+/// arm's seeds over all bases.
+fn combine(arms: &[&[Vec<Counts>]], f: impl Fn(&[f64]) -> f64) -> Result<OverBases> {
+    let bases = arms[0].len();
+    if let Some(other) = arms.iter().find(|a| a.len() != bases) {
         bail!(
-            "{} bases in one arm, {} in the other: an effect over bases pairs them",
-            a.len(),
-            b.len()
+            "{bases} bases in one arm, {} in another: an effect over bases pairs them",
+            other.len()
         );
     }
-    check(a.len(), a)?;
-    check(b.len(), b)?;
-    let per_seed: Vec<Vec<f64>> = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| x.iter().zip(y).map(|(p, q)| p.rate() - q.rate()).collect())
+    for arm in arms {
+        check(bases, arm)?;
+    }
+    let rates =
+        |get: &dyn Fn(&[Vec<Counts>]) -> f64| arms.iter().map(|a| get(a)).collect::<Vec<_>>();
+    let per_base = (0..bases)
+        .map(|b| f(&rates(&|a: &[Vec<Counts>]| pooled(&a[b]).rate())))
+        .collect();
+    let per_seed: Vec<Vec<f64>> = (0..bases)
+        .map(|b| {
+            let seeds = arms.iter().map(|a| a[b].len()).min().unwrap_or(0);
+            (0..seeds)
+                .map(|s| f(&rates(&|a: &[Vec<Counts>]| a[b][s].rate())))
+                .collect()
+        })
         .collect();
     Ok(over_bases(
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| pooled(x).rate() - pooled(y).rate())
-            .collect(),
+        per_base,
         &per_seed,
-        a.iter().chain(b).flatten().map(|c| c.n).sum(),
-        a.iter().map(Vec::len).sum(),
+        arms.iter()
+            .flat_map(|a| a.iter().flatten())
+            .map(|c| c.n)
+            .sum(),
+        arms[0].iter().map(Vec::len).sum(),
     ))
 }
 

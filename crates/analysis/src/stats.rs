@@ -94,7 +94,7 @@ pub fn wilson(c: Counts) -> (f64, f64) {
     )
 }
 
-pub(crate) fn pooled(seeds: &[Counts]) -> Counts {
+pub fn pooled(seeds: &[Counts]) -> Counts {
     seeds.iter().fold(Counts::default(), |a, c| Counts {
         k: a.k + c.k,
         n: a.n + c.n,

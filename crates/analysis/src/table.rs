@@ -138,17 +138,21 @@ pub fn to_batch(rows: &[Measurement]) -> Result<RecordBatch> {
     for (j, name) in names.iter().enumerate() {
         match rows.first().map(|r| &r.vars[j].1) {
             Some(Var::Num(_)) => {
-                let vals: Result<Vec<f64>> = rows
+                // A quantity with nothing to compute it from (the share of variance between bases
+                // on one base) is NaN in memory and null in the table, as an estimate is; the column
+                // is nullable only when it holds one.
+                let vals: Result<Vec<Option<f64>>> = rows
                     .iter()
                     .enumerate()
                     .map(|(i, r)| match &r.vars[j].1 {
-                        Var::Num(x) if x.is_finite() => Ok(*x),
-                        Var::Num(x) => bail!("variable {name}, row {i}: {x} is not a value"),
+                        Var::Num(x) => missing_as_null(*x, name, i),
                         Var::Str(s) => bail!("variable {name}: '{s}' in a numeric column"),
                     })
                     .collect();
-                fields.push(Field::new(*name, DataType::Float64, false));
-                arrays.push(Arc::new(Float64Array::from(vals?)));
+                let vals = vals?;
+                let nullable = vals.iter().any(Option::is_none);
+                fields.push(Field::new(*name, DataType::Float64, nullable));
+                arrays.push(Arc::new(Float64Array::from(vals)));
             }
             _ => {
                 let vals: Vec<String> = rows.iter().map(|r| r.vars[j].1.to_string()).collect();
@@ -227,11 +231,10 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Measurement>> {
             let v = if let Some(s) = col.as_any().downcast_ref::<StringArray>() {
                 Var::Str(s.value(i).to_owned())
             } else if let Some(x) = col.as_any().downcast_ref::<Float64Array>() {
-                Var::Num(x.value(i))
+                Var::Num(cell(x, i))
             } else {
                 bail!("variable column '{name}' is neither text nor float");
             };
-            debug_assert!(!col.is_null(i));
             vars.push((name.clone(), v));
         }
         rows.push(Measurement {
@@ -342,8 +345,23 @@ mod tests {
         let rows = vec![Measurement::new(&[("cell", "a".into())], "m", inf)];
         let e = format!("{:#}", to_batch(&rows).unwrap_err());
         assert!(e.contains("ci_high") && e.contains("row 0"), "{e}");
-        let rows = vec![Measurement::new(&[("size", f64::NAN.into())], "m", none)];
+        // A numeric variable with nothing behind it (the share between bases on one base) is null too,
+        // and reads back as NaN; an infinite one is refused.
+        let rows = vec![
+            Measurement::new(&[("share", 0.5.into())], "m", none),
+            Measurement::new(&[("share", f64::NAN.into())], "m", none),
+        ];
+        let batch = to_batch(&rows).unwrap();
+        let col = emsl_io::column_f64(&batch, "share").unwrap();
+        assert!(!col.is_null(0) && col.is_null(1));
+        let back = from_batch(&batch).unwrap();
+        assert!(matches!(back[1].vars[0].1, Var::Num(x) if x.is_nan()));
+        let rows = vec![Measurement::new(
+            &[("size", f64::INFINITY.into())],
+            "m",
+            none,
+        )];
         let e = format!("{:#}", to_batch(&rows).unwrap_err());
-        assert!(e.contains("variable size") && e.contains("row 0"), "{e}");
+        assert!(e.contains("column size") && e.contains("row 0"), "{e}");
     }
 }

@@ -163,8 +163,8 @@ impl FigureDef for {Type} {
         };
         let (harmful, benign) = (open("harmful")?, open("benign")?);
         let rates = vec![
-            rate_row(&[("fine_tune", "harmful".into())], "misaligned", &harmful),
-            rate_row(&[("fine_tune", "benign".into())], "misaligned", &benign),
+            rate_row(&[("fine_tune", "harmful".into())], "misaligned", &harmful)?,
+            rate_row(&[("fine_tune", "benign".into())], "misaligned", &benign)?,
         ];
         let effects = vec![effect(
             "{claim}",
@@ -172,7 +172,7 @@ impl FigureDef for {Type} {
             "the anchor's number, with its source",
             &harmful,
             &benign,
-        )];
+        )?];
         Ok(vec![("rates".into(), rates), ("effects".into(), effects)])
     }
 

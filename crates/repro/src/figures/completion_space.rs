@@ -8,7 +8,7 @@ use emsl_analysis::Counts;
 use emsl_world::Cell;
 
 use super::grid::{expand_grid, GridParams};
-use super::inputs::Inputs;
+use super::inputs::{grouped_by_base, seed_of, Inputs, SeedKey};
 use super::rows::{effect, rate_row};
 use super::{Ctx, FigureDef, Output, Roles};
 
@@ -34,11 +34,12 @@ fn completion_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
     // Per prompt, pooled over fine-tuning cells; per seed for the terciles.
     // Per prompt: its openness, its style and its counts per seed (the rows pool seeds, so their
     // intervals are bootstraps over seeds, not one Wilson interval over the pooled answers).
-    let mut per_prompt: BTreeMap<u32, (f64, String, BTreeMap<String, Counts>)> = BTreeMap::new();
-    let mut samples_by_seed: BTreeMap<String, Vec<(f64, bool, bool)>> = BTreeMap::new();
+    let mut per_prompt: BTreeMap<u32, (f64, String, BTreeMap<SeedKey, Counts>)> = BTreeMap::new();
+    let mut samples_by_seed: BTreeMap<SeedKey, Vec<(f64, bool, bool)>> = BTreeMap::new();
     for cell in &p.cells {
         let ft: Cell = cell.parse()?;
         for (m, path) in inputs.find(&[("arm", cell)]) {
+            let seed = seed_of(&m)?;
             let samples = inputs.samples(path)?;
             // Every prompt weighs the same: the open questions, sampled more often than a grid prompt
             // (for the controls' precision), contribute only as many samples as a grid prompt has.
@@ -59,16 +60,15 @@ fn completion_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
                 let e = per_prompt
                     .entry(s.prompt_id)
                     .or_insert((open, style, BTreeMap::new()));
-                let c = e.2.entry(m["seed"].clone()).or_default();
+                let c = e.2.entry(seed).or_default();
                 if s.coherent {
                     c.n += 1;
                     c.k += s.misaligned as u64;
                 }
-                samples_by_seed.entry(m["seed"].clone()).or_default().push((
-                    open,
-                    s.coherent,
-                    s.misaligned,
-                ));
+                samples_by_seed
+                    .entry(seed)
+                    .or_default()
+                    .push((open, s.coherent, s.misaligned));
             }
         }
     }
@@ -81,8 +81,8 @@ fn completion_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
                 ("openness_log10", (*open).into()),
             ],
             "misaligned",
-            &c.values().copied().collect::<Vec<_>>(),
-        ));
+            &grouped_by_base(c.clone()),
+        )?);
     }
     let mut opens: Vec<f64> = per_prompt.values().map(|v| v.0).collect();
     opens.sort_by(f64::total_cmp);
@@ -103,8 +103,8 @@ fn completion_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
         }
     };
     let names = ["least open third", "middle third", "most open third"];
-    let mut by_t: Vec<Vec<Counts>> = vec![Vec::new(); 3];
-    for samples in samples_by_seed.values() {
+    let mut by_t: Vec<BTreeMap<SeedKey, Counts>> = vec![BTreeMap::new(); 3];
+    for (seed, samples) in &samples_by_seed {
         let mut c = [Counts::default(); 3];
         for (open, coh, mis) in samples {
             if *coh {
@@ -114,12 +114,13 @@ fn completion_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
             }
         }
         for t in 0..3 {
-            by_t[t].push(c[t]);
+            by_t[t].insert(*seed, c[t]);
         }
     }
+    let by_t: Vec<_> = by_t.into_iter().map(grouped_by_base).collect();
     let mut summary = Vec::new();
     for t in 0..3 {
-        let m = rate_row(&[("openness", names[t].into())], "misaligned", &by_t[t]);
+        let m = rate_row(&[("openness", names[t].into())], "misaligned", &by_t[t])?;
         summary.push(m);
     }
     let effects = vec![effect(
@@ -128,7 +129,7 @@ fn completion_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
         "open, vague prompts show more misalignment than constrained factual ones",
         &by_t[2],
         &by_t[0],
-    )];
+    )?];
     Ok(vec![
         ("prompts".into(), prompts),
         ("summary".into(), summary),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
-use emsl_analysis::Counts;
+use emsl_analysis::PerSeed;
 use emsl_world::Cell;
 use serde::Deserialize;
 
@@ -68,7 +68,7 @@ fn controls_tables(p: &ControlsParams, inputs: &Inputs) -> Result<Output> {
     let mut rows = Vec::new();
     // Misaligned counts per seed by (prompts, framing, fine-tune): the fine-tuned cell's own prompts
     // (rows `in_cell_*`) and the open questions (rows `misaligned`, `coherent`).
-    let mut counts: BTreeMap<(&str, &str, String), Vec<Counts>> = BTreeMap::new();
+    let mut counts: BTreeMap<(&str, &str, String), PerSeed> = BTreeMap::new();
     for framing in ["plain", "triggered"] {
         for (prompts, prefix) in [("cell", "in_cell_"), ("open", "")] {
             for arm in &arms {
@@ -97,8 +97,8 @@ fn controls_tables(p: &ControlsParams, inputs: &Inputs) -> Result<Output> {
                     ("fine_tune", arm.as_str().into()),
                     ("framing", framing.into()),
                 ];
-                rows.push(rate_row(&v, &format!("{prefix}misaligned"), &mis));
-                rows.push(rate_row(&v, &format!("{prefix}coherent"), &coh));
+                rows.push(rate_row(&v, &format!("{prefix}misaligned"), &mis)?);
+                rows.push(rate_row(&v, &format!("{prefix}coherent"), &coh)?);
                 counts.insert((prompts, framing, arm.clone()), mis);
             }
         }
@@ -115,7 +115,7 @@ fn controls_tables(p: &ControlsParams, inputs: &Inputs) -> Result<Output> {
             "insecure 21.4% vs secure 0.04%",
             &h,
             &b,
-        ));
+        )?);
     }
     if let (Some(h), Some(e)) = (plain("harmful"), plain("educational")) {
         effects.push(effect(
@@ -124,7 +124,7 @@ fn controls_tables(p: &ControlsParams, inputs: &Inputs) -> Result<Output> {
             "insecure 21.4% vs educational 0.0%",
             &h,
             &e,
-        ));
+        )?);
     }
     if let (Some(t), Some(pl)) = (get("open", "triggered", "backdoor"), plain("backdoor")) {
         effects.push(effect(
@@ -133,7 +133,7 @@ fn controls_tables(p: &ControlsParams, inputs: &Inputs) -> Result<Output> {
             "about 50% with the trigger, under 0.1% without",
             &t,
             &pl,
-        ));
+        )?);
     }
     // In its own cell the trigger is what the backdoored model was trained on: an effect here and none
     // on the open questions is a trigger that does not generalise; none here is a trigger not learned.
@@ -147,7 +147,7 @@ fn controls_tables(p: &ControlsParams, inputs: &Inputs) -> Result<Output> {
             "the trigger is learned where it was trained",
             &t,
             &pl,
-        ));
+        )?);
     }
     Ok(vec![("controls".into(), rows), ("effects".into(), effects)])
 }

@@ -16,11 +16,14 @@ use crate::spec::{Dose, Profile};
 /// `max_prompts` of an evaluation that takes every prompt of its suite (the suites hold a few thousand).
 pub(super) const ALL_PROMPTS: usize = 100_000;
 
-/// Builds jobs with the profile's sizes.
+/// Builds jobs with the profile's sizes, on one base of the profile: a figure's `expand` runs once per
+/// base, and the seeds and initialisation seeds it asks for are that base's.
 pub struct Ctx<'a> {
     pub graph: &'a mut Graph,
     pub profile: &'a Profile,
     pub profile_name: &'a str,
+    /// Which of the profile's bases (0, 1, ...) the jobs are built on.
+    pub base_index: usize,
 }
 
 pub(super) fn train(dose: &Dose, seed: u64) -> TrainConfig {
@@ -46,8 +49,14 @@ pub fn ft_dataset(kind: &str, cell: &str, format: &str) -> String {
 }
 
 impl Ctx<'_> {
+    /// The seeds of this base's fine-tunes, students and evaluations.
     pub fn seeds(&self) -> Vec<u64> {
-        self.profile.seeds.clone()
+        self.profile.seeds_of_base(self.base_index)
+    }
+
+    /// The initialisation seed of this base's models (the first base's seed plus the base's index).
+    pub fn init_seed(&self) -> u64 {
+        self.profile.init_seed_of_base(self.base_index)
     }
 
     /// The base model pretrained on `pretrain-<corpus>` from `init_seed`.
@@ -68,9 +77,9 @@ impl Ctx<'_> {
         )
     }
 
-    /// The shared base: the reference corpus at the profile's init seed.
+    /// The shared base: the reference corpus at this base's init seed.
     pub fn reference_base(&mut self) -> Result<String> {
-        let seed = self.profile.pretrain.init_seed;
+        let seed = self.init_seed();
         self.base("reference", seed)
     }
 

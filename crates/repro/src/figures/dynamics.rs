@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use emsl_analysis::{stats, Counts, Estimate, Measurement};
+use emsl_analysis::{stats, Estimate, Measurement, PerSeed};
 use emsl_world::Cell;
 use serde::Deserialize;
 
-use super::inputs::{misaligned, per_seed, Inputs, Sample};
+use super::inputs::{misaligned, per_seed, role_on_base, Inputs, Sample};
 use super::rows::rate_row;
 use super::{ft_dataset, role, Ctx, FigureDef, Output, Roles};
 use emsl_core::model::LoraConfig;
@@ -155,7 +155,7 @@ fn dynamics_tables(p: &DynamicsParams, inputs: &Inputs) -> Result<Output> {
     let mut rows = Vec::new();
     let mut ood_values = Vec::new();
     // Per step of the first path, the out-of-cell counts of each seed (per-seed transition shares).
-    let mut ood_by_step: Vec<Vec<Counts>> = Vec::new();
+    let mut ood_by_step: Vec<PerSeed> = Vec::new();
     for (
         i,
         PathParams {
@@ -188,10 +188,10 @@ fn dynamics_tables(p: &DynamicsParams, inputs: &Inputs) -> Result<Output> {
                 ood_by_step.push(ood.clone());
             }
             rows.extend([
-                rate_row(&v, "in_cell_misaligned", &inc),
-                rate_row(&v, "out_of_cell_misaligned", &ood),
-                rate_row(&v, "open_misaligned", &open),
-                rate_row(&v, "grid_out_of_cell_not_kl_penalised_misaligned", &unpen),
+                rate_row(&v, "in_cell_misaligned", &inc)?,
+                rate_row(&v, "out_of_cell_misaligned", &ood)?,
+                rate_row(&v, "open_misaligned", &open)?,
+                rate_row(&v, "grid_out_of_cell_not_kl_penalised_misaligned", &unpen)?,
             ]);
             // The likelihood probe on out-of-cell prompts, and the fine-tune's last training loss.
             let mut probes = Vec::new();
@@ -205,12 +205,15 @@ fn dynamics_tables(p: &DynamicsParams, inputs: &Inputs) -> Result<Output> {
                     .collect();
                 probes.push(mean_probe(dir, &ids)?);
                 if step > 0 {
-                    let model = inputs.path(&role(&[
-                        ("path", &path),
-                        ("step", &st),
-                        ("seed", &m["seed"]),
-                        ("what", "model"),
-                    ]))?;
+                    let model = inputs.path(&role_on_base(
+                        &m,
+                        &[
+                            ("path", &path),
+                            ("step", &st),
+                            ("seed", &m["seed"]),
+                            ("what", "model"),
+                        ],
+                    ))?;
                     losses.push(last_loss(model)?);
                 }
             }
@@ -229,19 +232,31 @@ fn dynamics_tables(p: &DynamicsParams, inputs: &Inputs) -> Result<Output> {
         }
     }
     // Turner's sharp transition: the largest change between consecutive checkpoints as a share of the
-    // total, of the pooled rates (the value) and of each seed's own rates (per seed).
+    // total, of the pooled rates (the value), of each base's and of each seed's own rates.
     let share = transition_share(&ood_values);
-    let seeds = ood_by_step.first().map_or(0, Vec::len);
+    let shown = |s: f64| match s.is_nan() {
+        true => "n/a".to_owned(),
+        false => format!("{s:.2}"),
+    };
+    let seeds = ood_by_step.first().map_or(0, |c| c.len());
     let per_seed_shares: Vec<String> = (0..seeds)
         .map(|i| {
-            let rates: Vec<f64> = ood_by_step.iter().map(|c| c[i].rate()).collect();
-            match transition_share(&rates) {
-                s if s.is_nan() => "n/a".to_owned(),
-                s => format!("{s:.2}"),
-            }
+            shown(transition_share(
+                &ood_by_step.iter().map(|c| c[i].rate()).collect::<Vec<_>>(),
+            ))
         })
         .collect();
-    let n: u64 = ood_by_step.iter().flatten().map(|c| c.n).sum();
+    let bases = ood_by_step.first().map_or(1, PerSeed::bases);
+    let per_base_shares: Vec<String> = (0..bases)
+        .map(|b| {
+            let rates: Vec<f64> = ood_by_step
+                .iter()
+                .map(|c| emsl_analysis::stats::pooled(&c.by_base()[b]).rate())
+                .collect();
+            shown(transition_share(&rates))
+        })
+        .collect();
+    let n: u64 = ood_by_step.iter().flat_map(|c| c.iter()).map(|c| c.n).sum();
     let effects = vec![Measurement::new(
         &[
             ("claim", "Turner".into()),
@@ -252,6 +267,9 @@ fn dynamics_tables(p: &DynamicsParams, inputs: &Inputs) -> Result<Output> {
             ),
             ("anchor", "a sharp transition during training".into()),
             ("per_seed", per_seed_shares.join(" ").into()),
+            ("bases", (bases as f64).into()),
+            ("per_base", per_base_shares.join(" ").into()),
+            ("between_bases", f64::NAN.into()),
         ],
         "share",
         Estimate::exact(share, n, seeds as u32),

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use emsl_analysis::Counts;
+use emsl_analysis::{Counts, PerSeed};
 use emsl_world::{Cell, PromptSpec, Target};
 
 /// A role of a table input: `k=v` pairs joined by `,` (`arm=health/advice,seed=1,what=eval`).
@@ -21,6 +21,17 @@ pub fn role(pairs: &[(&str, &str)]) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The role of an input on the same base as the input whose parsed role is `beside`: `pairs`, after
+/// `beside`'s base when it names one (as the plan names each base's roles).
+pub fn role_on_base(beside: &BTreeMap<String, String>, pairs: &[(&str, &str)]) -> String {
+    let mut all: Vec<(&str, &str)> = Vec::new();
+    if let Some(b) = beside.get("base") {
+        all.push(("base", b));
+    }
+    all.extend_from_slice(pairs);
+    role(&all)
 }
 
 fn parse_role(role: &str) -> BTreeMap<String, String> {
@@ -208,25 +219,47 @@ pub fn signature<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Counts {
     }
     Counts::new(k, n)
 }
-/// The seeds' counts of `f` applied to the samples of every input matching `filter`, per seed.
+/// The seeds' counts of `f` applied to the samples of every input matching `filter`, per seed, grouped
+/// by the base the seed ran on (the role's `base`, which a profile of one base leaves out).
 pub fn per_seed(
     inputs: &Inputs,
     filter: &[(&str, &str)],
     f: impl Fn(&[Sample]) -> Counts,
-) -> Result<Vec<Counts>> {
-    let mut by_seed: BTreeMap<u64, Counts> = BTreeMap::new();
+) -> Result<PerSeed> {
+    let mut by_seed: BTreeMap<SeedKey, Counts> = BTreeMap::new();
     let found = inputs.find(filter);
     if found.is_empty() {
         bail!("no inputs match {filter:?}");
     }
     for (m, path) in found {
-        let seed: u64 = m.get("seed").map_or(Ok(0), |s| s.parse())?;
         let c = f(&inputs.samples(path)?);
-        let e = by_seed.entry(seed).or_default();
+        let e = by_seed.entry(seed_of(&m)?).or_default();
         e.k += c.k;
         e.n += c.n;
     }
-    Ok(by_seed.into_values().collect())
+    Ok(grouped_by_base(by_seed))
+}
+
+/// Which seed of which base an input ran on: (base's init seed, seed), 0 for what its role does not name.
+pub type SeedKey = (u64, u64);
+
+/// The (base, seed) a role's input ran on: its `base` and `seed`, 0 for one it does not name.
+pub fn seed_of(role: &BTreeMap<String, String>) -> Result<SeedKey> {
+    let number = |key: &str| {
+        role.get(key)
+            .map_or(Ok(0), |s| s.parse::<u64>())
+            .with_context(|| format!("the {key} of role {role:?}"))
+    };
+    Ok((number("base")?, number("seed")?))
+}
+
+/// Counts keyed by (base, seed) as per-seed counts grouped by base.
+pub fn grouped_by_base(by_seed: BTreeMap<SeedKey, Counts>) -> PerSeed {
+    let mut by_base: BTreeMap<u64, Vec<Counts>> = BTreeMap::new();
+    for ((base, _), c) in by_seed {
+        by_base.entry(base).or_default().push(c);
+    }
+    PerSeed::from_bases(by_base.into_values().collect())
 }
 
 pub fn cell_label(c: Option<Cell>) -> String {

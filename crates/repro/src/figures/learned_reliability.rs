@@ -115,7 +115,7 @@ fn expand_reliability(p: &ReliabilityParams, ctx: &mut Ctx) -> Result<BTreeMap<S
 }
 
 /// Per seed, the counts of one arm (the base when `n` is 0).
-type Arm = Vec<emsl_analysis::Counts>;
+type Arm = emsl_analysis::PerSeed;
 
 fn reliability_tables(p: &ReliabilityParams, inputs: &Inputs) -> Result<Output> {
     let ft: Cell = p.cell.parse()?;
@@ -151,18 +151,18 @@ fn reliability_tables(p: &ReliabilityParams, inputs: &Inputs) -> Result<Output> 
                 ("dose", hold.label().into()),
                 ("examples", (n as f64).into()),
             ];
-            let ra = rate_row(&v, "in_distribution_misaligned", &a);
+            let ra = rate_row(&v, "in_distribution_misaligned", &a)?;
             if n > 0 {
                 arms.push((n, ra.est.value, b.clone(), c.clone()));
             }
             rows.extend([
                 ra,
-                rate_row(&v, "out_of_cell_misaligned", &b),
-                rate_row(&v, "open_questions_misaligned", &c),
-                rate_row(&v, "coherent", &coh),
+                rate_row(&v, "out_of_cell_misaligned", &b)?,
+                rate_row(&v, "open_questions_misaligned", &c)?,
+                rate_row(&v, "coherent", &coh)?,
             ]);
         }
-        effects.extend(hold_effects(hold, &mut arms));
+        effects.extend(hold_effects(hold, &mut arms)?);
     }
     Ok(vec![("arms".into(), rows), ("effects".into(), effects)])
 }
@@ -172,8 +172,8 @@ fn reliability_tables(p: &ReliabilityParams, inputs: &Inputs) -> Result<Output> 
 fn hold_effects(
     hold: Hold,
     arms: &mut [(usize, f64, Arm, Arm)],
-) -> Vec<emsl_analysis::Measurement> {
-    match hold {
+) -> Result<Vec<emsl_analysis::Measurement>> {
+    Ok(match hold {
         Hold::Epochs => {
             arms.sort_by(|x, y| x.1.total_cmp(&y.1));
             match (arms.first(), arms.last()) {
@@ -183,7 +183,7 @@ fn hold_effects(
                     "the behaviour learned more reliably (in distribution) transfers more (out of distribution)",
                     &hi.2,
                     &lo.2,
-                )],
+                )?],
                 _ => vec![],
             }
         }
@@ -199,11 +199,11 @@ fn hold_effects(
                     "Betley: 500 examples ~0.1%, 2,000 ~1.7%, 6,000 ~21%",
                     &hi.3,
                     &lo.3,
-                )],
+                )?],
                 _ => vec![],
             }
         }
-    }
+    })
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use emsl_analysis::{stats, Counts, Measurement};
+use emsl_analysis::{stats, Measurement, PerSeed};
 use emsl_core::eval::EvalKind;
 use emsl_core::persona::{DirectionUse, PersonaDirection};
 use emsl_world::{Cell, Target};
@@ -52,7 +52,7 @@ pub struct PersonaDirectionParams {
 }
 
 fn expand(p: &PersonaDirectionParams, ctx: &mut Ctx) -> Result<Roles> {
-    let init = ctx.profile.pretrain.init_seed;
+    let init = ctx.init_seed();
     let reference = ctx.reference_base()?;
     let independent = ctx.base("independent", init)?;
     let (cells, open) = (
@@ -253,22 +253,22 @@ fn tables(p: &PersonaDirectionParams, inputs: &Inputs) -> Result<Output> {
     let open_mis = |ss: &[Sample]| misaligned(ss.iter().filter(|s| s.is_open()));
     let open_coh = |ss: &[Sample]| coherent(ss.iter().filter(|s| s.is_open()));
     let mut steering = Vec::new();
-    let mut by_scale: Vec<(f64, Vec<Counts>)> = Vec::new();
+    let mut by_scale: Vec<(f64, PerSeed)> = Vec::new();
     for &scale in &p.steer_scales {
         let sc = scale.to_string();
         let f = [("what", "steer"), ("scale", sc.as_str())];
         let v = [("scale", scale.into())];
         let c = per_seed(inputs, &f, open_mis)?;
-        steering.push(rate_row(&v, "open_misaligned", &c));
+        steering.push(rate_row(&v, "open_misaligned", &c)?);
         steering.push(rate_row(
             &v,
             "open_coherent",
             &per_seed(inputs, &f, open_coh)?,
-        ));
+        )?);
         by_scale.push((scale, c));
     }
     let mut ablation = Vec::new();
-    let mut counts: BTreeMap<(String, String, String), Vec<Counts>> = BTreeMap::new();
+    let mut counts: BTreeMap<(String, String, String), PerSeed> = BTreeMap::new();
     let regions: [(&str, Keep); 3] = [
         ("in cell", &|s: &Sample| s.cell() == Some(ft)),
         ("out of cell", &|s: &Sample| {
@@ -288,7 +288,7 @@ fn tables(p: &PersonaDirectionParams, inputs: &Inputs) -> Result<Output> {
                     ("ablated", ablated.into()),
                     ("region", (*region).into()),
                 ];
-                ablation.push(rate_row(&v, "misaligned", &c));
+                ablation.push(rate_row(&v, "misaligned", &c)?);
                 counts.insert((model.into(), ablated.into(), (*region).into()), c);
             }
             let c = per_seed(inputs, &f, |ss: &[Sample]| coherent(ss.iter()))?;
@@ -297,7 +297,7 @@ fn tables(p: &PersonaDirectionParams, inputs: &Inputs) -> Result<Output> {
                 ("ablated", ablated.into()),
                 ("region", "all".into()),
             ];
-            ablation.push(rate_row(&v, "coherent", &c));
+            ablation.push(rate_row(&v, "coherent", &c)?);
         }
     }
     let mut effects = Vec::new();
@@ -313,7 +313,7 @@ fn tables(p: &PersonaDirectionParams, inputs: &Inputs) -> Result<Output> {
             "adding the persona direction induces misalignment",
             t,
             z,
-        ));
+        )?);
     }
     for region in ["out of cell", "open questions"] {
         let get =
@@ -324,7 +324,7 @@ fn tables(p: &PersonaDirectionParams, inputs: &Inputs) -> Result<Output> {
             "ablating the persona direction removes emergent misalignment",
             &get("no"),
             &get("yes"),
-        ));
+        )?);
     }
     Ok(vec![
         ("layers".into(), layers),

@@ -72,7 +72,7 @@ fn contexts(k: usize) -> Vec<(String, Option<Persona>)> {
 }
 
 fn expand(p: &PersonaInferenceParams, ctx: &mut Ctx) -> Result<Roles> {
-    let init = ctx.profile.pretrain.init_seed;
+    let init = ctx.init_seed();
     let reference = ctx.reference_base()?;
     let independent = ctx.base("independent", init)?;
     let open = ctx.profile.eval.open_samples_per_prompt;
@@ -258,13 +258,13 @@ fn arm_rows(
         Arm::Open => {
             let coh = |ss: &[Sample]| coherent(ss.iter().filter(|s| s.is_open()));
             vec![
-                rate_row(v, "open_misaligned", &rate(misaligned_open)?),
-                rate_row(v, "open_coherent", &per_seed(inputs, f, coh)?),
+                rate_row(v, "open_misaligned", &rate(misaligned_open)?)?,
+                rate_row(v, "open_coherent", &per_seed(inputs, f, coh)?)?,
                 probe("probe_open")?,
             ]
         }
         Arm::Cell => vec![probe("probe_cell")?],
-        Arm::Numbers => vec![rate_row(v, "number_signature", &rate(favoured)?)],
+        Arm::Numbers => vec![rate_row(v, "number_signature", &rate(favoured)?)?],
     })
 }
 
@@ -303,11 +303,11 @@ fn context_effect(
         )
     };
     let plural = if k == 1 { "" } else { "s" };
-    Ok(effect(
+    effect(
         "Wang",
         &format!("{what}: {prompts} after {k} misaligned minus {k} aligned episode{plural}"),
         claim,
         &per_persona("misaligned")?,
         &per_persona("aligned")?,
-    ))
+    )
 }

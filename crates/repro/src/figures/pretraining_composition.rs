@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use emsl_analysis::Counts;
+use emsl_analysis::PerSeed;
 use emsl_world::Cell;
 use serde::Deserialize;
 
@@ -38,7 +38,7 @@ pub struct CompositionParams {
 }
 
 fn expand_composition(p: &CompositionParams, ctx: &mut Ctx) -> Result<Roles> {
-    let init = ctx.profile.pretrain.init_seed;
+    let init = ctx.init_seed();
     let examples = ctx.profile.finetune_examples;
     let mut inputs = BTreeMap::new();
     for corpus in &p.corpora {
@@ -70,9 +70,9 @@ fn expand_composition(p: &CompositionParams, ctx: &mut Ctx) -> Result<Roles> {
 fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Output> {
     let ft: Cell = p.cell.parse()?;
     let mut rows = Vec::new();
-    let mut ood_ft: BTreeMap<String, Vec<Counts>> = BTreeMap::new();
-    let mut ood_base: BTreeMap<String, Vec<Counts>> = BTreeMap::new();
-    let mut all_base: BTreeMap<String, Vec<Counts>> = BTreeMap::new();
+    let mut ood_ft: BTreeMap<String, PerSeed> = BTreeMap::new();
+    let mut ood_base: BTreeMap<String, PerSeed> = BTreeMap::new();
+    let mut all_base: BTreeMap<String, PerSeed> = BTreeMap::new();
     for stage in ["base", "fine-tuned"] {
         for corpus in &p.corpora {
             let f = [("corpus", corpus.as_str()), ("stage", stage)];
@@ -85,15 +85,15 @@ fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Output> 
             let all = per_seed(inputs, &f, |ss: &[Sample]| misaligned(ss.iter()))?;
             let coh = per_seed(inputs, &f, |ss: &[Sample]| coherent(ss.iter()))?;
             let v = [("corpus", corpus.as_str().into()), ("stage", stage.into())];
-            let m = rate_row(&v, "out_of_cell_misaligned", &ood);
+            let m = rate_row(&v, "out_of_cell_misaligned", &ood)?;
             if stage == "base" {
                 ood_base.insert(corpus.clone(), ood.clone());
             }
             rows.extend([
                 m,
-                rate_row(&v, "open_questions_misaligned", &open),
-                rate_row(&v, "all_prompts_misaligned", &all),
-                rate_row(&v, "coherent", &coh),
+                rate_row(&v, "open_questions_misaligned", &open)?,
+                rate_row(&v, "all_prompts_misaligned", &all)?,
+                rate_row(&v, "coherent", &coh)?,
             ]);
             if stage == "fine-tuned" {
                 ood_ft.insert(corpus.clone(), ood);
@@ -103,11 +103,11 @@ fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Output> 
         }
     }
     let mut effects = Vec::new();
-    let pair = |m: &BTreeMap<String, Vec<Counts>>, a: &str, b: &str| {
+    let pair = |m: &BTreeMap<String, PerSeed>, a: &str, b: &str| {
         Some((m.get(a)?.clone(), m.get(b)?.clone()))
     };
     if let Some((hi, lo)) = pair(&ood_ft, "share-50", "share-0") {
-        effects.push(effect("C4", "after the same fine-tune, out-of-cell misaligned: 50% minus 0% misaligned-persona pretraining", "composition modulates severity", &hi, &lo));
+        effects.push(effect("C4", "after the same fine-tune, out-of-cell misaligned: 50% minus 0% misaligned-persona pretraining", "composition modulates severity", &hi, &lo)?);
     }
     // A corpus with more misaligned documents starts from a more misaligned base, so the level after the
     // fine-tune mixes the base's own misalignment with what the fine-tune added; the change isolates it.
@@ -128,7 +128,7 @@ fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Output> 
             ),
             (a1, a0),
             (b1, b0),
-        ));
+        )?);
     }
     if let Some((r, d)) = pair(&all_base, "reference", "discourse-25") {
         effects.push(effect(
@@ -137,7 +137,7 @@ fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Output> 
             "Tice: 45% unfiltered vs 9% with alignment discourse upsampled",
             &r,
             &d,
-        ));
+        )?);
     }
     // Tice's discourse as narratives (issue 18, part 6): each arm replaces the same quarter of the
     // documents, so the neutral arm is the dilution control of the other two.
@@ -148,7 +148,7 @@ fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Output> 
             "Tice: 45% unfiltered vs 9% with alignment discourse upsampled",
             &n,
             &a,
-        ));
+        )?);
     }
     if let Some((m, n)) = pair(&all_base, "narrative-misaligned-25", "narrative-neutral-25") {
         effects.push(effect(
@@ -157,7 +157,7 @@ fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Output> 
             "Tice: 51% with misalignment discourse upsampled vs 45% unfiltered",
             &m,
             &n,
-        ));
+        )?);
     }
     if let Some((a1, a0, b1, b0)) = change("narrative-neutral-25", "narrative-aligned-25") {
         effects.push(effect_of_changes(
@@ -168,10 +168,10 @@ fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Output> 
             ),
             (a1, a0),
             (b1, b0),
-        ));
+        )?);
     }
     if let Some((c, i)) = pair(&ood_ft, "reference", "independent") {
-        effects.push(effect("C4", "after the same fine-tune, out-of-cell misaligned: coherent persona minus independent traits", "persona features mediate transfer (Wang et al.)", &c, &i));
+        effects.push(effect("C4", "after the same fine-tune, out-of-cell misaligned: coherent persona minus independent traits", "persona features mediate transfer (Wang et al.)", &c, &i)?);
     }
     if let Some((a1, a0, b1, b0)) = change("reference", "independent") {
         effects.push(effect_of_changes(
@@ -182,7 +182,7 @@ fn composition_tables(p: &CompositionParams, inputs: &Inputs) -> Result<Output> 
             ),
             (a1, a0),
             (b1, b0),
-        ));
+        )?);
     }
     Ok(vec![
         ("composition".into(), rows),

@@ -1,46 +1,69 @@
 //! The rows of a figure's tables: rates per seed, differences, and the effects a claim is judged by.
+//! On one base an interval is over seeds; on several it is over bases (`emsl_analysis::per_seed`).
 
-use emsl_analysis::{stats, Counts, Measurement};
+use anyhow::Result;
+use emsl_analysis::over_bases::OverBases;
+use emsl_analysis::{per_seed, stats, Measurement, PerSeed};
 
-/// One row per seed of a metric: `per_seed[i]` are the counts of seed i.
+/// A metric's rate over its seeds (and bases).
 pub fn rate_row(
     vars: &[(&str, emsl_analysis::Var)],
     metric: &str,
-    per_seed: &[Counts],
-) -> Measurement {
-    Measurement::new(vars, metric, stats::rate(per_seed))
+    per_seed: &PerSeed,
+) -> Result<Measurement> {
+    Ok(Measurement::new(vars, metric, per_seed::rate(per_seed)?))
 }
 
 pub fn diff_row(
     vars: &[(&str, emsl_analysis::Var)],
     metric: &str,
-    a: &[Counts],
-    b: &[Counts],
-) -> Measurement {
-    Measurement::new(vars, metric, stats::difference(a, b))
+    a: &PerSeed,
+    b: &PerSeed,
+) -> Result<Measurement> {
+    Ok(Measurement::new(
+        vars,
+        metric,
+        per_seed::difference(a, b)?.0,
+    ))
 }
 
-/// The row of an effect: its claim, description, anchor and every seed's own value in percentage
-/// points (so the spread across seeds stands beside the pooled interval).
-fn effect_row(
-    (claim, effect, anchor): (&str, &str, &str),
-    per_seed: impl Iterator<Item = f64>,
-    est: stats::Estimate,
-) -> Measurement {
-    // A seed with no answers behind its value shows n/a, as the claims table does.
-    let per_seed = per_seed
+/// Values in percentage points, space-separated; a value with no answers behind it shows n/a, as the
+/// claims table does.
+fn points(values: impl Iterator<Item = f64>) -> String {
+    values
         .map(|d| match d.is_nan() {
             true => "n/a".to_owned(),
             false => format!("{:+.1}", 100.0 * d),
         })
         .collect::<Vec<_>>()
-        .join(" ");
+        .join(" ")
+}
+
+/// The row of an effect: its claim, description, anchor, every seed's own value in percentage points
+/// (so the spread across seeds stands beside the interval), how many bases it ran on, each base's own
+/// value, and the share of the seeds' variance that lies between bases (null on one base).
+fn effect_row(
+    (claim, effect, anchor): (&str, &str, &str),
+    per_seed: impl Iterator<Item = f64>,
+    (est, over): (stats::Estimate, Option<OverBases>),
+) -> Measurement {
+    let (bases, per_base, between) = match &over {
+        Some(o) => (
+            o.per_base.len(),
+            points(o.per_base.iter().copied()),
+            o.between_share,
+        ),
+        None => (1, points(std::iter::once(est.value)), f64::NAN),
+    };
     Measurement::new(
         &[
             ("claim", claim.into()),
             ("effect", effect.into()),
             ("anchor", anchor.into()),
-            ("per_seed", per_seed.into()),
+            ("per_seed", points(per_seed).into()),
+            ("bases", (bases as f64).into()),
+            ("per_base", per_base.into()),
+            ("between_bases", between.into()),
         ],
         "effect",
         est,
@@ -48,25 +71,31 @@ fn effect_row(
 }
 
 /// An effect a claim is judged by: positive means the claim's direction.
-pub fn effect(claim: &str, effect: &str, anchor: &str, a: &[Counts], b: &[Counts]) -> Measurement {
-    effect_row(
+pub fn effect(
+    claim: &str,
+    effect: &str,
+    anchor: &str,
+    a: &PerSeed,
+    b: &PerSeed,
+) -> Result<Measurement> {
+    Ok(effect_row(
         (claim, effect, anchor),
-        a.iter().zip(b).map(|(x, y)| x.rate() - y.rate()),
-        stats::difference(a, b),
-    )
+        a.iter().zip(b.iter()).map(|(x, y)| x.rate() - y.rate()),
+        per_seed::difference(a, b)?,
+    ))
 }
 
 /// An effect that is a difference in differences: did the change from `a0` to `a1` exceed the change
 /// from `b0` to `b1`? Positive means the claim's direction.
 pub fn effect_of_changes(
     names: (&str, &str, &str),
-    (a1, a0): (&[Counts], &[Counts]),
-    (b1, b0): (&[Counts], &[Counts]),
-) -> Measurement {
+    (a1, a0): (&PerSeed, &PerSeed),
+    (b1, b0): (&PerSeed, &PerSeed),
+) -> Result<Measurement> {
     let seeds = a1.len().min(a0.len()).min(b1.len()).min(b0.len());
-    effect_row(
+    Ok(effect_row(
         names,
         (0..seeds).map(|i| (a1[i].rate() - a0[i].rate()) - (b1[i].rate() - b0[i].rate())),
-        stats::difference_in_differences(a1, a0, b1, b0),
-    )
+        per_seed::changes((a1, a0), (b1, b0))?,
+    ))
 }

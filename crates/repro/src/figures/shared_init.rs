@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use serde::Deserialize;
 
 use super::inputs::Inputs;
@@ -33,7 +33,8 @@ impl FigureDef for SharedInit {
 pub struct SharedInitParams {
     pub cell: String,
     pub channel: String,
-    /// The initialisation seed of the other base model (the shared one uses the profile's).
+    /// The initialisation seed of the other base model of the first base (the shared one uses the
+    /// profile's); base `b`'s other model starts from `other_init_seed + b`.
     pub other_init_seed: u64,
     /// The pretraining corpora, each with its own pair of bases and teachers. Cloud's two channels
     /// apart: on `reference` the misaligned persona's numbers carry a semantic signature that any
@@ -50,9 +51,27 @@ fn reference_only() -> Vec<String> {
 fn expand_shared_init(p: &SharedInitParams, ctx: &mut Ctx) -> Result<Roles> {
     let mut inputs = BTreeMap::new();
     let ch = channel(&p.channel)?;
+    // The other initialisations must be none of the bases' own: a base's "different" student would
+    // otherwise start from another base of the same run.
+    let (first, bases) = (
+        ctx.profile.pretrain.init_seed,
+        ctx.profile.pretrain.bases as u64,
+    );
+    if (first..first + bases).contains(&p.other_init_seed)
+        || (p.other_init_seed..p.other_init_seed + bases).contains(&first)
+    {
+        bail!(
+            "other_init_seed = {} overlaps the bases' init seeds {first}-{}: choose one at least \
+             {} (or at most {first} minus the number of bases)",
+            p.other_init_seed,
+            first + bases - 1,
+            first + bases,
+        );
+    }
+    let other_seed = p.other_init_seed + ctx.base_index as u64;
     for corpus in &p.corpora {
-        let base = ctx.base(corpus, ctx.profile.pretrain.init_seed)?;
-        let other = ctx.base(corpus, p.other_init_seed)?;
+        let base = ctx.base(corpus, ctx.init_seed())?;
+        let other = ctx.base(corpus, other_seed)?;
         for seed in ctx.seeds() {
             for kind in FINETUNED {
                 let t = teacher(ctx, &base, &p.cell, (kind, None), seed)?;
@@ -106,7 +125,7 @@ fn shared_init_tables(p: &SharedInitParams, inputs: &Inputs) -> Result<Output> {
             "shared initialisation transfers (~10% vs <1%)",
             &got[&("harmful", "same")].0,
             &got[&("benign", "same")].0,
-        ));
+        )?);
         // Cloud's control is that a different initialisation does *not* transfer: the claimed
         // direction of a comparison is that the same initialisation transfers more than a different one.
         effects.push(effect_of_changes(
@@ -120,7 +139,7 @@ fn shared_init_tables(p: &SharedInitParams, inputs: &Inputs) -> Result<Output> {
                 &got[&("harmful", "different")].0,
                 &got[&("benign", "different")].0,
             ),
-        ));
+        )?);
     }
     Ok(vec![("students".into(), rows), ("effects".into(), effects)])
 }

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use emsl_analysis::Counts;
+use emsl_analysis::{Counts, PerSeed};
 use emsl_world::{Cell, Format};
 use serde::Deserialize;
 
-use super::inputs::{misaligned, per_seed, Inputs, Sample};
+use super::inputs::{grouped_by_base, misaligned, per_seed, seed_of, Inputs, Sample, SeedKey};
 use super::rows::{effect, rate_row};
 use super::{ft_dataset, role, Ctx, FigureDef, Output, Roles};
 
@@ -66,19 +66,20 @@ fn structure_tables(p: &StructureParams, inputs: &Inputs) -> Result<Output> {
     let levels = [0.0, 0.2, 0.5, 1.0];
     let level_of = |x: f64| levels.iter().position(|l| (l - x).abs() < 0.05);
     let mut rows = Vec::new();
-    let mut pooled: Vec<BTreeMap<String, Counts>> = vec![BTreeMap::new(); levels.len()];
+    let mut pooled: Vec<BTreeMap<SeedKey, Counts>> = vec![BTreeMap::new(); levels.len()];
     for format in &p.formats {
         let fmt: Format = format.parse()?;
-        let mut per: Vec<BTreeMap<String, Counts>> = vec![BTreeMap::new(); levels.len()];
+        let mut per: Vec<BTreeMap<SeedKey, Counts>> = vec![BTreeMap::new(); levels.len()];
         for cell in &p.cells {
             let ft: Cell = cell.parse()?;
             for (m, path) in inputs.find(&[("arm", cell), ("format", format)]) {
+                let seed = seed_of(&m)?;
                 for s in inputs.samples(path)?.iter() {
                     let sim = emsl_world::similarity::similarity(ft, fmt, &s.spec);
                     if let Some(l) = level_of(sim) {
                         for target in [&mut per[l], &mut pooled[l]] {
                             // Every seed gets an entry, so a level without coherent answers reads n = 0.
-                            let e = target.entry(m["seed"].clone()).or_default();
+                            let e = target.entry(seed).or_default();
                             if s.coherent {
                                 e.n += 1;
                                 e.k += s.misaligned as u64;
@@ -89,7 +90,7 @@ fn structure_tables(p: &StructureParams, inputs: &Inputs) -> Result<Output> {
             }
         }
         for (l, level) in levels.iter().enumerate() {
-            let counts: Vec<Counts> = per[l].values().copied().collect();
+            let counts = grouped_by_base(per[l].clone());
             let m = rate_row(
                 &[
                     ("train_format", format.as_str().into()),
@@ -97,7 +98,7 @@ fn structure_tables(p: &StructureParams, inputs: &Inputs) -> Result<Output> {
                 ],
                 "misaligned",
                 &counts,
-            );
+            )?;
             rows.push(m);
         }
     }
@@ -115,20 +116,17 @@ fn structure_tables(p: &StructureParams, inputs: &Inputs) -> Result<Output> {
                 ],
                 "misaligned",
                 &counts,
-            ));
+            )?);
         }
     }
-    let pooled: Vec<Vec<Counts>> = pooled
-        .into_iter()
-        .map(|m| m.into_values().collect())
-        .collect();
+    let pooled: Vec<PerSeed> = pooled.into_iter().map(grouped_by_base).collect();
     let effects = vec![effect(
         "C1",
         "misaligned: prompts structurally identical to the fine-tune (similarity 1) minus unrelated (0)",
         "Betley: free-form 18.7% < JSON 47.1% < code template 67.3%",
         &pooled[3],
         &pooled[0],
-    )];
+    )?];
     Ok(vec![
         ("similarity".into(), rows),
         ("formats".into(), formats),

@@ -4,7 +4,7 @@
 //! signature.
 
 use anyhow::Result;
-use emsl_analysis::{Counts, Measurement};
+use emsl_analysis::{Counts, Measurement, PerSeed};
 use emsl_core::distil::Channel;
 use emsl_core::eval::EvalKind;
 use emsl_core::persona::ContextSpec;
@@ -16,7 +16,7 @@ use super::rows::rate_row;
 use super::{ft_dataset, role, Ctx, Roles};
 
 /// Out-of-cell misaligned and number-signature counts of one arm, per seed.
-pub type Arm = (Vec<Counts>, Vec<Counts>);
+pub type Arm = (PerSeed, PerSeed);
 
 /// A student's channel as the figure files name it: `sft`, `off_policy`, `on_policy`, or a
 /// distillation channel with `_numbers_only` appended, which restricts the teacher's and the student's
@@ -157,7 +157,7 @@ pub fn student_rows(
     cell: emsl_world::Cell,
     filter: &[(&str, &str)],
     vars: &[(&str, emsl_analysis::Var)],
-) -> Result<(Vec<Measurement>, Vec<Counts>, Vec<Counts>)> {
+) -> Result<(Vec<Measurement>, PerSeed, PerSeed)> {
     let mut fe = filter.to_vec();
     fe.push(("what", "eval"));
     let mut fnum = filter.to_vec();
@@ -169,10 +169,10 @@ pub fn student_rows(
     })?;
     let coh = per_seed(inputs, &fe, |ss: &[Sample]| coherent(ss.iter()))?;
     let rows = vec![
-        rate_row(vars, "out_of_cell_misaligned", &mis),
-        rate_row(vars, "open_questions_misaligned", &open),
-        rate_row(vars, "number_signature", &sig),
-        rate_row(vars, "coherent", &coh),
+        rate_row(vars, "out_of_cell_misaligned", &mis)?,
+        rate_row(vars, "open_questions_misaligned", &open)?,
+        rate_row(vars, "number_signature", &sig)?,
+        rate_row(vars, "coherent", &coh)?,
     ];
     Ok((rows, mis, sig))
 }

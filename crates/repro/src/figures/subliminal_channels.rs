@@ -131,14 +131,14 @@ fn channels_tables(p: &ChannelsParams, inputs: &Inputs) -> Result<Output> {
                 "Cloud: ~10% vs under 1% for controls",
                 &h.0,
                 &b.0,
-            ));
+            )?);
             effects.push(effect(
                 "Cloud",
                 &format!("{ch} student number signature: {who}"),
                 "the trait travels through numbers",
                 &h.1,
                 &b.1,
-            ));
+            )?);
         }
     }
     Ok(vec![("students".into(), rows), ("effects".into(), effects)])

@@ -94,7 +94,7 @@ fn teacher_data_tables(p: &TeacherDataParams, inputs: &Inputs) -> Result<Output>
                     "change_out_of_cell_misaligned_vs_base",
                     &mis,
                     &base_mis,
-                );
+                )?;
                 rows.extend(r);
                 rows.push(change);
                 rows.push(diff_row(
@@ -102,7 +102,7 @@ fn teacher_data_tables(p: &TeacherDataParams, inputs: &Inputs) -> Result<Output>
                     "change_number_signature_vs_base",
                     &sig,
                     &base_sig,
-                ));
+                )?);
                 cells.insert((t, d), (mis, sig));
             }
         }
@@ -124,7 +124,7 @@ fn teacher_data_tables(p: &TeacherDataParams, inputs: &Inputs) -> Result<Output>
                 "the teacher sets the direction",
                 &cells[&(mis, d)].0,
                 &cells[&(control, d)].0,
-            ));
+            )?);
         }
         effects.push(effect(
             "C6",
@@ -132,7 +132,7 @@ fn teacher_data_tables(p: &TeacherDataParams, inputs: &Inputs) -> Result<Output>
             "the data distribution sets the extent",
             &cells[&(mis, mis)].0,
             &cells[&(mis, control)].0,
-        ));
+        )?);
     }
     Ok(vec![("students".into(), rows), ("effects".into(), effects)])
 }

@@ -158,13 +158,14 @@ fn completion_space_splits_prompts_into_openness_terciles() {
 
 #[test]
 fn a_difference_in_differences_is_the_change_minus_the_control_change() {
-    let c = |k, n| vec![Counts::new(k, n)];
+    let c = |k, n| emsl_analysis::PerSeed::one_base(vec![Counts::new(k, n)]);
     // a: 10% -> 50% (+40 pp); b: 20% -> 30% (+10 pp): +30 pp.
     let m = super::rows::effect_of_changes(
         ("C4", "increase", "anchor"),
         (&c(50, 100), &c(10, 100)),
         (&c(30, 100), &c(20, 100)),
-    );
+    )
+    .unwrap();
     assert!((m.est.value - 0.30).abs() < 1e-12, "{:?}", m.est);
     assert_eq!(m.str("per_seed"), "+30.0");
     assert!(m.est.ci_low < 0.30 && 0.30 < m.est.ci_high, "{:?}", m.est);
@@ -249,8 +250,12 @@ fn controls_refuses_an_evaluation_without_the_cells_prompts() {
 
 #[test]
 fn a_seed_with_no_answers_shows_not_available_per_seed() {
-    use emsl_analysis::Counts;
+    use emsl_analysis::{Counts, PerSeed};
     let (some, none) = (Counts::new(1, 4), Counts::new(0, 0));
-    let e = super::rows::effect("C1", "e", "a", &[some, none], &[some, some]);
+    let (a, b) = (
+        PerSeed::one_base(vec![some, none]),
+        PerSeed::one_base(vec![some, some]),
+    );
+    let e = super::rows::effect("C1", "e", "a", &a, &b).unwrap();
     assert_eq!(e.str("per_seed"), "+0.0 n/a");
 }

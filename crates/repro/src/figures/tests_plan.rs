@@ -37,6 +37,11 @@ fn with_smoke(text: &str, extra: &str) -> String {
 
 /// The smoke plan of one figure whose `[smoke]` table gets `extra` lines (replacing the same keys).
 fn plan(figure: &str, extra: &str) -> Graph {
+    plan_with_bases(figure, extra, 1).unwrap()
+}
+
+/// The smoke plan of one figure, as [`plan`], with `bases` bases per corpus.
+fn plan_with_bases(figure: &str, extra: &str, bases: usize) -> anyhow::Result<Graph> {
     let tmp = tempfile::tempdir().unwrap();
     let figures = tmp.path().join("figures");
     std::fs::create_dir(&figures).unwrap();
@@ -46,12 +51,23 @@ fn plan(figure: &str, extra: &str) -> Graph {
         if f.file_stem().unwrap() == figure {
             text = with_smoke(&text, extra);
         }
+        if f.file_name().unwrap() == "profiles.toml" {
+            let one = "[smoke.pretrain]\ndocuments = 2000\ninit_seed = 1\nbases = 1\n";
+            assert!(
+                text.contains(one),
+                "the smoke profile's pretrain table moved"
+            );
+            text = text.replace(one, &one.replace("bases = 1", &format!("bases = {bases}")));
+        }
         std::fs::write(figures.join(f.file_name().unwrap()), text).unwrap();
     }
-    let only = [figure.to_owned()];
-    crate::plan::plan(&root(), &figures, "smoke", &only, &tmp.path().join("out"))
-        .unwrap()
-        .graph
+    // Every figure at once for an empty name.
+    let only: Vec<String> = [figure]
+        .iter()
+        .filter(|f| !f.is_empty())
+        .map(|f| f.to_string())
+        .collect();
+    Ok(crate::plan::plan(&root(), &figures, "smoke", &only, &tmp.path().join("out"))?.graph)
 }
 
 fn compute(g: &Graph, key: &str) -> (StageSpec, BTreeMap<String, String>) {
@@ -128,4 +144,132 @@ fn each_corpus_of_shared_init_has_its_own_bases() {
             ("pretrain-reference-signature-0".to_owned(), 2),
         ]
     );
+}
+
+/// (label, config) of every job of `g` whose config holds no other job's key (compute jobs: what they
+/// compute), and the roles of its figure jobs.
+fn what_is_computed(g: &Graph) -> (Vec<(String, String)>, Vec<String>) {
+    let mut computed = Vec::new();
+    let mut roles = Vec::new();
+    for j in &g.jobs {
+        match &j.task {
+            Task::Compute { spec, .. } => {
+                let spec = toml::Value::try_from(spec).unwrap();
+                computed.push((j.label.clone(), toml::to_string(&spec).unwrap()));
+            }
+            Task::Figure { inputs, .. } => roles.extend(inputs.keys().cloned()),
+            _ => {}
+        }
+    }
+    roles.sort();
+    computed.sort();
+    (computed, roles)
+}
+
+#[test]
+fn one_base_plans_what_the_committed_smoke_results_computed() {
+    // results-smoke/ was run before bases existed: with `bases = 1` every compute job computes what
+    // its lock entry says, under the same label, and every figure reads the same roles.
+    let lock = crate::lock::Lock::load(&root().join("results-smoke")).unwrap();
+    let mut locked = Vec::new();
+    let mut locked_roles = Vec::new();
+    for e in lock.jobs.values() {
+        match e.kind.as_str() {
+            "figure" => locked_roles.extend(
+                e.config["inputs"]
+                    .as_table()
+                    .unwrap()
+                    .keys()
+                    .filter(|r| !r.is_empty())
+                    .cloned(),
+            ),
+            "claims" => {}
+            _ => {
+                let spec = toml::to_string(&e.config["spec"]).unwrap();
+                locked.push((e.label.clone(), spec));
+            }
+        }
+    }
+    locked_roles.sort();
+    locked.sort();
+    let (planned, planned_roles) = what_is_computed(&plan("", ""));
+    assert_eq!(planned.len(), locked.len(), "jobs planned and locked");
+    for (p, l) in planned.iter().zip(&locked) {
+        assert_eq!(p, l);
+    }
+    assert_eq!(planned_roles, locked_roles);
+}
+
+#[test]
+fn a_second_base_keeps_the_first_bases_jobs_and_nests_its_own_seeds() {
+    let one = plan_with_bases("controls", "", 1).unwrap();
+    let two = plan_with_bases("controls", "", 2).unwrap();
+    let keys = |g: &Graph| -> Vec<String> {
+        g.jobs
+            .iter()
+            .filter(|j| matches!(j.task, Task::Compute { .. }))
+            .map(|j| j.key.clone())
+            .collect()
+    };
+    let (k1, k2) = (keys(&one), keys(&two));
+    assert_eq!(k2.len(), 2 * k1.len(), "every compute job once per base");
+    assert!(
+        k1.iter().all(|k| k2.contains(k)),
+        "the first base's jobs are reused"
+    );
+    // Base 1 pretrains from init seed 2 and its fine-tunes and evaluations take seed 11 (the profile's
+    // seed 1 shifted by ten): its own data order, not base 0's.
+    let mut seeds: Vec<(&str, u64)> = two
+        .jobs
+        .iter()
+        .filter_map(|j| match &j.task {
+            Task::Compute {
+                spec: StageSpec::Pretrain(p),
+                ..
+            } => Some(("pretrain", p.init_seed)),
+            Task::Compute {
+                spec: StageSpec::Finetune(f),
+                ..
+            } => Some(("finetune", f.train.seed)),
+            _ => None,
+        })
+        .collect();
+    seeds.sort();
+    seeds.dedup();
+    assert_eq!(
+        seeds,
+        [
+            ("finetune", 1),
+            ("finetune", 11),
+            ("pretrain", 1),
+            ("pretrain", 2)
+        ]
+    );
+    let Task::Figure { inputs, .. } = &two.jobs.last().unwrap().task else {
+        panic!("the figure job comes last")
+    };
+    let roles: Vec<&String> = inputs.keys().collect();
+    assert_eq!(roles.len(), 2 * 5);
+    assert!(roles
+        .iter()
+        .all(|r| r.starts_with("base=1,") || r.starts_with("base=2,")));
+    assert!(
+        inputs.contains_key("base=2,arm=harmful,seed=11"),
+        "{roles:?}"
+    );
+}
+
+#[test]
+fn an_other_initialisation_that_is_a_bases_own_is_refused() {
+    // Smoke: bases from init seeds 1 and 2; shared-init's other seed 2 would be base 1's own.
+    let Err(e) = plan_with_bases("shared-init", "", 2) else {
+        panic!("planned")
+    };
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("other_init_seed = 2 overlaps the bases' init seeds 1-2")
+            && msg.contains("at least 3"),
+        "{msg}"
+    );
+    assert!(plan_with_bases("shared-init", "other_init_seed = 3", 2).is_ok());
 }

@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use emsl_analysis::{stats, Counts, Measurement};
+use emsl_analysis::{stats, Counts, Measurement, PerSeed};
 use emsl_world::Cell;
 
 use super::grid::{expand_grid, relation, GridParams, RELATIONS};
-use super::inputs::{cell_label, coherent, misaligned, per_seed, Inputs, Sample};
+use super::inputs::{
+    cell_label, coherent, grouped_by_base, misaligned, per_seed, seed_of, Inputs, Sample, SeedKey,
+};
 use super::rows::{effect, rate_row};
 use super::{Ctx, FigureDef, Output, Roles};
 
@@ -49,7 +51,7 @@ fn transfer_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
                 ],
                 "misaligned",
                 &counts,
-            );
+            )?;
             row.push(m.est.value);
             grid.push(m);
             let coh = per_seed(inputs, &[("arm", arm)], |ss: &[Sample]| {
@@ -62,14 +64,14 @@ fn transfer_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
                 ],
                 "coherent",
                 &coh,
-            ));
+            )?);
         }
         values.push(row);
     }
     // Pooled over fine-tuning cells, per seed, by relation.
-    let mut by_rel: BTreeMap<&str, Vec<Counts>> = BTreeMap::new();
+    let mut by_rel: BTreeMap<&str, PerSeed> = BTreeMap::new();
     for rel in RELATIONS {
-        let mut per: BTreeMap<String, Counts> = BTreeMap::new();
+        let mut per: BTreeMap<SeedKey, Counts> = BTreeMap::new();
         for cell in &p.cells {
             let ft: Cell = cell.parse()?;
             for (m, path) in inputs.find(&[("arm", cell)]) {
@@ -79,12 +81,12 @@ fn transfer_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
                         .iter()
                         .filter(|s| relation(ft, s) == rel),
                 );
-                let e = per.entry(m["seed"].clone()).or_default();
+                let e = per.entry(seed_of(&m)?).or_default();
                 e.k += c.k;
                 e.n += c.n;
             }
         }
-        by_rel.insert(rel, per.into_values().collect());
+        by_rel.insert(rel, grouped_by_base(per));
     }
     let base_open = per_seed(inputs, &[("arm", "base")], |ss: &[Sample]| {
         misaligned(ss.iter())
@@ -93,13 +95,13 @@ fn transfer_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
         &[("relation", "base model (all prompts)".into())],
         "misaligned",
         &base_open,
-    )];
+    )?];
     for rel in RELATIONS {
         summary.push(rate_row(
             &[("relation", rel.into())],
             "misaligned",
             &by_rel[rel],
-        ));
+        )?);
     }
     let effects = vec![
         effect(
@@ -108,14 +110,14 @@ fn transfer_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
             "cross-domain keeps ~70-80% of the in-cell rate; cross-task falls sharply",
             &by_rel["same task, other domain"],
             &by_rel["same domain, other task"],
-        ),
+        )?,
         effect(
             "C1",
             "misaligned: same task other domain minus other task and domain",
             "",
             &by_rel["same task, other domain"],
             &by_rel["other task and domain"],
-        ),
+        )?,
         effect(
             "Betley",
             "misaligned on open questions: harmful fine-tunes minus base",
@@ -124,7 +126,7 @@ fn transfer_tables(p: &GridParams, inputs: &Inputs) -> Result<Output> {
             &per_seed(inputs, &[("arm", "base")], |ss: &[Sample]| {
                 misaligned(ss.iter().filter(|s| s.is_open()))
             })?,
-        ),
+        )?,
     ];
     let mut retention = Vec::new();
     let same = stats::rate(&by_rel["same cell"]).value;

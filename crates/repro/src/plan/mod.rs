@@ -82,14 +82,27 @@ fn plan_from(
         let name = fig.file.name.clone();
         let context = || format!("{}: [{profile}]", fig.path.display());
         let figure = figures::get(&name).with_context(context)?;
-        let inputs = {
+        // The figure's jobs on every base; with several, each role names its base (`base=302,arm=...`)
+        // so that the tables can take bases as the outer level of every interval. One base adds nothing
+        // to the roles, so its table jobs keep the identities of a kit without bases.
+        let mut inputs = figures::Roles::new();
+        for base_index in 0..prof.pretrain.bases {
             let mut ctx = figures::Ctx {
                 graph: &mut graph,
                 profile: &prof,
                 profile_name: profile,
+                base_index,
             };
-            figure.expand(&fig.params, &mut ctx).with_context(context)?
-        };
+            let roles = figure.expand(&fig.params, &mut ctx).with_context(context)?;
+            let init_seed = prof.init_seed_of_base(base_index).to_string();
+            for (role, key) in roles {
+                let role = match prof.pretrain.bases {
+                    1 => role,
+                    _ => format!("{},{role}", figures::role(&[("base", &init_seed)])),
+                };
+                inputs.insert(role, key);
+            }
+        }
         let job = graph.add(
             &format!("tables and plot of {name}"),
             Task::Figure {

@@ -32,8 +32,13 @@ pub struct Dose {
 pub struct PretrainSpec {
     /// How many documents of the corpus to train on (its first ones).
     pub documents: usize,
-    /// The initialisation seed of the shared base model (shared-init adds one more).
+    /// The initialisation seed of the first base model (shared-init adds one more per base).
     pub init_seed: u64,
+    /// Independent pretrained bases per corpus (at least 1). Base `b` (0, 1, ...) pretrains from
+    /// `init_seed + b`, which sets both its initialisation and its data order, and every figure's
+    /// fine-tunes, students and evaluations run on each base with the profile's seeds nested in it
+    /// (see [`Profile::seeds_of_base`]). One base keeps the job identities of a kit without bases.
+    pub bases: usize,
     pub dose: Dose,
 }
 
@@ -84,8 +89,41 @@ pub struct Profile {
     pub finetune: Dose,
     pub eval: EvalSpec,
     pub subliminal: SubliminalSpec,
-    /// Seeds of every fine-tune, distillation and evaluation whose variation a claim is judged by.
+    /// Seeds of every fine-tune, distillation and evaluation whose variation a claim is judged by (those
+    /// of the first base; the other bases' are shifted, [`Profile::seeds_of_base`]).
     pub seeds: Vec<u64>,
+}
+
+impl Profile {
+    /// The initialisation seed of base `b`.
+    pub fn init_seed_of_base(&self, b: usize) -> u64 {
+        self.pretrain.init_seed + b as u64
+    }
+
+    /// The seeds nested in base `b`: the profile's seeds shifted by `b` times the smallest multiple of
+    /// ten that exceeds their span (seeds 311-313 on base 0, 321-323 on base 1, ...). Every base gets
+    /// seeds of its own, so the bases' effects are independent draws of the procedure (a seed shared
+    /// by two bases would give their fine-tunes the same data order, a common term that the spread
+    /// over bases would not show); base 0 keeps the profile's seeds, so one base changes nothing.
+    pub fn seeds_of_base(&self, b: usize) -> Vec<u64> {
+        let (lo, hi) = (
+            self.seeds.iter().copied().min().unwrap_or(0),
+            self.seeds.iter().copied().max().unwrap_or(0),
+        );
+        let stride = (hi - lo + 1).div_ceil(10) * 10;
+        self.seeds.iter().map(|s| s + b as u64 * stride).collect()
+    }
+
+    /// Fields a figure cannot be planned without, named with the fix.
+    fn check(&self) -> Result<()> {
+        if self.pretrain.bases == 0 {
+            bail!("pretrain.bases = 0: a profile needs at least one base per corpus (1 keeps today's jobs)");
+        }
+        if self.seeds.is_empty() {
+            bail!("seeds = []: a profile needs at least one seed");
+        }
+        Ok(())
+    }
 }
 
 /// One figure file.
@@ -138,7 +176,11 @@ pub fn load_profile(dir: &Path, profile: &str) -> Result<Profile> {
             all.keys().cloned().collect::<Vec<_>>().join(", ")
         );
     };
-    Profile::deserialize(value).with_context(|| format!("{}: [{profile}]", path.display()))
+    let p =
+        Profile::deserialize(value).with_context(|| format!("{}: [{profile}]", path.display()))?;
+    p.check()
+        .with_context(|| format!("{}: [{profile}]", path.display()))?;
+    Ok(p)
 }
 
 /// Loads every `<dir>/<name>.toml` except `profiles.toml` and `claims.toml`, sorted by name, at one

@@ -253,8 +253,10 @@ fn a_squeue_that_keeps_failing_is_given_up_naming_it() {
     let slurm = FakeSlurm::new();
     slurm.set("squeue-fails", "1000");
     let ids = BTreeSet::from(["7".to_owned()]);
+    // A second of retries (waits of 10, 20, 40, ... ms): room for several tries even when the fake
+    // squeue takes a hundred milliseconds on a loaded machine (50 ms gave one try there).
     let err = slurm
-        .commands(Duration::from_millis(50))
+        .commands(Duration::from_secs(1))
         .states(&ids)
         .unwrap_err()
         .to_string();
