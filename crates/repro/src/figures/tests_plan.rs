@@ -273,3 +273,54 @@ fn an_other_initialisation_that_is_a_bases_own_is_refused() {
     );
     assert!(plan_with_bases("shared-init", "other_init_seed = 3", 2).is_ok());
 }
+
+#[test]
+fn the_bases_profile_runs_the_headline_figures_on_eight_bases_per_corpus() {
+    let figures = root().join("figures");
+    let names: Vec<String> = crate::spec::load_figures(&figures, "bases")
+        .unwrap()
+        .into_iter()
+        .map(|f| f.file.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "controls",
+            "persona-direction",
+            "persona-inference",
+            "subliminal-channels"
+        ]
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let g = crate::plan::plan(&root(), &figures, "bases", &[], &tmp.path().join("out"))
+        .unwrap()
+        .graph;
+    let mut bases: Vec<(String, u64)> = Vec::new();
+    let mut seeds = std::collections::BTreeSet::new();
+    for j in &g.jobs {
+        match &j.task {
+            Task::Compute {
+                spec: StageSpec::Pretrain(p),
+                ..
+            } => bases.push((p.dataset.clone(), p.init_seed)),
+            Task::Compute {
+                spec: StageSpec::Finetune(f),
+                ..
+            } => {
+                seeds.insert(f.train.seed);
+            }
+            _ => {}
+        }
+    }
+    bases.sort();
+    let want: Vec<(String, u64)> = ["pretrain-independent", "pretrain-reference"]
+        .iter()
+        .flat_map(|c| (301..=308).map(move |s| (c.to_string(), s)))
+        .collect();
+    assert_eq!(bases, want);
+    // Three seeds nested in each base: 311-313 on the first, 381-383 on the eighth.
+    let want: std::collections::BTreeSet<u64> = (0..8)
+        .flat_map(|b| (311..=313).map(move |s| s + 10 * b))
+        .collect();
+    assert_eq!(seeds, want);
+}

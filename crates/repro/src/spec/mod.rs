@@ -16,7 +16,9 @@ use emsl_core::sample::SampleConfig;
 use emsl_core::stages::ModelSize;
 use serde::Deserialize;
 
-pub const PROFILES: [&str; 3] = ["smoke", "quick", "paper"];
+/// The profiles a figure file can hold. `bases` runs only the figures with a `[bases]` table (the
+/// headline figures), each on many pretrained bases, so that their claims are about the procedure.
+pub const PROFILES: [&str; 4] = ["smoke", "quick", "paper", "bases"];
 
 /// A training dose: steps, batch and optimizer (the data-order seed comes from the figure's seeds).
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
@@ -140,6 +142,9 @@ pub struct FigureFile {
     pub smoke: toml::Table,
     pub quick: toml::Table,
     pub paper: toml::Table,
+    /// Its parameters in the `bases` profile; a figure without them is not part of that profile.
+    #[serde(default)]
+    pub bases: Option<toml::Table>,
 }
 
 /// A figure resolved at one profile: its file and its parameters there.
@@ -184,7 +189,7 @@ pub fn load_profile(dir: &Path, profile: &str) -> Result<Profile> {
 }
 
 /// Loads every `<dir>/<name>.toml` except `profiles.toml` and `claims.toml`, sorted by name, at one
-/// profile.
+/// profile (at `bases`, only the figures that have a `[bases]` table).
 pub fn load_figures(dir: &Path, profile: &str) -> Result<Vec<FigureSpec>> {
     if !PROFILES.contains(&profile) {
         bail!(
@@ -219,7 +224,11 @@ pub fn load_figures(dir: &Path, profile: &str) -> Result<Vec<FigureSpec>> {
         let params = match profile {
             "smoke" => file.smoke.clone(),
             "quick" => file.quick.clone(),
-            _ => file.paper.clone(),
+            "paper" => file.paper.clone(),
+            _ => match &file.bases {
+                Some(t) => t.clone(),
+                None => continue,
+            },
         };
         out.push(FigureSpec { file, path, params });
     }
