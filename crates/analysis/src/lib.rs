@@ -9,6 +9,7 @@ pub mod over_bases;
 pub mod per_seed;
 pub mod persona_figures;
 pub mod plot;
+pub mod rank;
 pub mod stats;
 pub mod table;
 pub mod verdict;
