@@ -4,8 +4,9 @@
 //!
 //! - `folder.rs`: the folder's files (config, one or sharded safetensors, tokenizer, tokenizer
 //!   config), a clear error naming a missing one, and the sha256 of every file.
-//! - `config.rs`, `qwen2.rs`, `llama.rs`: each family's `config.json` read through
-//!   candle-transformers' config structs into the one config the forward takes.
+//! - `config.rs`, `qwen2.rs`, `llama.rs`: each family's `config.json` read into the one config the
+//!   forward takes; `config_fields.rs`: every field either read, known not to change the logits, or
+//!   refused naming it; `rope.rs`: RoPE from transformers 4's keys or 5's `rope_parameters`.
 //! - `decoder.rs`, `model.rs`: the kit's own differentiable forward (candle-transformers' models cut
 //!   the gradient: docs/design.md, measured facts), with a KV cache, hidden states and intervention
 //!   hooks;
@@ -26,6 +27,7 @@
 pub mod answers;
 pub mod chat;
 pub mod config;
+pub mod config_fields;
 pub mod decoder;
 pub mod distil;
 pub mod finetune;
@@ -40,6 +42,7 @@ pub mod output;
 pub mod protocol;
 pub mod questions;
 pub mod qwen2;
+pub mod rope;
 pub mod runs;
 pub mod stage;
 pub mod stage_plan;
