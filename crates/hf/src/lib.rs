@@ -75,7 +75,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
     let tokenizer = tokenizers::Tokenizer::from_file(folder.tokenizer_path())
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("loading {}", folder.tokenizer_path().display()))?;
-    let template = ChatTemplate::from_tokenizer_config(&folder.tokenizer_config_path())?;
+    let template = ChatTemplate::from_folder(&folder.dir)?;
     Ok(Loaded {
         folder,
         model,
