@@ -11,7 +11,9 @@
 //!   the gradient: docs/design.md, measured facts), with a KV cache, hidden states and intervention
 //!   hooks;
 //!   `kernels.rs`: its fused RMS norm and SwiGLU, with their backward.
-//! - `lora.rs`: LoRA and rsLoRA with the core crate's adapters, saved and loaded in PEFT's layout.
+//! - `lora.rs`: LoRA and rsLoRA with the core crate's adapters, saved in PEFT's layout; `peft.rs`:
+//!   adapters read back, PEFT's own too (short or full `target_modules`, every key of its
+//!   `LoraConfig` read, known inert, or refused naming it).
 //! - `chat.rs`, `jsonl.rs`: chat templates rendered with minijinja, chat JSONL, the assistant-only mask.
 //! - `finetune.rs`: LoRA or full fine-tuning on a chat JSONL set, loss on the assistant's tokens.
 //! - `distil.rs`: distillation between two checkpoints sharing a tokenizer (the core crate's SFT,
@@ -39,6 +41,7 @@ pub mod llama;
 pub mod lora;
 pub mod model;
 pub mod output;
+pub mod peft;
 pub mod protocol;
 pub mod questions;
 pub mod qwen2;
@@ -57,8 +60,9 @@ pub use chat::{encode_chat, training_batch, ChatExample, ChatTemplate, Message};
 pub use config::{DecoderConfig, Family};
 pub use folder::{file_hashes, HfFolder};
 pub use jsonl::{read_chat_jsonl, ChatDataset};
-pub use lora::{load_peft, save_peft, HfLoraConfig, PeftAdapters};
+pub use lora::{save_peft, HfLoraConfig};
 pub use model::{HfCache, HfModel};
+pub use peft::{load_peft, PeftAdapters};
 
 /// A model folder loaded whole: the model, its tokenizer and its chat template.
 pub struct Loaded {
