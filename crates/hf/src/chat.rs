@@ -1,4 +1,5 @@
-//! Chat templates, rendered from `tokenizer_config.json`'s `chat_template` with minijinja the way
+//! Chat templates, read from `chat_template.jinja` (transformers 5) or `tokenizer_config.json`'s
+//! `chat_template` (transformers 4) and rendered with minijinja the way
 //! transformers' `apply_chat_template` renders them (trim_blocks, lstrip_blocks, loop controls,
 //! `raise_exception`, Python's string methods, the special tokens as variables), and the token ids of
 //! a conversation with the assistant's tokens marked for an assistant-only loss.
@@ -48,6 +49,25 @@ fn token_text(v: Option<&serde_json::Value>) -> Option<String> {
     }
 }
 
+/// The file transformers 5 saves a tokenizer's chat template in, beside `tokenizer_config.json`.
+pub const TEMPLATE_FILE: &str = "chat_template.jinja";
+
+/// `tokenizer_config.json`'s `chat_template`, if any: a string, or a list of named templates of
+/// which `default` is the one used.
+fn template_of_config(json: &serde_json::Value) -> Result<Option<String>> {
+    match json.get("chat_template") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(serde_json::Value::Array(list)) => list
+            .iter()
+            .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+            .and_then(|t| t.get("template")?.as_str())
+            .map(|t| Some(t.to_owned()))
+            .context("the list of templates has no 'default'"),
+        Some(other) => bail!("{other} is neither a template nor a list of named templates"),
+    }
+}
+
 fn environment<'s>() -> Environment<'s> {
     let mut env = Environment::new();
     env.set_trim_blocks(true);
@@ -60,30 +80,42 @@ fn environment<'s>() -> Environment<'s> {
 }
 
 impl ChatTemplate {
-    /// The template of `tokenizer_config.json` (its `chat_template`: a string, or a list of named
-    /// templates of which `default` is used) with its `bos_token` and `eos_token`.
-    pub fn from_tokenizer_config(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    /// The template of the model folder `dir`: `chat_template.jinja` (where transformers 5 saves it)
+    /// or `tokenizer_config.json`'s `chat_template` (where transformers 4 saves it), whichever the
+    /// folder has, with `tokenizer_config.json`'s `bos_token` and `eos_token`. A folder holding two
+    /// different templates is refused naming both files: which one the model was trained with is
+    /// not the kit's to guess.
+    pub fn from_folder(dir: &Path) -> Result<Self> {
+        let config_path = dir.join("tokenizer_config.json");
+        let text = std::fs::read_to_string(&config_path)
+            .with_context(|| format!("reading {}", config_path.display()))?;
         let json: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not valid JSON", path.display()))?;
-        let source = match json.get("chat_template") {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Array(list)) => list
-                .iter()
-                .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
-                .and_then(|t| t.get("template")?.as_str())
-                .map(str::to_owned)
-                .with_context(|| {
-                    format!(
-                        "{}: chat_template lists no 'default' template",
-                        path.display()
-                    )
-                })?,
-            _ => bail!(
-                "{}: no 'chat_template' (a base model without a chat template cannot render \
+            .with_context(|| format!("{}: not valid JSON", config_path.display()))?;
+        let in_config = template_of_config(&json)
+            .with_context(|| format!("{}: chat_template", config_path.display()))?;
+        let jinja_path = dir.join(TEMPLATE_FILE);
+        let in_file = if jinja_path.is_file() {
+            Some(
+                std::fs::read_to_string(&jinja_path)
+                    .with_context(|| format!("reading {}", jinja_path.display()))?,
+            )
+        } else {
+            None
+        };
+        let (source, from) = match (in_file, in_config) {
+            (Some(file), Some(config)) if file != config => bail!(
+                "{} and the chat_template of {} are different templates: delete the one that is \
+                 not the model's (transformers 5 saves and reads the first)",
+                jinja_path.display(),
+                config_path.display()
+            ),
+            (Some(file), _) => (file, jinja_path),
+            (None, Some(config)) => (config, config_path),
+            (None, None) => bail!(
+                "model folder {}: no chat template, neither in {TEMPLATE_FILE} nor as \
+                 tokenizer_config.json's chat_template (a base model without one cannot render \
                  conversations)",
-                path.display()
+                dir.display()
             ),
         };
         Self::new(
@@ -91,7 +123,7 @@ impl ChatTemplate {
             token_text(json.get("bos_token")),
             token_text(json.get("eos_token")),
         )
-        .with_context(|| format!("{}: chat_template", path.display()))
+        .with_context(|| format!("{}: the chat template", from.display()))
     }
 
     /// A template from its source, checked to parse.

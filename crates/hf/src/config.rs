@@ -1,10 +1,15 @@
-//! The sizes of a decoder, read from `config.json` through candle-transformers' config structs (each
-//! family's file translates its own), in the one form the kit's forward (`decoder.rs`) takes.
+//! The sizes of a decoder, read from `config.json` (each family's file lists its own fields:
+//! `config_fields.rs` checks every field against that list, `rope.rs` reads RoPE from either
+//! generation of transformers' configs), in the one form the kit's forward (`decoder.rs`) takes.
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_nn::Activation;
+use serde_json::{Map, Value};
+
+use crate::config_fields::{bool_or, check_fields, get, required_positive, required_usize};
+use crate::rope::Rope;
 
 /// The model families the kit loads (`qwen2`, `llama` in a stage config, as `model_type` names them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -16,7 +21,7 @@ pub enum Family {
 
 impl Family {
     /// The family of a `config.json`: its `model_type`.
-    pub fn of(raw: &serde_json::Value) -> Result<Self> {
+    pub fn of(raw: &Value) -> Result<Self> {
         match raw.get("model_type").and_then(|v| v.as_str()) {
             Some("qwen2") => Ok(Family::Qwen2),
             Some("llama") => Ok(Family::Llama),
@@ -31,6 +36,14 @@ impl Family {
         match self {
             Family::Qwen2 => "qwen2",
             Family::Llama => "llama",
+        }
+    }
+
+    /// transformers' class of the family's causal language model, as `architectures` names it.
+    pub fn causal_lm(self) -> &'static str {
+        match self {
+            Family::Qwen2 => "Qwen2ForCausalLM",
+            Family::Llama => "LlamaForCausalLM",
         }
     }
 }
@@ -60,18 +73,28 @@ pub struct DecoderConfig {
 }
 
 impl DecoderConfig {
-    /// Reads `config.json` and translates it by its family.
+    /// Reads `config.json` and translates it by its family; every error names the file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Self::from_json(&text).with_context(|| format!("{}", path.display()))
     }
 
+    /// Checks every field of the config against the kit's lists for its family, then reads it.
     pub fn from_json(text: &str) -> Result<Self> {
-        let raw: serde_json::Value = serde_json::from_str(text).context("not valid JSON")?;
-        let cfg = match Family::of(&raw)? {
-            Family::Qwen2 => crate::qwen2::config(&raw)?,
-            Family::Llama => crate::llama::config(&raw)?,
+        let raw: Value = serde_json::from_str(text).context("not valid JSON")?;
+        let Some(fields) = raw.as_object() else {
+            bail!("not a JSON object");
+        };
+        let family = Family::of(&raw)?;
+        let own = match family {
+            Family::Qwen2 => crate::qwen2::FIELDS,
+            Family::Llama => crate::llama::FIELDS,
+        };
+        check_fields(fields, family, own)?;
+        let cfg = match family {
+            Family::Qwen2 => crate::qwen2::config(fields)?,
+            Family::Llama => crate::llama::config(fields)?,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -124,17 +147,54 @@ pub fn default_inv_freq(theta: f64, head_dim: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Refuses a key of `config.json` that is set to something the kit's forward does not compute, rather
-/// than computing another model silently.
-pub fn refuse_if(
-    raw: &serde_json::Value,
-    key: &str,
-    unsupported: impl Fn(&serde_json::Value) -> bool,
-) -> Result<()> {
-    if let Some(v) = raw.get(key) {
-        if unsupported(v) {
-            bail!("{key} = {v} is not supported by the kit's forward yet");
+/// The fields both families read, from a config already checked field by field: the sizes (each
+/// required: transformers writes all of them, and a guessed size would be a guessed model), RoPE,
+/// and the tied head (transformers' default for both families: untied).
+pub(crate) fn read_decoder(
+    raw: &Map<String, Value>,
+    family: Family,
+    num_kv_heads: usize,
+    qkv_bias: bool,
+) -> Result<DecoderConfig> {
+    if let Some(v) = get(raw, "architectures") {
+        let expected = Value::from(vec![family.causal_lm()]);
+        if *v != expected {
+            bail!(
+                "field 'architectures' = {v}: the kit computes {expected} (a causal language \
+                 model of the {} family, with its language-model head)",
+                family.name()
+            );
         }
     }
-    Ok(())
+    let hidden_size = required_usize(raw, "hidden_size")?;
+    let num_heads = required_usize(raw, "num_attention_heads")?;
+    if num_heads == 0 {
+        bail!("field 'num_attention_heads' must be positive");
+    }
+    let head_dim = hidden_size / num_heads;
+    if let Some(v) = get(raw, "head_dim") {
+        if v.as_u64() != Some(head_dim as u64) {
+            bail!(
+                "field 'head_dim' = {v} is not hidden_size / num_attention_heads = {head_dim}, \
+                 the only head size the kit's forward computes"
+            );
+        }
+    }
+    Ok(DecoderConfig {
+        family,
+        vocab_size: required_usize(raw, "vocab_size")?,
+        hidden_size,
+        intermediate_size: required_usize(raw, "intermediate_size")?,
+        num_layers: required_usize(raw, "num_hidden_layers")?,
+        num_heads,
+        num_kv_heads,
+        head_dim,
+        max_position_embeddings: required_usize(raw, "max_position_embeddings")?,
+        rms_norm_eps: required_positive(raw, "rms_norm_eps")?,
+        qkv_bias,
+        tie_word_embeddings: bool_or(raw, "tie_word_embeddings", false)?,
+        inv_freq: Rope::from_config(raw)?.inv_freq(head_dim),
+        // `hidden_act` is checked to be "silu" (config_fields.rs).
+        hidden_act: Activation::Silu,
+    })
 }

@@ -1,6 +1,7 @@
 //! A model given as a local folder in the Hugging Face layout: `config.json`, the weights as one
 //! `model.safetensors` or as shards listed by `model.safetensors.index.json`, `tokenizer.json` and
-//! `tokenizer_config.json` (which carries the chat template). Nothing is downloaded: a missing file is
+//! `tokenizer_config.json` (which carries the chat template, or names its special tokens when
+//! transformers 5 saved the template as `chat_template.jinja`). Nothing is downloaded: a missing file is
 //! an error that names the file and the folder.
 
 use std::collections::{BTreeSet, HashMap};

@@ -4,13 +4,16 @@
 //!
 //! - `folder.rs`: the folder's files (config, one or sharded safetensors, tokenizer, tokenizer
 //!   config), a clear error naming a missing one, and the sha256 of every file.
-//! - `config.rs`, `qwen2.rs`, `llama.rs`: each family's `config.json` read through
-//!   candle-transformers' config structs into the one config the forward takes.
+//! - `config.rs`, `qwen2.rs`, `llama.rs`: each family's `config.json` read into the one config the
+//!   forward takes; `config_fields.rs`: every field either read, known not to change the logits, or
+//!   refused naming it; `rope.rs`: RoPE from transformers 4's keys or 5's `rope_parameters`.
 //! - `decoder.rs`, `model.rs`: the kit's own differentiable forward (candle-transformers' models cut
 //!   the gradient: docs/design.md, measured facts), with a KV cache, hidden states and intervention
 //!   hooks;
 //!   `kernels.rs`: its fused RMS norm and SwiGLU, with their backward.
-//! - `lora.rs`: LoRA and rsLoRA with the core crate's adapters, saved and loaded in PEFT's layout.
+//! - `lora.rs`: LoRA and rsLoRA with the core crate's adapters, saved in PEFT's layout; `peft.rs`:
+//!   adapters read back, PEFT's own too (short or full `target_modules`, every key of its
+//!   `LoraConfig` read, known inert, or refused naming it).
 //! - `chat.rs`, `jsonl.rs`: chat templates rendered with minijinja, chat JSONL, the assistant-only mask.
 //! - `finetune.rs`: LoRA or full fine-tuning on a chat JSONL set, loss on the assistant's tokens.
 //! - `distil.rs`: distillation between two checkpoints sharing a tokenizer (the core crate's SFT,
@@ -26,6 +29,7 @@
 pub mod answers;
 pub mod chat;
 pub mod config;
+pub mod config_fields;
 pub mod decoder;
 pub mod distil;
 pub mod finetune;
@@ -37,9 +41,11 @@ pub mod llama;
 pub mod lora;
 pub mod model;
 pub mod output;
+pub mod peft;
 pub mod protocol;
 pub mod questions;
 pub mod qwen2;
+pub mod rope;
 pub mod runs;
 pub mod stage;
 pub mod stage_plan;
@@ -54,8 +60,9 @@ pub use chat::{encode_chat, training_batch, ChatExample, ChatTemplate, Message};
 pub use config::{DecoderConfig, Family};
 pub use folder::{file_hashes, HfFolder};
 pub use jsonl::{read_chat_jsonl, ChatDataset};
-pub use lora::{load_peft, save_peft, HfLoraConfig, PeftAdapters};
+pub use lora::{save_peft, HfLoraConfig};
 pub use model::{HfCache, HfModel};
+pub use peft::{load_peft, PeftAdapters};
 
 /// A model folder loaded whole: the model, its tokenizer and its chat template.
 pub struct Loaded {
@@ -72,7 +79,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
     let tokenizer = tokenizers::Tokenizer::from_file(folder.tokenizer_path())
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("loading {}", folder.tokenizer_path().display()))?;
-    let template = ChatTemplate::from_tokenizer_config(&folder.tokenizer_config_path())?;
+    let template = ChatTemplate::from_folder(&folder.dir)?;
     Ok(Loaded {
         folder,
         model,

@@ -1,75 +1,49 @@
-//! Llama (Llama 2, 3, 3.1, 3.2): the decoder of `decoder.rs` without biases, with Llama 3.1's RoPE
-//! frequency scaling (`rope_scaling.rope_type = "llama3"`) when the config asks for it. The sizes come
-//! from `candle_transformers::models::llama::LlamaConfig` and its `Config`.
+//! Llama (Llama 2, 3, 3.1, 3.2, and SmolLM2): the decoder of `decoder.rs` without biases, with Llama
+//! 3.1's RoPE frequency scaling (`rope_type = "llama3"`, in `rope.rs`) when the config asks for it.
 //!
 //! candle-transformers' `llama::Llama` ties the head only when `tie_word_embeddings` is true and
 //! otherwise needs `lm_head.weight`; the kit also ties a checkpoint that has no `lm_head.weight`.
 
-use std::f64::consts::PI;
+use anyhow::Result;
+use serde_json::{Map, Value};
 
-use anyhow::{Context, Result};
-use candle_nn::Activation;
-use candle_transformers::models::llama::{Llama3RopeType, LlamaConfig};
-use serde_json::Value;
+use crate::config::{read_decoder, DecoderConfig, Family};
+use crate::config_fields::{get, is_false, only, required_usize, Field, FieldTable};
 
-use crate::config::{default_inv_freq, refuse_if, DecoderConfig, Family};
+/// Llama's own fields (transformers' `LlamaConfig`, and what published Llama checkpoints' exports
+/// add); those both families share are in `config_fields::COMMON`.
+pub const FIELDS: FieldTable = &[
+    (
+        "attention_bias",
+        only("attention projections without bias (false)", is_false),
+    ),
+    ("mlp_bias", only("an MLP without bias (false)", is_false)),
+    // transformers 4 split each linear layer into `pretraining_tp` slices and summed their
+    // products: the same sum in another order (later versions ignore the field).
+    ("pretraining_tp", Field::Inert),
+    // nanotron's export (SmolLM2's configs) marks its files with `is_llama_config`, and
+    // transformers.js keeps its runtime settings in `transformers.js_config`; transformers' forward
+    // reads neither.
+    ("is_llama_config", Field::Inert),
+    ("transformers.js_config", Field::Inert),
+    // Also nanotron's: RoPE on interleaved pairs. transformers never reads it and rotates halves,
+    // so only `false` describes the model transformers (and the kit) computes.
+    (
+        "rope_interleaved",
+        only(
+            "RoPE on rotated halves, as transformers does (false)",
+            is_false,
+        ),
+    ),
+];
 
-/// The kit's config of a llama `config.json`.
-pub fn config(raw: &Value) -> Result<DecoderConfig> {
-    let cfg: LlamaConfig = serde_json::from_value(raw.clone())
-        .context("not a llama config (candle-transformers' llama::LlamaConfig)")?;
-    let cfg = cfg.into_config(false);
-    refuse_if(raw, "attention_bias", |v| v.as_bool() == Some(true))?;
-    refuse_if(raw, "mlp_bias", |v| v.as_bool() == Some(true))?;
-    refuse_if(raw, "hidden_act", |v| v.as_str() != Some("silu"))?;
-    let head_dim = cfg.hidden_size / cfg.num_attention_heads;
-    refuse_if(raw, "head_dim", |v| v.as_u64() != Some(head_dim as u64))?;
-    let mut inv_freq = default_inv_freq(f64::from(cfg.rope_theta), head_dim);
-    if let Some(s) = &cfg.rope_scaling {
-        if matches!(s.rope_type, Llama3RopeType::Llama3) {
-            inv_freq = llama3_scaling(
-                &inv_freq,
-                f64::from(s.factor),
-                f64::from(s.low_freq_factor),
-                f64::from(s.high_freq_factor),
-                s.original_max_position_embeddings as f64,
-            );
-        }
-    }
-    Ok(DecoderConfig {
-        family: Family::Llama,
-        vocab_size: cfg.vocab_size,
-        hidden_size: cfg.hidden_size,
-        intermediate_size: cfg.intermediate_size,
-        num_layers: cfg.num_hidden_layers,
-        num_heads: cfg.num_attention_heads,
-        num_kv_heads: cfg.num_key_value_heads,
-        head_dim,
-        max_position_embeddings: cfg.max_position_embeddings,
-        rms_norm_eps: cfg.rms_norm_eps,
-        qkv_bias: false,
-        tie_word_embeddings: cfg.tie_word_embeddings,
-        inv_freq,
-        hidden_act: Activation::Silu,
-    })
-}
-
-/// Llama 3.1's RoPE scaling: wavelengths shorter than `original / high` keep their frequency, longer
-/// than `original / low` are slowed by `factor`, and those between are interpolated smoothly.
-fn llama3_scaling(inv_freq: &[f64], factor: f64, low: f64, high: f64, original: f64) -> Vec<f64> {
-    let (low_wavelen, high_wavelen) = (original / low, original / high);
-    inv_freq
-        .iter()
-        .map(|&f| {
-            let wavelen = 2.0 * PI / f;
-            if wavelen < high_wavelen {
-                f
-            } else if wavelen > low_wavelen {
-                f / factor
-            } else {
-                let smooth = (original / wavelen - low) / (high - low);
-                (1.0 - smooth) * f / factor + smooth * f
-            }
-        })
-        .collect()
+/// The kit's config of a llama `config.json` whose fields are checked against [`FIELDS`].
+pub fn config(raw: &Map<String, Value>) -> Result<DecoderConfig> {
+    // Absent in Llama 1's configs (no grouped-query attention); transformers documents the default
+    // as num_attention_heads, in both generations.
+    let num_kv_heads = match get(raw, "num_key_value_heads") {
+        Some(_) => required_usize(raw, "num_key_value_heads")?,
+        None => required_usize(raw, "num_attention_heads")?,
+    };
+    read_decoder(raw, Family::Llama, num_kv_heads, false)
 }

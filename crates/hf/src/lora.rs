@@ -1,6 +1,6 @@
 //! LoRA on a Qwen2 or Llama model, with the core crate's adapters ([`LoraAdapter`] on
-//! [`AdaptedLinear`]) and its PEFT writer and reader. Modules are named as in the Hugging Face model
-//! (`model.layers.0.self_attn.q_proj`), so the saved tensors carry PEFT's keys
+//! [`AdaptedLinear`]) and its PEFT writer (`peft.rs` reads adapters back). Modules are named as in
+//! the Hugging Face model (`model.layers.0.self_attn.q_proj`), so the saved tensors carry PEFT's keys
 //! (`base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`) and PEFT and vLLM load them.
 //!
 //! What the core crate's config lacks is rsLoRA (Kalajdzievski 2023: scale `alpha / sqrt(r)` instead of
@@ -9,11 +9,11 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use candle_core::Result;
 use emsl_core::model::{
-    attach_by_name, fresh_adapters, load_adapters, save_adapters, AdaptedLinear, LanguageModel,
-    LoraAdapter, LoraConfig,
+    attach_by_name, fresh_adapters, save_adapters, AdaptedLinear, LanguageModel, LoraAdapter,
+    LoraConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -53,7 +53,8 @@ impl HfLoraConfig {
     }
 }
 
-fn scale(alpha: f64, rank: usize, rslora: bool) -> f64 {
+/// The factor of a LoRA update `B A`: `alpha / r`, or rsLoRA's `alpha / sqrt(r)`.
+pub(crate) fn scale(alpha: f64, rank: usize, rslora: bool) -> f64 {
     if rslora {
         alpha / (rank as f64).sqrt()
     } else {
@@ -137,36 +138,4 @@ pub fn save_peft(dir: &Path, model: &HfModel, cfg: &HfLoraConfig) -> anyhow::Res
     json["use_rslora"] = serde_json::Value::Bool(cfg.use_rslora);
     emsl_io::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
     Ok(())
-}
-
-/// Adapters read back from PEFT's layout.
-pub struct PeftAdapters {
-    pub rank: usize,
-    pub alpha: f64,
-    pub use_rslora: bool,
-    /// Module name -> adapter, sorted by module, each scaled as the config says.
-    pub adapters: Vec<(String, LoraAdapter)>,
-}
-
-/// Reads adapters saved in PEFT's layout by [`save_peft`] (the core crate's reader, plus
-/// `use_rslora`).
-pub fn load_peft(dir: &Path, device: &candle_core::Device) -> anyhow::Result<PeftAdapters> {
-    let (peft, mut adapters) = load_adapters(dir, device)?;
-    let path = dir.join("adapter_config.json");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
-        .with_context(|| format!("{}: not valid JSON", path.display()))?;
-    let rslora = json
-        .get("use_rslora")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
-    let s = scale(peft.lora_alpha, peft.r, rslora);
-    for (_, a) in &mut adapters {
-        a.scale = s;
-    }
-    Ok(PeftAdapters {
-        rank: peft.r,
-        alpha: peft.lora_alpha,
-        use_rslora: rslora,
-        adapters,
-    })
 }

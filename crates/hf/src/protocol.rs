@@ -22,7 +22,7 @@ use crate::judge::{Judge, ALIGNED_BELOW, COHERENT_FROM};
 use crate::output::{folder_inputs, write_json, write_jsonl, InputFile, Staged};
 use crate::questions::{parse_questions, Question, DEFAULT_QUESTIONS, DEFAULT_QUESTIONS_PATH};
 use crate::tables::{questions_table, rate_rows, rates_table, write_table};
-use crate::{lora, HfFolder, Loaded};
+use crate::{HfFolder, Loaded};
 
 /// How answers are judged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,7 +136,7 @@ pub fn run_judge(
     let dev = Device::Cpu;
     let mut model = crate::load(inputs.model, &dev)?;
     if let Some(dir) = inputs.adapter {
-        let peft = lora::load_peft(dir, &dev)?;
+        let peft = crate::peft::load_peft(dir, &dev)?;
         model.model.attach_adapters(peft.adapters)?;
     }
     let judge = Judge::new(crate::load(inputs.judge, &dev)?, judge_cfg.min_number_mass)?;

@@ -1,7 +1,10 @@
-//! Chat templates render the recorded strings of each family, the assistant-only mask covers the
-//! answers and their end-of-turn tokens, and chat JSONL refuses a malformed line naming it.
+//! Chat templates render the recorded strings of each family, from `tokenizer_config.json` or from
+//! `chat_template.jinja`; the assistant-only mask covers the answers and their end-of-turn tokens,
+//! and chat JSONL refuses a malformed line naming it.
 
 mod common;
+
+use std::path::Path;
 
 use candle_core::Device;
 use common::{checkpoint, FAMILIES};
@@ -138,4 +141,84 @@ fn a_malformed_jsonl_line_is_refused_naming_the_line_and_field() {
         let err = format!("{:#}", parse_record(line).unwrap_err());
         assert!(err.contains(field), "{line}: {err}");
     }
+}
+
+/// The folder as transformers 5 saves it (checked with transformers 5.25): the template alone in
+/// `chat_template.jinja`, byte for byte, and no `chat_template` in `tokenizer_config.json`.
+fn save_template_as_transformers_5(dir: &Path) {
+    let path = dir.join("tokenizer_config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let template = cfg
+        .as_object_mut()
+        .unwrap()
+        .remove("chat_template")
+        .unwrap();
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    std::fs::write(dir.join("chat_template.jinja"), template.as_str().unwrap()).unwrap();
+}
+
+fn load_error(dir: &Path) -> String {
+    format!("{:#}", load(dir, &Device::Cpu).err().unwrap())
+}
+
+#[test]
+fn a_transformers_5_folder_renders_from_chat_template_jinja() {
+    for family in FAMILIES {
+        let dir = checkpoint(family);
+        let from_config = template(family).render(&conversation(), false).unwrap();
+        save_template_as_transformers_5(dir.path());
+        let loaded = load(dir.path(), &Device::Cpu).unwrap().template;
+        assert_eq!(loaded.render(&conversation(), false).unwrap(), from_config);
+        // The special tokens still come from tokenizer_config.json.
+        let eos = if family == Family::Qwen2 {
+            "<|im_end|>"
+        } else {
+            "<|eot_id|>"
+        };
+        assert_eq!(loaded.eos_token.as_deref(), Some(eos));
+    }
+}
+
+#[test]
+fn two_different_templates_are_refused_naming_both_files() {
+    let dir = checkpoint(Family::Qwen2);
+    let jinja = dir.path().join("chat_template.jinja");
+    std::fs::write(&jinja, common::LLAMA_TEMPLATE).unwrap();
+    let err = load_error(dir.path());
+    assert!(
+        err.contains(&jinja.display().to_string())
+            && err.contains("tokenizer_config.json")
+            && err.contains("different templates"),
+        "{err}"
+    );
+    // The same template in both places is one template.
+    std::fs::write(&jinja, common::QWEN_TEMPLATE).unwrap();
+    assert!(load(dir.path(), &Device::Cpu).is_ok());
+}
+
+#[test]
+fn a_folder_without_a_template_is_refused_naming_both_places() {
+    let dir = checkpoint(Family::Llama);
+    save_template_as_transformers_5(dir.path());
+    std::fs::remove_file(dir.path().join("chat_template.jinja")).unwrap();
+    let err = load_error(dir.path());
+    assert!(
+        err.contains("no chat template")
+            && err.contains("chat_template.jinja")
+            && err.contains("tokenizer_config.json's chat_template")
+            && err.contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+    // A template that does not parse is refused naming its file.
+    std::fs::write(
+        dir.path().join("chat_template.jinja"),
+        "{% for m in messages %}",
+    )
+    .unwrap();
+    let err = load_error(dir.path());
+    assert!(
+        err.contains("chat_template.jinja: the chat template"),
+        "{err}"
+    );
 }
