@@ -27,6 +27,10 @@ pub struct FinetuneConfig {
     pub lora: Option<HfLoraConfig>,
     /// Passes over the set; the last step may reach into the next epoch's order to fill its batch.
     pub epochs: usize,
+    /// Optimizer steps in place of `epochs` (as transformers' `max_steps`: the schedule spans them,
+    /// and the data order runs into further epochs where they need more than one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<usize>,
     /// Examples per micro-batch (one forward and backward pass).
     pub batch_size: usize,
     /// Micro-batches whose gradients are summed (each loss divided by their number) before one
@@ -51,6 +55,10 @@ impl FinetuneConfig {
         ] {
             anyhow::ensure!(v >= 1, "{name} = 0: it must be at least 1");
         }
+        anyhow::ensure!(
+            self.max_steps != Some(0),
+            "max_steps = 0: it must be at least 1 (leave it out to train for `epochs`)"
+        );
         self.optim.check()
     }
 }
@@ -126,7 +134,9 @@ pub fn finetune(
     let model = &loaded.model;
     let n = examples.len();
     let per_step = cfg.batch_size * cfg.grad_accumulation;
-    let steps = (cfg.epochs * n).div_ceil(per_step);
+    let steps = cfg
+        .max_steps
+        .unwrap_or_else(|| (cfg.epochs * n).div_ceil(per_step));
     let mut opt = AdamW::new(cfg.optim.clone(), model.trainable_vars())?;
     let train = TrainConfig {
         steps,

@@ -21,6 +21,7 @@ fn tuned_logits(
     let cfg = FinetuneConfig {
         lora: None,
         epochs: 1,
+        max_steps: None,
         batch_size,
         grad_accumulation,
         schedule: Schedule::Linear,

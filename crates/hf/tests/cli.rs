@@ -142,3 +142,25 @@ fn a_line_that_is_not_utf8_is_named_by_its_number() {
     let (ok, err) = finetune(model.path(), &data, &work.path().join("out"), &[]);
     assert!(!ok && err.contains("set.jsonl:1: the line is"), "{err}");
 }
+
+#[test]
+fn max_steps_sets_the_steps_in_place_of_the_epochs() {
+    let model = long_checkpoint(Family::Qwen2);
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("set.jsonl");
+    write_set(&data);
+    // Three examples in batches of two: one epoch is 2 steps; --max-steps 5 runs into further epochs.
+    let out = work.path().join("five");
+    let (ok, err) = finetune(model.path(), &data, &out, &["--max-steps", "5"]);
+    assert!(ok, "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let s = &summary["summary"];
+    assert_eq!(s["steps"].as_u64(), Some(5));
+    assert_eq!(s["losses"].as_array().unwrap().len(), 5);
+    assert_eq!(s["config"]["max_steps"].as_u64(), Some(5));
+    let zero = work.path().join("zero");
+    let (ok, err) = finetune(model.path(), &data, &zero, &["--max-steps", "0"]);
+    assert!(!ok && err.contains("max_steps = 0"), "{err}");
+    assert!(!zero.exists());
+}

@@ -105,6 +105,7 @@ impl Setup {
                 seed: 5,
             }),
             epochs: 2,
+            max_steps: None,
             batch_size: 2,
             grad_accumulation: 1,
             schedule: Schedule::Cosine,

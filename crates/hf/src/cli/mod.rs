@@ -3,6 +3,7 @@
 mod distil;
 mod em;
 mod finetune;
+mod inspect;
 mod job;
 mod judge;
 
@@ -44,6 +45,12 @@ enum Command {
     /// Any of the above from a stage config file (`[spec]` with its `kind` and each model as
     /// `{ family, path }`, `[io] out`): configs/own-model/ holds one of each.
     Job(job::Args),
+    /// Print what the model reads for a prompt: the chat template's text and its token ids (JSON).
+    Template(inspect::TemplateArgs),
+    /// Print the most likely next tokens after a prompt, with logits and probabilities (JSON).
+    Logits(inspect::LogitsArgs),
+    /// Print a continuation of a prompt, greedy unless a temperature is given (JSON).
+    Generate(inspect::GenerateArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -53,6 +60,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Em(args) => em::run(&args),
         Command::Distil(args) => distil::run(&args),
         Command::Job(args) => job::run(&args),
+        Command::Template(args) => inspect::template(&args),
+        Command::Logits(args) => inspect::logits(&args),
+        Command::Generate(args) => inspect::generate(&args),
     }
 }
 
@@ -79,6 +89,9 @@ pub struct TrainArgs {
     lora_modules: Vec<String>,
     #[arg(long, default_value_t = 1)]
     epochs: usize,
+    /// Optimizer steps in place of --epochs (the schedule spans them).
+    #[arg(long)]
+    max_steps: Option<usize>,
     /// Examples per batch (per micro-batch where gradients are accumulated).
     #[arg(long, default_value_t = 2)]
     batch_size: usize,
@@ -104,6 +117,7 @@ impl TrainArgs {
                 seed,
             }),
             epochs: self.epochs,
+            max_steps: self.max_steps,
             batch_size: self.batch_size,
             grad_accumulation: 1,
             schedule: Schedule::Cosine,
