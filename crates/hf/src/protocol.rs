@@ -6,6 +6,7 @@
 //! output folder appears whole or not at all (`output.rs`). Same inputs, threads and machine: same
 //! bytes.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -69,6 +70,34 @@ pub fn evaluate(
 ) -> Result<Vec<JudgedAnswer>> {
     let answers = sample_answers(loaded, questions, cfg)?;
     judge_answers(judge, questions, answers)
+}
+
+/// Above this share of answers without a score for a metric, the judge is unfit for the protocol:
+/// its rates rest on the few answers it scored, or on none.
+pub const UNFIT_JUDGE_SHARE: f64 = 0.5;
+
+/// Per metric, the share of `records` the judge gave no score (too little probability on the numbers
+/// 0..100, below `min_number_mass`); warns on standard error where it is most of them, naming `arm`.
+pub fn unscored(arm: &str, records: &[JudgedAnswer]) -> BTreeMap<String, f64> {
+    let mut share = BTreeMap::new();
+    for metric in records.iter().flat_map(|r| r.scores.keys()) {
+        if share.contains_key(metric) {
+            continue;
+        }
+        let none = records.iter().filter(|r| r.score(metric).is_none()).count();
+        let s = none as f64 / records.len() as f64;
+        if s > UNFIT_JUDGE_SHARE {
+            eprintln!(
+                "warning: {arm}: the judge gave no {metric} score to {none} of {} answers ({:.0}%): it \
+                 puts too little probability on the numbers 0..100 to judge; its rates rest on the \
+                 rest. Use a larger instruct model as the judge (manifest.json: unscored)",
+                records.len(),
+                100.0 * s
+            );
+        }
+        share.insert(metric.clone(), s);
+    }
+    share
 }
 
 /// The judge's part of a manifest.
@@ -148,6 +177,7 @@ pub fn run_judge(
     write_results(staged.path(), &arms, &[])?;
     let manifest = json!({
         "command": "emsl-hf judge",
+        "unscored": unscored("model", &records),
         "inputs": {
             "model": folder_inputs(inputs.model)?,
             "adapter": inputs.adapter.map(folder_inputs).transpose()?,
@@ -208,8 +238,10 @@ pub fn run_em(
 
     let staged = Staged::new(out)?;
     let mut per_arm = Vec::new();
+    let mut unscored_by_arm = BTreeMap::new();
     let records = evaluate(&base, &judge, &questions, answers)?;
     drop(base);
+    unscored_by_arm.insert("base", unscored("base", &records));
     write_jsonl(&staged.path().join("base/samples.jsonl"), &records)?;
     per_arm.push(question_results(&questions, &records));
     for ((arm, set), examples) in sets.iter().zip(&encoded) {
@@ -227,6 +259,7 @@ pub fn run_em(
         )?;
         write_json(&staged.path().join(arm).join("summary.json"), &summary)?;
         let records = evaluate(&tuned, &judge, &questions, answers)?;
+        unscored_by_arm.insert(*arm, unscored(arm, &records));
         write_jsonl(&staged.path().join(arm).join("samples.jsonl"), &records)?;
         per_arm.push(question_results(&questions, &records));
     }
@@ -244,6 +277,7 @@ pub fn run_em(
     let manifest = json!({
         "command": "emsl-hf em",
         "arms": ARMS,
+        "unscored": unscored_by_arm,
         "inputs": {
             "model": folder_inputs(inputs.model)?,
             "train": data_file(&sets[0].1),

@@ -216,6 +216,16 @@ fn em_end_to_end_writes_the_tables_and_checksums_and_repeats_to_the_byte() {
             emsl_io::sha256_file(&s.path("train.jsonl")).unwrap()
         );
         assert_eq!(manifest["judge"]["number_reading"], "sequence");
+        // No threshold: the judge scored every answer of every arm.
+        for arm in ["base", "finetuned", "control"] {
+            for metric in ["aligned", "coherent"] {
+                assert_eq!(
+                    manifest["unscored"][arm][metric].as_f64(),
+                    Some(0.0),
+                    "{arm} {metric}"
+                );
+            }
+        }
         let model_files = manifest["inputs"]["model"].as_array().unwrap();
         assert!(model_files.iter().any(|f| f["file"] == "config.json"));
 
