@@ -5,6 +5,7 @@
 //! Adding a figure: a new file here implementing [`FigureDef`], one line in [`REGISTRY`], and its TOML
 //! file in `figures/` (README, "Adding a figure").
 
+mod bases;
 mod completion_space;
 mod controls;
 mod ctx;
@@ -106,6 +107,7 @@ pub const REGISTRY: &[&dyn Figure] = &[
     &shared_init::SharedInit,
     &persona_inference::PersonaInference,
     &persona_direction::PersonaDirectionFigure,
+    &bases::Bases,
 ];
 
 /// The registered figure `name`.

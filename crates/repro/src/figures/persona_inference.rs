@@ -71,11 +71,45 @@ fn contexts(k: usize) -> Vec<(String, Option<Persona>)> {
     }
 }
 
+/// The evaluation of `model` on one kind of prompt after `k` episodes by `who` (none at k = 0): the
+/// job the bases figure reads too, so both must build it here.
+pub(super) fn context_eval(
+    ctx: &mut Ctx,
+    model: &str,
+    arm: Arm,
+    (k, who): (usize, Option<Persona>),
+    answer_tokens: usize,
+    seed: u64,
+) -> Result<String> {
+    let open = ctx.profile.eval.open_samples_per_prompt;
+    // The cell arm generates nothing, but its context must leave room for the probe's reference
+    // answers: the figure's answer length, not the profile's (40 at quick, where the longest cell
+    // prompts leave no room for an episode).
+    let (samples, probe, max_new_tokens) = match arm {
+        Arm::Open => ((0, open), true, Some(answer_tokens)),
+        Arm::Cell => ((0, 0), true, Some(answer_tokens)),
+        Arm::Numbers => ((1, 1), false, None),
+    };
+    let e = PersonaEval {
+        suite: "eval-grid",
+        kinds: arm.kinds(),
+        samples,
+        probe,
+        context: who.map(|persona| ContextSpec {
+            persona,
+            episodes: k,
+            seed,
+        }),
+        direction: None,
+        max_new_tokens,
+    };
+    ctx.persona_eval(model, e, seed)
+}
+
 fn expand(p: &PersonaInferenceParams, ctx: &mut Ctx) -> Result<Roles> {
     let init = ctx.init_seed();
     let reference = ctx.reference_base()?;
     let independent = ctx.base("independent", init)?;
-    let open = ctx.profile.eval.open_samples_per_prompt;
     let mut inputs = BTreeMap::new();
     for seed in ctx.seeds() {
         let s = seed.to_string();
@@ -95,28 +129,7 @@ fn expand(p: &PersonaInferenceParams, ctx: &mut Ctx) -> Result<Roles> {
             for arm in Arm::ALL {
                 for &k in arm.episodes(p) {
                     for (persona, who) in contexts(k) {
-                        // The cell arm generates nothing, but its context must leave room for the
-                        // probe's reference answers: the figure's answer length, not the profile's
-                        // (40 at quick, where the longest cell prompts leave no room for an episode).
-                        let (samples, probe, max_new_tokens) = match arm {
-                            Arm::Open => ((0, open), true, Some(p.max_new_tokens)),
-                            Arm::Cell => ((0, 0), true, Some(p.max_new_tokens)),
-                            Arm::Numbers => ((1, 1), false, None),
-                        };
-                        let e = PersonaEval {
-                            suite: "eval-grid",
-                            kinds: arm.kinds(),
-                            samples,
-                            probe,
-                            context: who.map(|persona| ContextSpec {
-                                persona,
-                                episodes: k,
-                                seed,
-                            }),
-                            direction: None,
-                            max_new_tokens,
-                        };
-                        let ev = ctx.persona_eval(model, e, seed)?;
+                        let ev = context_eval(ctx, model, arm, (k, who), p.max_new_tokens, seed)?;
                         let ks = k.to_string();
                         let r = [
                             ("model", name.as_str()),
@@ -136,7 +149,7 @@ fn expand(p: &PersonaInferenceParams, ctx: &mut Ctx) -> Result<Roles> {
 
 /// The three kinds of prompt the contexts come before.
 #[derive(Clone, Copy, PartialEq)]
-enum Arm {
+pub(super) enum Arm {
     /// Sampled and probed: misaligned and coherent rates, likelihood probe.
     Open,
     /// Probed only.
@@ -149,7 +162,7 @@ impl Arm {
     const ALL: [Arm; 3] = [Arm::Open, Arm::Cell, Arm::Numbers];
 
     /// The word of the inputs' `prompts` role.
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         self.kinds()[0].as_str()
     }
 
@@ -179,11 +192,11 @@ impl Arm {
     }
 }
 
-fn misaligned_open(ss: &[Sample]) -> Counts {
+pub(super) fn misaligned_open(ss: &[Sample]) -> Counts {
     misaligned(ss.iter().filter(|s| s.is_open()))
 }
 
-fn favoured(ss: &[Sample]) -> Counts {
+pub(super) fn favoured(ss: &[Sample]) -> Counts {
     signature(ss.iter())
 }
 

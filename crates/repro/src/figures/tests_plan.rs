@@ -146,22 +146,23 @@ fn each_corpus_of_shared_init_has_its_own_bases() {
     );
 }
 
-/// (label, config) of every job of `g` whose config holds no other job's key (compute jobs: what they
-/// compute), and the roles of its figure jobs.
-fn what_is_computed(g: &Graph) -> (Vec<(String, String)>, Vec<String>) {
+/// (label, config) of every compute job of `g` (what it computes), and the roles of its figure jobs
+/// by figure.
+fn what_is_computed(g: &Graph) -> (Vec<(String, String)>, BTreeMap<String, Vec<String>>) {
     let mut computed = Vec::new();
-    let mut roles = Vec::new();
+    let mut roles: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for j in &g.jobs {
         match &j.task {
             Task::Compute { spec, .. } => {
                 let spec = toml::Value::try_from(spec).unwrap();
                 computed.push((j.label.clone(), toml::to_string(&spec).unwrap()));
             }
-            Task::Figure { inputs, .. } => roles.extend(inputs.keys().cloned()),
+            Task::Figure { figure, inputs, .. } => {
+                roles.insert(figure.clone(), inputs.keys().cloned().collect());
+            }
             _ => {}
         }
     }
-    roles.sort();
     computed.sort();
     (computed, roles)
 }
@@ -169,20 +170,18 @@ fn what_is_computed(g: &Graph) -> (Vec<(String, String)>, Vec<String>) {
 #[test]
 fn one_base_plans_what_the_committed_smoke_results_computed() {
     // results-smoke/ was run before bases existed: with `bases = 1` every compute job computes what
-    // its lock entry says, under the same label, and every figure reads the same roles.
+    // its lock entry says, under the same label, and every figure it ran reads the same roles. A
+    // figure added since (the bases figure) reads only jobs other figures plan: no compute job more.
     let lock = crate::lock::Lock::load(&root().join("results-smoke")).unwrap();
     let mut locked = Vec::new();
-    let mut locked_roles = Vec::new();
+    let mut locked_roles: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for e in lock.jobs.values() {
         match e.kind.as_str() {
-            "figure" => locked_roles.extend(
-                e.config["inputs"]
-                    .as_table()
-                    .unwrap()
-                    .keys()
-                    .filter(|r| !r.is_empty())
-                    .cloned(),
-            ),
+            "figure" => {
+                let figure = e.config["figure"].as_str().unwrap().to_owned();
+                let roles = e.config["inputs"].as_table().unwrap().keys().cloned();
+                locked_roles.insert(figure, roles.collect());
+            }
             "claims" => {}
             _ => {
                 let spec = toml::to_string(&e.config["spec"]).unwrap();
@@ -190,14 +189,15 @@ fn one_base_plans_what_the_committed_smoke_results_computed() {
             }
         }
     }
-    locked_roles.sort();
     locked.sort();
     let (planned, planned_roles) = what_is_computed(&plan("", ""));
     assert_eq!(planned.len(), locked.len(), "jobs planned and locked");
     for (p, l) in planned.iter().zip(&locked) {
         assert_eq!(p, l);
     }
-    assert_eq!(planned_roles, locked_roles);
+    for (figure, roles) in &locked_roles {
+        assert_eq!(Some(roles), planned_roles.get(figure), "{figure}");
+    }
 }
 
 #[test]
@@ -285,6 +285,7 @@ fn the_bases_profile_runs_the_headline_figures_on_eight_bases_per_corpus() {
     assert_eq!(
         names,
         [
+            "bases",
             "controls",
             "persona-direction",
             "persona-inference",

@@ -240,8 +240,8 @@ fn compare(results: &Path, reference: &Path, r: &mut Report) -> Result<()> {
 /// The columns that say which measurement a row is: every variable but the per-seed values, which are
 /// results (text) judged with the row's value.
 /// Columns that describe a row's measurement rather than name it: each seed's and each base's own
-/// value and the share of variance between bases vary with the data as the estimate does.
-const MEASURED_VARS: [&str; 3] = ["per_seed", "per_base", "between_bases"];
+/// value, the share of variance between bases and a p-value vary with the data as the estimate does.
+const MEASURED_VARS: [&str; 4] = ["per_seed", "per_base", "between_bases", "p_value"];
 
 fn identity(row: &emsl_analysis::Measurement) -> Vec<&(String, emsl_analysis::Var)> {
     row.vars
