@@ -146,11 +146,14 @@ fn each_corpus_of_shared_init_has_its_own_bases() {
     );
 }
 
+/// The roles a figure job reads, by figure.
+type RolesByFigure = BTreeMap<String, Vec<String>>;
+
 /// (label, config) of every compute job of `g` (what it computes), and the roles of its figure jobs
 /// by figure.
-fn what_is_computed(g: &Graph) -> (Vec<(String, String)>, BTreeMap<String, Vec<String>>) {
+fn what_is_computed(g: &Graph) -> (Vec<(String, String)>, RolesByFigure) {
     let mut computed = Vec::new();
-    let mut roles: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut roles = RolesByFigure::new();
     for j in &g.jobs {
         match &j.task {
             Task::Compute { spec, .. } => {
@@ -174,7 +177,7 @@ fn one_base_plans_what_the_committed_smoke_results_computed() {
     // figure added since (the bases figure) reads only jobs other figures plan: no compute job more.
     let lock = crate::lock::Lock::load(&root().join("results-smoke")).unwrap();
     let mut locked = Vec::new();
-    let mut locked_roles: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut locked_roles = RolesByFigure::new();
     for e in lock.jobs.values() {
         match e.kind.as_str() {
             "figure" => {
