@@ -215,6 +215,8 @@ fn summary(
     em: &BTreeMap<u64, Estimate>,
 ) -> Vec<Measurement> {
     let bases = em.len();
+    // Over the bases whose EM was measured at all (a base with no coherent answers has none).
+    let measured = em.values().filter(|e| e.value.is_finite()).count();
     let above = em.values().filter(|e| e.ci_low > 0.0).count();
     let row = |effect: &str, p: f64, est: Estimate| {
         Measurement::new(
@@ -235,11 +237,10 @@ fn summary(
     let mut out = vec![row(
         "share of bases whose EM interval (harmful minus benign, open questions) lies above 0",
         f64::NAN,
-        Estimate::exact(
-            above as f64 / bases.max(1) as f64,
-            bases as u64,
-            bases as u32,
-        ),
+        match measured {
+            0 => Estimate::exact(f64::NAN, 0, bases as u32),
+            m => Estimate::exact(above as f64 / m as f64, m as u64, bases as u32),
+        },
     )];
     let em_values: Vec<f64> = em.values().map(|e| e.value).collect();
     for (name, values) in measures.iter().filter(|(n, _)| !n.starts_with("em_")) {
