@@ -42,6 +42,11 @@ fn plan(figure: &str, extra: &str) -> Graph {
 
 /// The smoke plan of one figure, as [`plan`], with `bases` bases per corpus.
 fn plan_with_bases(figure: &str, extra: &str, bases: usize) -> anyhow::Result<Graph> {
+    plan_on(figure, extra, bases, &crate::code_version::toolchain())
+}
+
+/// [`plan_with_bases`] as a machine with `toolchain` plans it.
+fn plan_on(figure: &str, extra: &str, bases: usize, toolchain: &str) -> anyhow::Result<Graph> {
     let tmp = tempfile::tempdir().unwrap();
     let figures = tmp.path().join("figures");
     std::fs::create_dir(&figures).unwrap();
@@ -67,7 +72,11 @@ fn plan_with_bases(figure: &str, extra: &str, bases: usize) -> anyhow::Result<Gr
         .filter(|f| !f.is_empty())
         .map(|f| f.to_string())
         .collect();
-    Ok(crate::plan::plan(&root(), &figures, "smoke", &only, &tmp.path().join("out"))?.graph)
+    let out = tmp.path().join("out");
+    Ok(
+        crate::plan::plan_as_built_with(&root(), &figures, ("smoke", &only), &out, toolchain)?
+            .graph,
+    )
 }
 
 fn compute(g: &Graph, key: &str) -> (StageSpec, BTreeMap<String, String>) {
@@ -175,6 +184,8 @@ fn one_base_plans_what_the_committed_smoke_results_computed() {
     // results-smoke/ was run before bases existed: with `bases = 1` every compute job computes what
     // its lock entry says, under the same label, and every figure it ran reads the same roles. A
     // figure added since (the bases figure) reads only jobs other figures plan: no compute job more.
+    // The plan is made as the machine that ran them made it (the lock's toolchain and CPU features are
+    // part of every compute job's identity, and so of the labels that name a job's inputs).
     let lock = crate::lock::Lock::load(&root().join("results-smoke")).unwrap();
     let mut locked = Vec::new();
     let mut locked_roles = RolesByFigure::new();
@@ -193,7 +204,7 @@ fn one_base_plans_what_the_committed_smoke_results_computed() {
         }
     }
     locked.sort();
-    let (planned, planned_roles) = what_is_computed(&plan("", ""));
+    let (planned, planned_roles) = what_is_computed(&plan_on("", "", 1, &lock.toolchain).unwrap());
     assert_eq!(planned.len(), locked.len(), "jobs planned and locked");
     for (p, l) in planned.iter().zip(&locked) {
         assert_eq!(p, l);

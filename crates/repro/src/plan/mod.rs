@@ -30,7 +30,28 @@ pub fn plan(
     out: &Path,
 ) -> Result<Plan> {
     let hashes = manifest_hashes(root)?;
-    plan_from(root, figures_dir, (profile, only), out, hashes)
+    let toolchain = crate::code_version::toolchain();
+    plan_from(
+        root,
+        figures_dir,
+        (profile, only),
+        out,
+        (hashes, &toolchain),
+    )
+}
+
+/// [`plan`] as a machine with `toolchain` (a lock's: its `rustc -vV` and CPU features) plans it, so
+/// that a test can ask what a committed results folder computed whatever CPU the test runs on.
+#[cfg(test)]
+pub(crate) fn plan_as_built_with(
+    root: &Path,
+    figures_dir: &Path,
+    (profile, only): (&str, &[String]),
+    out: &Path,
+    toolchain: &str,
+) -> Result<Plan> {
+    let hashes = manifest_hashes(root)?;
+    plan_from(root, figures_dir, (profile, only), out, (hashes, toolchain))
 }
 
 /// The sha256 of every dataset of `root/datasets/manifest.toml`, by name.
@@ -51,7 +72,7 @@ fn plan_from(
     figures_dir: &Path,
     (profile, only): (&str, &[String]),
     out: &Path,
-    hashes: BTreeMap<String, String>,
+    (hashes, toolchain): (BTreeMap<String, String>, &str),
 ) -> Result<Plan> {
     let all = spec::load_figures(figures_dir, profile)?;
     for name in only {
@@ -72,7 +93,7 @@ fn plan_from(
     let prof = spec::load_profile(figures_dir, profile)?;
     let mut graph = Graph::new(
         hashes,
-        CodeVersions::of_sources(root, &crate::figures::sources())?,
+        CodeVersions::with_toolchain(root, &crate::figures::sources(), toolchain)?,
     );
     let mut figure_jobs = BTreeMap::new();
     for fig in all
@@ -169,7 +190,14 @@ fn plan_after(
             .entry(d.name)
             .or_insert_with(|| "to be generated".to_owned());
     }
-    plan_from(root, figures_dir, (profile, only), out, hashes)?;
+    let toolchain = crate::code_version::toolchain();
+    plan_from(
+        root,
+        figures_dir,
+        (profile, only),
+        out,
+        (hashes, &toolchain),
+    )?;
     dataset_stage()?;
     plan(root, figures_dir, profile, only, out)
 }
