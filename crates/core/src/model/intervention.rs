@@ -141,6 +141,16 @@ impl<M: LanguageModel> LanguageModel for Steered<'_, M> {
             .forward_cached_hooked(ids, cache, Some(&self.hook(hook)))
     }
 
+    fn next_logits_hooked(
+        &self,
+        ids: &Tensor,
+        cache: &mut Self::Cache,
+        hook: Option<&dyn Intervention>,
+    ) -> Result<Tensor> {
+        self.model
+            .next_logits_hooked(ids, cache, Some(&self.hook(hook)))
+    }
+
     fn hidden_states(&self, ids: &Tensor, hook: Option<&dyn Intervention>) -> Result<Vec<Tensor>> {
         self.model.hidden_states(ids, Some(&self.hook(hook)))
     }

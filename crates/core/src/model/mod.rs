@@ -59,6 +59,20 @@ pub trait LanguageModel {
         hook: Option<&dyn Intervention>,
     ) -> Result<Tensor>;
 
+    /// The logits of the last new position only, (B, V): what sampling draws the next token from.
+    /// The default narrows [`LanguageModel::forward_cached_hooked`]'s; a model may apply its head to
+    /// that position alone (each row of the head's product is computed on its own, so the values are
+    /// the same, and a long prompt's other positions cost nothing in the head).
+    fn next_logits_hooked(
+        &self,
+        ids: &Tensor,
+        cache: &mut Self::Cache,
+        hook: Option<&dyn Intervention>,
+    ) -> Result<Tensor> {
+        let logits = self.forward_cached_hooked(ids, cache, hook)?;
+        logits.narrow(1, logits.dim(1)? - 1, 1)?.squeeze(1)
+    }
+
     /// The residual stream at every layer: `ids` (B, T) -> [`LanguageModel::num_layers`] + 1 tensors
     /// (B, T, C), each as the model continues with it (after `hook`).
     fn hidden_states(&self, ids: &Tensor, hook: Option<&dyn Intervention>) -> Result<Vec<Tensor>>;
@@ -83,6 +97,11 @@ pub trait LanguageModel {
     /// [`LanguageModel::forward_cached_hooked`] without a hook.
     fn forward_cached(&self, ids: &Tensor, cache: &mut Self::Cache) -> Result<Tensor> {
         self.forward_cached_hooked(ids, cache, None)
+    }
+
+    /// [`LanguageModel::next_logits_hooked`] without a hook.
+    fn next_logits(&self, ids: &Tensor, cache: &mut Self::Cache) -> Result<Tensor> {
+        self.next_logits_hooked(ids, cache, None)
     }
 
     /// [`LanguageModel::loss_hooked`] without a hook.

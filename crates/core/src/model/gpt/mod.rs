@@ -409,6 +409,25 @@ impl LanguageModel for Gpt {
         crate::kernels::matmul_t(&x, self.wte.embeddings()) // (B, T_new, V)
     }
 
+    fn next_logits_hooked(
+        &self,
+        ids: &Tensor,
+        cache: &mut KvCache,
+        hook: Option<&dyn Intervention>,
+    ) -> Result<Tensor> {
+        let x = self.trunk(ids, Some(cache), hook)?; // (B, T_new, C)
+        let (b, t, _) = x.dims3()?;
+        let wte = self.wte.embeddings();
+        // A product of one row takes the matrix library's vector path, which sums in another order:
+        // one row keeps the full product of its positions, so that the values stay the same.
+        if b == 1 && t > 1 {
+            let logits = crate::kernels::matmul_t(&x, wte)?;
+            return logits.narrow(1, t - 1, 1)?.squeeze(1);
+        }
+        let last = x.narrow(1, t - 1, 1)?.squeeze(1)?; // (B, C)
+        crate::kernels::matmul_t(&last, wte) // (B, V)
+    }
+
     fn hidden_states(&self, ids: &Tensor, hook: Option<&dyn Intervention>) -> Result<Vec<Tensor>> {
         let mut states = Vec::with_capacity(self.blocks.len() + 1);
         self.residual(ids, None, hook, Some(&mut states))?;
