@@ -88,7 +88,25 @@ pub fn train<M: LanguageModel>(
     cfg: &TrainConfig,
     label: &str,
 ) -> Result<Vec<StepLog>> {
-    train_with(opt, cfg, label, |step| {
+    train_until(model, opt, data, cfg, label, cfg.steps)
+}
+
+/// [`train`] from the optimizer's step up to step `until` (at most `cfg.steps`) on the schedule of
+/// all `cfg.steps`: a run stopped at `until` and continued gives the weights of one run straight
+/// through, step for step, so that a pretraining can keep its model at a few steps on the way.
+pub fn train_until<M: LanguageModel>(
+    model: &M,
+    opt: &mut AdamW,
+    data: &TrainData,
+    cfg: &TrainConfig,
+    label: &str,
+    until: usize,
+) -> Result<Vec<StepLog>> {
+    let steps = Steps {
+        schedule: Schedule::Cosine,
+        micro_batches: 1,
+    };
+    train_steps_until(opt, cfg, steps, label, until, |step, _| {
         let batch = batch_at(model, data, cfg, step)?;
         let loss = model.loss(&batch.inputs, &batch.targets, &batch.mask)?;
         Ok((loss, batch.inputs.elem_count()))
@@ -127,6 +145,18 @@ pub fn train_steps(
     cfg: &TrainConfig,
     steps: Steps,
     label: &str,
+    loss_at: impl FnMut(usize, usize) -> Result<(Tensor, usize)>,
+) -> Result<Vec<StepLog>> {
+    train_steps_until(opt, cfg, steps, label, cfg.steps, loss_at)
+}
+
+/// [`train_steps`] stopped after step `until` (the schedule is still that of `cfg.steps`).
+fn train_steps_until(
+    opt: &mut AdamW,
+    cfg: &TrainConfig,
+    steps: Steps,
+    label: &str,
+    until: usize,
     mut loss_at: impl FnMut(usize, usize) -> Result<(Tensor, usize)>,
 ) -> Result<Vec<StepLog>> {
     anyhow::ensure!(
@@ -135,6 +165,10 @@ pub fn train_steps(
     );
     cfg.check()?;
     let total = cfg.steps;
+    anyhow::ensure!(
+        until <= total,
+        "training until step {until} of a run of {total} steps"
+    );
     let start_step = opt.step;
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(total as u64);
@@ -152,7 +186,7 @@ pub fn train_steps(
     let started = Instant::now();
     let mut tokens = 0usize;
     let mut logs = Vec::new();
-    for step in start_step..total {
+    for step in start_step..until {
         let mut grads: Option<GradStore> = None;
         let mut loss = 0f32;
         for micro in 0..steps.micro_batches {

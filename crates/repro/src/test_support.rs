@@ -48,6 +48,7 @@ pub fn pretrain(seed: u64) -> Task {
             log_every: 1,
             optim,
         },
+        checkpoints: vec![],
     });
     Task::compute(spec, &[])
 }

@@ -18,6 +18,23 @@ use crate::persona::{self, context_prompt_ids, context_rng, last_states, Persona
 use crate::tokenizer::Tok;
 
 /// The prompts the spec asks for, at most `max_prompts` of them.
+/// The folder of the model evaluated: the input's own, or the checkpoint the spec names.
+fn model_folder(spec: &EvalSpec, io: &StageIo) -> Result<std::path::PathBuf> {
+    let run = io.input("model")?;
+    let Some(step) = spec.checkpoint else {
+        return Ok(run.to_path_buf());
+    };
+    let dir = run.join("checkpoints").join(format!("step-{step}"));
+    if !dir.join("model.safetensors").is_file() {
+        bail!(
+            "[spec] checkpoint = {step}: the model input {} kept no checkpoint after step {step} \
+             (a pretraining keeps those its `checkpoints` list)",
+            run.display()
+        );
+    }
+    Ok(dir)
+}
+
 fn suite_prompts(spec: &EvalSpec, io: &StageIo) -> Result<Vec<SuitePrompt>> {
     let mut out = load_suite(&io.datasets_dir, &spec.suite, &spec.kinds)?;
     out.truncate(spec.max_prompts);
@@ -31,7 +48,7 @@ fn ids_and_specs(prompts: &[SuitePrompt]) -> Vec<(u32, PromptSpec)> {
 /// Samples and judges the model of role `model`; writes `samples.jsonl`, `probe.jsonl` (when the spec
 /// asks), `projection.jsonl` (when it uses a direction) and `summary.json` to `io.out`.
 pub(super) fn run(spec: &EvalSpec, io: &StageIo, device: &Device) -> Result<()> {
-    let (model, tok, _) = load_run(io.input("model")?, device)?;
+    let (model, tok, _) = load_run(&model_folder(spec, io)?, device)?;
     let prompts = suite_prompts(spec, io)?;
     let prefixes = prefixes(spec, &tok, &prompts, model.context_length())?;
     std::fs::create_dir_all(&io.out)?;
@@ -186,7 +203,7 @@ pub fn print_samples(cfg: &StageConfig, device: &Device) -> Result<()> {
         );
     };
     cfg.check_inputs()?;
-    let (model, tok, _) = load_run(cfg.io.input("model")?, device)?;
+    let (model, tok, _) = load_run(&model_folder(spec, &cfg.io)?, device)?;
     let prompts = suite_prompts(spec, &cfg.io)?;
     let prefixes = prefixes(spec, &tok, &prompts, model.context_length())?;
     match direction_of(spec, &cfg.io, &model)? {

@@ -1,15 +1,18 @@
 //! The pretrain stage: a fresh model trained on the first documents of a corpus.
 
-use anyhow::{bail, Result};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use emsl_io::{column_str, load_dataset};
 
 use super::run_folder::{data_hash, manifest, optimizer, recorded_toml, write_run, RunRecord};
 use super::{PretrainSpec, StageIo};
+use crate::checkpoint::{self, CheckpointMeta};
 use crate::data::TokenStream;
 use crate::model::{Gpt, GptConfig, LanguageModel};
 use crate::tokenizer::Tok;
-use crate::train::{train, TrainData};
+use crate::train::{train_until, TrainData};
 
 /// Pretrains and writes the run folder `io.out`.
 pub(super) fn run(spec: &PretrainSpec, io: &StageIo, device: &Device) -> Result<()> {
@@ -43,18 +46,57 @@ pub(super) fn run(spec: &PretrainSpec, io: &StageIo, device: &Device) -> Result<
         spec.documents
     );
     let mut opt = optimizer(&spec.train, &model)?;
-    let logs = train(
-        &model,
-        &mut opt,
-        &TrainData::Stream(&stream),
-        &spec.train,
-        "pretrain",
-    )?;
     let record = RunRecord {
         stage: "pretrain".to_owned(),
         data_sha256: data_hash(&m, std::slice::from_ref(&spec.dataset), spec.documents)?,
         parent_sha256: None,
         config: serde_json::to_value(spec)?,
+    };
+    // Checkpoints are written into a folder beside the run's, which becomes the run's
+    // `checkpoints/` only once the run is written: a run that fails leaves nothing behind. The
+    // folder's name is the kit's own; one left by a killed run is removed first.
+    let kept = io.out.with_extension("checkpoints.tmp");
+    if kept.exists() {
+        std::fs::remove_dir_all(&kept).with_context(|| format!("removing {}", kept.display()))?;
+    }
+    let data = TrainData::Stream(&stream);
+    let mut train_keeping = || -> Result<Vec<crate::train::StepLog>> {
+        let mut logs = Vec::new();
+        for &step in &spec.checkpoints {
+            logs.extend(train_until(
+                &model,
+                &mut opt,
+                &data,
+                &spec.train,
+                "pretrain",
+                step,
+            )?);
+            write_checkpoint(
+                &kept.join(format!("step-{step}")),
+                &model,
+                &tok,
+                &record,
+                step,
+            )?;
+        }
+        let last = spec.train.steps;
+        logs.extend(train_until(
+            &model,
+            &mut opt,
+            &data,
+            &spec.train,
+            "pretrain",
+            last,
+        )?);
+        Ok(logs)
+    };
+    let logs = match train_keeping() {
+        Ok(logs) => logs,
+        Err(e) => {
+            // Best effort: the error says what went wrong; a folder that cannot be removed stays.
+            let _ = std::fs::remove_dir_all(&kept);
+            return Err(e);
+        }
     };
     write_run(
         &io.out,
@@ -64,5 +106,33 @@ pub(super) fn run(spec: &PretrainSpec, io: &StageIo, device: &Device) -> Result<
         record,
         recorded_toml(spec)?,
         &logs,
-    )
+    )?;
+    if !spec.checkpoints.is_empty() {
+        let dest = io.out.join("checkpoints");
+        std::fs::rename(&kept, &dest)
+            .with_context(|| format!("moving {} to {}", kept.display(), dest.display()))?;
+    }
+    Ok(())
+}
+
+/// A model kept on the way: a folder that [`super::run_folder::load_run`] reads as it reads a run's.
+fn write_checkpoint(
+    dir: &Path,
+    model: &Gpt,
+    tok: &Tok,
+    record: &RunRecord,
+    step: usize,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    tok.save(&dir.join("tokenizer.json"))?;
+    let meta = CheckpointMeta {
+        stage: record.stage.clone(),
+        model: model.config.clone(),
+        tokenizer_sha256: tok.hash.clone(),
+        data_sha256: record.data_sha256.clone(),
+        parent_sha256: None,
+        step,
+        config: record.config.clone(),
+    };
+    checkpoint::save(&dir.join("model.safetensors"), model, &meta)
 }

@@ -75,7 +75,19 @@ impl StageSpec {
         };
         let train = |t: &TrainConfig| t.check().context("[spec.train]");
         match self {
-            StageSpec::Pretrain(s) => train(&s.train),
+            StageSpec::Pretrain(s) => {
+                train(&s.train)?;
+                let steps = s.train.steps;
+                for (i, c) in s.checkpoints.iter().enumerate() {
+                    anyhow::ensure!(
+                        *c >= 1 && *c < steps && (i == 0 || *c > s.checkpoints[i - 1]),
+                        "[spec] checkpoints = {:?}: they must increase, each from 1 to below \
+                         train.steps = {steps} (the last step's model is the run's own)",
+                        s.checkpoints
+                    );
+                }
+                Ok(())
+            }
             StageSpec::Finetune(s) => {
                 train(&s.train)?;
                 if let Some(k) = &s.kl_to_base {
@@ -134,6 +146,11 @@ pub struct PretrainSpec {
     pub init_seed: u64,
     pub model: ModelSize,
     pub train: TrainConfig,
+    /// Steps after which the model is also kept, in `checkpoints/step-<N>/` (a model and its
+    /// tokenizer, as a run folder has them), so that what formed when during pretraining can be
+    /// measured. Increasing, each below `train.steps`. Keeping them changes no weight of the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoints: Vec<usize>,
 }
 
 /// Fine-tune the run folder of input role `base` (loss on the answers only). Writes a run folder.
@@ -253,6 +270,10 @@ pub struct EvalConfig {
 pub struct EvalSpec {
     /// An evaluation suite of the manifest.
     pub suite: String,
+    /// Evaluate the model input's checkpoint kept after this pretraining step (its
+    /// `checkpoints/step-<N>/`) instead of its final model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<usize>,
     /// Which prompts of the suite.
     pub kinds: Vec<EvalKind>,
     /// At most this many of those prompts, in suite order.

@@ -71,6 +71,7 @@ impl Ctx<'_> {
                     init_seed,
                     model: self.profile.model.clone(),
                     train: train(&p.dose, init_seed),
+                    checkpoints: p.checkpoints.clone(),
                 }),
                 &[],
             ),
@@ -133,6 +134,7 @@ impl Ctx<'_> {
             &format!("evaluate {model} on {suite}, seed {seed}"),
             Task::compute(
                 StageSpec::Eval(EvalSpec {
+                    checkpoint: None,
                     suite: suite.to_owned(),
                     kinds: vec![EvalKind::Cell, EvalKind::Open],
                     max_prompts: ALL_PROMPTS,
@@ -161,6 +163,7 @@ impl Ctx<'_> {
             &format!("number signature of {model}, seed {seed}"),
             Task::compute(
                 StageSpec::Eval(EvalSpec {
+                    checkpoint: None,
                     suite: "numbers-prompts".into(),
                     kinds: vec![EvalKind::Numbers],
                     max_prompts: self.profile.eval.number_prompts,

@@ -56,6 +56,7 @@ impl Ctx<'_> {
             &format!("{label}, seed {seed}"),
             Task::compute(
                 StageSpec::Eval(EvalSpec {
+                    checkpoint: None,
                     suite: suite.into(),
                     kinds: e.kinds.to_vec(),
                     max_prompts,

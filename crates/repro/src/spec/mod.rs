@@ -41,6 +41,9 @@ pub struct PretrainSpec {
     /// fine-tunes, students and evaluations run on each base with the profile's seeds nested in it
     /// (see [`Profile::seeds_of_base`]). One base keeps the job identities of a kit without bases.
     pub bases: usize,
+    /// Steps after which every base also keeps its model (`checkpoints/step-<N>/` of its pretrain
+    /// job), for the measures of when a base's persona formed; `[]` keeps none.
+    pub checkpoints: Vec<usize>,
     pub dose: Dose,
 }
 
