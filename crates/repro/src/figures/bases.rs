@@ -16,6 +16,7 @@ use emsl_core::persona::PersonaDirection;
 use emsl_world::Persona;
 use serde::Deserialize;
 
+use super::bases_formation;
 use super::inputs::{misaligned, seed_of, Inputs, Sample};
 use super::persona_inference::{context_eval, favoured, misaligned_open, Arm};
 use super::{ft_dataset, role, Ctx, FigureDef, Output, Roles};
@@ -56,6 +57,9 @@ pub struct BasesParams {
     /// persona-direction's context pairs and episodes per context.
     pub contexts: usize,
     pub episodes: usize,
+    /// persona-inference's cell arm: the episodes before the cell prompts whose probe is read at every
+    /// checkpoint of the pretraining (`bases_formation`).
+    pub formation_episodes: usize,
 }
 
 const CORPORA: [(&str, &str); 2] = [("reference", "coherent"), ("independent", "independent")];
@@ -90,6 +94,8 @@ fn expand(p: &BasesParams, ctx: &mut Ctx) -> Result<Roles> {
                     );
                 }
             }
+            let how = (p.formation_episodes, p.max_new_tokens);
+            bases_formation::expand(ctx, (name, base), how, seed, &mut inputs)?;
             let d = ctx.direction(base, p.contexts, p.episodes, seed)?;
             inputs.insert(
                 role(&[("what", "direction"), ("corpus", name), ("seed", &s)]),
@@ -192,6 +198,8 @@ fn tables(inputs: &Inputs) -> Result<Output> {
         per_base_difference(&harmful, &base),
     ));
 
+    let (formation, formed_at) = bases_formation::tables(inputs)?;
+    measures.push(("inference_formed_at_step", formed_at));
     let mut rows = Vec::new();
     for (metric, values) in &measures {
         for (b, est) in values {
@@ -204,6 +212,7 @@ fn tables(inputs: &Inputs) -> Result<Output> {
     }
     Ok(vec![
         ("per-base".into(), rows),
+        ("formation".into(), formation),
         ("effects".into(), summary(&measures, &em_benign)),
     ])
 }

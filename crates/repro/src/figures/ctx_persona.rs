@@ -33,6 +33,18 @@ pub struct PersonaEval<'a> {
 impl Ctx<'_> {
     /// Evaluates `model` as `e` asks.
     pub fn persona_eval(&mut self, model: &str, e: PersonaEval, seed: u64) -> Result<String> {
+        self.persona_eval_at(model, e, None, seed)
+    }
+
+    /// [`Ctx::persona_eval`] of the checkpoint `model` (a pretrain job) kept after step `checkpoint`,
+    /// or of its final model when `None`.
+    pub fn persona_eval_at(
+        &mut self,
+        model: &str,
+        e: PersonaEval,
+        checkpoint: Option<usize>,
+        seed: u64,
+    ) -> Result<String> {
         let mut eval = self.eval_config(e.samples.0, e.samples.1, seed);
         // The number prompts as `eval_numbers` asks them: the profile's prompts and answer length.
         let (suite, max_prompts) = if e.kinds == [EvalKind::Numbers] {
@@ -47,6 +59,12 @@ impl Ctx<'_> {
         let mut inputs = vec![("model", model)];
         let kinds: Vec<&str> = e.kinds.iter().map(|k| k.as_str()).collect();
         let mut label = format!("evaluate {model} on {suite} ({})", kinds.join(", "));
+        if let Some(step) = checkpoint {
+            label = format!(
+                "evaluate {model} after step {step} on {suite} ({})",
+                kinds.join(", ")
+            );
+        }
         label.push_str(&after(&e.context));
         if let Some((d, used)) = &e.direction {
             inputs.push(("direction", d));
@@ -56,7 +74,7 @@ impl Ctx<'_> {
             &format!("{label}, seed {seed}"),
             Task::compute(
                 StageSpec::Eval(EvalSpec {
-                    checkpoint: None,
+                    checkpoint,
                     suite: suite.into(),
                     kinds: e.kinds.to_vec(),
                     max_prompts,

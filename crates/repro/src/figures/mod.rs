@@ -6,6 +6,7 @@
 //! file in `figures/` (README, "Adding a figure").
 
 mod bases;
+mod bases_formation;
 mod completion_space;
 mod controls;
 mod ctx;

@@ -81,6 +81,19 @@ pub(super) fn context_eval(
     answer_tokens: usize,
     seed: u64,
 ) -> Result<String> {
+    context_eval_at(ctx, (model, None), arm, (k, who), answer_tokens, seed)
+}
+
+/// [`context_eval`] of the checkpoint of `model` (a pretrain job) kept after a step, or of its final
+/// model when the step is `None`.
+pub(super) fn context_eval_at(
+    ctx: &mut Ctx,
+    (model, checkpoint): (&str, Option<usize>),
+    arm: Arm,
+    (k, who): (usize, Option<Persona>),
+    answer_tokens: usize,
+    seed: u64,
+) -> Result<String> {
     let open = ctx.profile.eval.open_samples_per_prompt;
     // The cell arm generates nothing, but its context must leave room for the probe's reference
     // answers: the figure's answer length, not the profile's (40 at quick, where the longest cell
@@ -103,7 +116,7 @@ pub(super) fn context_eval(
         direction: None,
         max_new_tokens,
     };
-    ctx.persona_eval(model, e, seed)
+    ctx.persona_eval_at(model, e, checkpoint, seed)
 }
 
 fn expand(p: &PersonaInferenceParams, ctx: &mut Ctx) -> Result<Roles> {
