@@ -64,8 +64,8 @@ pub struct DecoderConfig {
     pub rms_norm_eps: f64,
     /// qwen2's q, k and v projections carry a bias; llama's do not.
     pub qkv_bias: bool,
-    /// The head is the token embedding (`tie_word_embeddings`); a checkpoint without
-    /// `lm_head.weight` is tied as well.
+    /// The head is the token embedding (`tie_word_embeddings`); untied, the checkpoint must hold
+    /// `lm_head.weight`.
     pub tie_word_embeddings: bool,
     /// RoPE's angular frequency per pair of dimensions (`head_dim / 2` of them), any scaling applied.
     pub inv_freq: Vec<f64>,

@@ -1,8 +1,9 @@
 //! Llama (Llama 2, 3, 3.1, 3.2, and SmolLM2): the decoder of `decoder.rs` without biases, with Llama
 //! 3.1's RoPE frequency scaling (`rope_type = "llama3"`, in `rope.rs`) when the config asks for it.
 //!
-//! candle-transformers' `llama::Llama` ties the head only when `tie_word_embeddings` is true and
-//! otherwise needs `lm_head.weight`; the kit also ties a checkpoint that has no `lm_head.weight`.
+//! As candle-transformers' `llama::Llama` and transformers, the head is the token embedding only when
+//! `tie_word_embeddings` is true; otherwise the checkpoint must hold `lm_head.weight` (`model.rs`
+//! refuses one without it, where transformers would use a random head).
 
 use anyhow::Result;
 use serde_json::{Map, Value};

@@ -96,7 +96,17 @@ impl HfModel {
         device: &Device,
     ) -> anyhow::Result<Self> {
         config.validate()?;
-        let tied = config.tie_word_embeddings || !tensors.contains_key("lm_head.weight");
+        let tied = config.tie_word_embeddings;
+        // transformers gives an untied model without `lm_head.weight` a freshly initialised head (with
+        // a warning); tying it instead would compute another model without a word.
+        if !tied && !tensors.contains_key("lm_head.weight") {
+            bail!(
+                "config.json: tie_word_embeddings is false (or absent, which means false for a {}), \
+                 but the checkpoint has no tensor 'lm_head.weight': transformers would use a random \
+                 head. If the head is the token embedding, set \"tie_word_embeddings\": true",
+                config.family.name()
+            );
+        }
         // Every weight the forward reads must be there, and nothing else: a tensor left over means
         // another architecture, or a config that does not describe these weights.
         let expected = Self::expected_names(&config, tied);

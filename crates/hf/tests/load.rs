@@ -108,3 +108,42 @@ fn file_hashes_cover_every_file_sorted() {
     let again = checkpoint(Family::Llama);
     assert_eq!(hashes, file_hashes(again.path()).unwrap());
 }
+
+#[test]
+fn an_untied_checkpoint_without_a_head_is_refused_not_tied() {
+    // transformers would give this model a random head; the kit used to tie it silently.
+    let llama = checkpoint(Family::Llama);
+    let dir = llama.path();
+    let mut found = false;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            let data = std::fs::read(&path).unwrap();
+            let tensors = candle_core::safetensors::load_buffer(&data, &Device::Cpu).unwrap();
+            if tensors.contains_key("lm_head.weight") {
+                let rest: std::collections::HashMap<_, _> = tensors
+                    .into_iter()
+                    .filter(|(n, _)| n != "lm_head.weight")
+                    .collect();
+                candle_core::safetensors::save(&rest, &path).unwrap();
+                found = true;
+            }
+        }
+    }
+    assert!(found, "the Llama fixture has a head to drop");
+    let index = dir.join("model.safetensors.index.json");
+    if index.exists() {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&index).unwrap()).unwrap();
+        v["weight_map"]
+            .as_object_mut()
+            .unwrap()
+            .remove("lm_head.weight");
+        std::fs::write(&index, v.to_string()).unwrap();
+    }
+    let e = format!("{:#}", load(dir, &Device::Cpu).err().expect("refused"));
+    assert!(
+        e.contains("tie_word_embeddings is false") && e.contains("lm_head.weight"),
+        "{e}"
+    );
+}
