@@ -214,6 +214,25 @@ fn each_pre_tokenizer_cuts_text_as_the_model_was_trained() {
     assert_eq!(encode(&folders["llama-bpe"], "12345"), llama3);
 }
 
+#[test]
+fn a_file_that_adds_its_bos_token_gets_a_tokenizer_that_adds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut meta = metadata(Family::Llama, "llama-bpe");
+    set(&mut meta, "tokenizer.ggml.add_bos_token", Value::Bool(true));
+    let file = written(dir.path(), Family::Llama, true, &meta, llama_types);
+    let out = dir.path().join("imported");
+    import(&file.path, &out, WeightDtype::F32).unwrap();
+    let tok = tokenizers::Tokenizer::from_file(out.join("tokenizer.json")).unwrap();
+    let with = tok.encode("Hi", true).unwrap().get_ids().to_vec();
+    assert_eq!(with, vec![id("<|im_start|>"), id("Hi")]);
+    assert_eq!(encode(&out, "Hi"), vec![id("Hi")]);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tokenizer_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["add_bos_token"], true);
+    assert_eq!(cfg["bos_token"], "<|im_start|>");
+}
+
 /// Imports a tiny Llama file after `edit` changed its metadata or `types` its tensor types, and
 /// returns the error; checks that no folder (or staging folder) was left behind.
 fn refused(
@@ -314,6 +333,14 @@ fn what_the_importer_does_not_compute_is_refused_by_name() {
                 None,
             ),
             &["no tensor 'blk.2."],
+        ),
+        (
+            refused(
+                |m| set(m, "tokenizer.ggml.eot_token_id", Value::U32(0)),
+                llama_types,
+                None,
+            ),
+            &["'tokenizer.ggml.eot_token_id'", "end-of-sequence"],
         ),
     ];
     for (err, needles) in cases {
