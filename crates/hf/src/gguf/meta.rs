@@ -208,8 +208,11 @@ impl<'a> Meta<'a> {
         match entry {
             None => bail!(
                 "metadata '{key}' = {} is not a key the importer knows for a {} model: it may \
-                 change what the model computes, so the importer refuses it rather than ignore it",
+                 change what the model computes, so the importer refuses it rather than ignore it. \
+                 If llama.cpp's {} graph does not read it, write a copy without it (gguf-py's \
+                 `gguf-new-metadata IN.gguf OUT.gguf --remove-metadata {key}`) and import that",
                 show(&self.map[key]),
+                self.arch,
                 self.arch
             ),
             Some((_, Key::Only { computes, accepts })) if !accepts(&self.map[key]) => bail!(

@@ -86,8 +86,8 @@ struct Checked {
     summary: ImportSummary,
 }
 
-fn check(path: &Path, mut reader: &mut BufReader<File>, dtype: WeightDtype) -> Result<Checked> {
-    let content = Content::read(&mut reader).context(
+fn check(path: &Path, reader: &mut BufReader<File>, dtype: WeightDtype) -> Result<Checked> {
+    let content = Content::read(reader).context(
         "not a GGUF file candle reads (the importer computes the tensor types Q4_0, Q4_1, Q8_0, \
          Q4_K, Q6_K, F16 and F32)",
     )?;
