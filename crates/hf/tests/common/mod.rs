@@ -57,18 +57,40 @@ fn specials(family: Family) -> &'static [&'static str] {
     }
 }
 
+/// A decoder's sizes: hidden, MLP, query rows (heads times head size), key/value rows, layers and
+/// vocabulary.
+pub struct Sizes {
+    pub hidden: usize,
+    pub mlp: usize,
+    pub q: usize,
+    pub kv: usize,
+    pub layers: usize,
+    pub vocab: usize,
+}
+
+/// The tiny checkpoints' sizes.
+pub const TINY: Sizes = Sizes {
+    hidden: 32,
+    mlp: 48,
+    q: 32,
+    kv: 16,
+    layers: 2,
+    vocab: VOCAB,
+};
+
 /// Random weights by Hugging Face name: matrices N(0, 0.3^2) (large enough that the logits differ
-/// clearly between positions), biases N(0, 0.1^2), norms 1 + N(0, 0.1^2).
-fn weights(family: Family, seed: u64) -> Vec<(String, Tensor)> {
-    let (c, f, q, kv) = (32, 48, 32, 16);
+/// clearly between positions), biases N(0, 0.1^2), norms 1 + N(0, 0.1^2); the head untied (its own
+/// `lm_head.weight`) unless `tied`.
+pub fn random_weights(family: Family, tied: bool, s: &Sizes, seed: u64) -> Vec<(String, Tensor)> {
+    let (c, f, q, kv) = (s.hidden, s.mlp, s.q, s.kv);
     let mut shapes: Vec<(String, Vec<usize>)> = vec![
-        ("model.embed_tokens.weight".into(), vec![VOCAB, c]),
+        ("model.embed_tokens.weight".into(), vec![s.vocab, c]),
         ("model.norm.weight".into(), vec![c]),
     ];
-    if family == Family::Llama {
-        shapes.push(("lm_head.weight".into(), vec![VOCAB, c]));
+    if !tied {
+        shapes.push(("lm_head.weight".into(), vec![s.vocab, c]));
     }
-    for i in 0..2 {
+    for i in 0..s.layers {
         let p = format!("model.layers.{i}");
         shapes.push((format!("{p}.input_layernorm.weight"), vec![c]));
         shapes.push((format!("{p}.post_attention_layernorm.weight"), vec![c]));
@@ -105,6 +127,10 @@ fn weights(family: Family, seed: u64) -> Vec<(String, Tensor)> {
             (name, t)
         })
         .collect()
+}
+
+fn weights(family: Family, seed: u64) -> Vec<(String, Tensor)> {
+    random_weights(family, family == Family::Qwen2, &TINY, seed)
 }
 
 /// A byte-level BPE without merges (every byte a token, as GPT-2-style tokenizers fall back to) plus
