@@ -7,16 +7,19 @@
 //! (see `tests::every_parameter_gets_a_gradient`), and its composed ops are several times slower.
 //! Sampling with a KV cache uses the composed softmax of `super::ops`.
 
-use candle_core::{DType, Device, Module, Result, Tensor, Var, D};
+use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::{embedding, linear, Embedding, VarBuilder, VarMap};
 use emsl_world::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::lora::AdaptedLinear;
-use super::ops::softmax_last;
 use super::{Intervention, LanguageModel};
 
 mod adapters;
+mod attention;
+
+use attention::Attention;
+pub use attention::KvCache;
 
 /// The fused kernels compute in f32 only.
 const DTYPE: DType = DType::F32;
@@ -76,78 +79,6 @@ impl LayerNorm {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         crate::kernels::layer_norm(x, &self.weight, &self.bias)
-    }
-}
-
-/// Keys and values of the positions seen so far, per layer: (B, H, T_past, hd).
-#[derive(Debug, Default, Clone)]
-pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
-}
-
-impl KvCache {
-    /// An empty cache for a model of `n_layer` blocks.
-    pub fn new(n_layer: usize) -> Self {
-        KvCache {
-            layers: vec![None; n_layer],
-        }
-    }
-
-    /// How many positions are cached.
-    pub fn len(&self) -> usize {
-        self.layers
-            .first()
-            .and_then(|l| l.as_ref())
-            .map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
-    }
-
-    /// Whether no position is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Attention {
-    c_attn: AdaptedLinear,
-    c_proj: AdaptedLinear,
-    n_head: usize,
-}
-
-impl Attention {
-    /// `x`: (B, T, C); `mask`: (T, T_past + T) additive causal mask; `cache`: keys and values so far.
-    fn forward(
-        &self,
-        x: &Tensor,
-        mask: &Tensor,
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
-    ) -> Result<Tensor> {
-        let (b, t, c) = x.dims3()?;
-        let hd = c / self.n_head;
-        let qkv = self.c_attn.forward(x)?; // (B, T, 3C)
-        if cache.is_none() {
-            let y = crate::kernels::causal_attention(&qkv, self.n_head)?; // (B, T, C)
-            return self.c_proj.forward(&y);
-        }
-        let heads = |i: usize| -> Result<Tensor> {
-            qkv.narrow(D::Minus1, i * c, c)?
-                .reshape((b, t, self.n_head, hd))?
-                .transpose(1, 2)? // (B, H, T, hd)
-                .contiguous()
-        };
-        let (q, mut k, mut v) = (heads(0)?, heads(1)?, heads(2)?);
-        if let Some(slot) = cache {
-            if let Some((pk, pv)) = slot.as_ref() {
-                k = Tensor::cat(&[pk, &k], 2)?; // (B, H, T_past + T, hd)
-                v = Tensor::cat(&[pv, &v], 2)?;
-            }
-            *slot = Some((k.clone(), v.clone()));
-        }
-        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?; // (B, H, T, T_all)
-        let att = softmax_last(&scores.broadcast_add(mask)?)?;
-        let y = att.matmul(&v)?; // (B, H, T, hd)
-        let y = y.transpose(1, 2)?.reshape((b, t, c))?; // (B, T, C)
-        self.c_proj.forward(&y)
     }
 }
 
