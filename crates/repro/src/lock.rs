@@ -108,17 +108,6 @@ pub fn forget_jobs_unless(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec
     Ok(forget)
 }
 
-/// The toolchain that built this binary (recorded in the lock).
-pub fn toolchain() -> String {
-    std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// Held for the whole run: an OS file lock on `<dir>/.reproduce.pid`, released by the OS even when the
 /// process is killed. A folder the lock created and the run left empty (a refused plan) is removed
 /// with the pid file when the lock is dropped, so a refusal leaves nothing behind.
