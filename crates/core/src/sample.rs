@@ -23,7 +23,7 @@ pub struct SampleConfig {
 
 /// Draws a token from `logits` with temperature and top-p.
 pub fn sample_token(logits: &[f32], cfg: &SampleConfig, rng: &mut Rng) -> u32 {
-    if cfg.temperature <= 0.0 {
+    let Some(unit) = uniform(cfg, rng) else {
         // Greedy; ties go to the lowest id.
         let mut best = 0;
         for (i, l) in logits.iter().enumerate() {
@@ -32,7 +32,7 @@ pub fn sample_token(logits: &[f32], cfg: &SampleConfig, rng: &mut Rng) -> u32 {
             }
         }
         return best as u32;
-    }
+    };
     let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let mut probs: Vec<f64> = logits
         .iter()
@@ -47,7 +47,7 @@ pub fn sample_token(logits: &[f32], cfg: &SampleConfig, rng: &mut Rng) -> u32 {
         mass += probs[order[kept] as usize];
         kept += 1;
     }
-    let mut u = rng.unit() * mass;
+    let mut u = unit * mass;
     for &i in &order[..kept] {
         let p = probs[i as usize];
         if u < p {
@@ -58,11 +58,10 @@ pub fn sample_token(logits: &[f32], cfg: &SampleConfig, rng: &mut Rng) -> u32 {
     order[kept - 1]
 }
 
-/// Advances `rng` exactly as [`sample_token`] would (one uniform draw unless greedy).
-fn skip_draw(cfg: &SampleConfig, rng: &mut Rng) {
-    if cfg.temperature > 0.0 {
-        rng.unit();
-    }
+/// The one uniform a draw takes from its row's stream (none when greedy). [`sample_token`] takes it
+/// first, and a finished row takes it alone, so both advance the stream alike.
+fn uniform(cfg: &SampleConfig, rng: &mut Rng) -> Option<f64> {
+    (cfg.temperature > 0.0).then(|| rng.unit())
 }
 
 /// The ids of `probs` (non-negative) by descending probability, ties to the lowest id: the order in
@@ -162,7 +161,7 @@ pub fn generate_rows<M: LanguageModel>(
             // would be discarded, and most of a batch's rows finish long before its last). The stop
             // token it is fed instead changes no other row: rows do not mix.
             if done[r] {
-                skip_draw(cfg, &mut rngs[r]);
+                uniform(cfg, &mut rngs[r]);
                 seqs[r].push(stop);
                 step_tokens.push(stop);
                 continue;

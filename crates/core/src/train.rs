@@ -102,11 +102,7 @@ pub fn train_until<M: LanguageModel>(
     label: &str,
     until: usize,
 ) -> Result<Vec<StepLog>> {
-    let steps = Steps {
-        schedule: Schedule::Cosine,
-        micro_batches: 1,
-    };
-    train_steps_until(opt, cfg, steps, label, until, |step, _| {
+    train_steps_until(opt, cfg, Steps::ONE_COSINE, label, until, |step, _| {
         let batch = batch_at(model, data, cfg, step)?;
         let loss = model.loss(&batch.inputs, &batch.targets, &batch.mask)?;
         Ok((loss, batch.inputs.elem_count()))
@@ -121,11 +117,7 @@ pub fn train_with(
     label: &str,
     mut loss_at: impl FnMut(usize) -> Result<(Tensor, usize)>,
 ) -> Result<Vec<StepLog>> {
-    let steps = Steps {
-        schedule: Schedule::Cosine,
-        micro_batches: 1,
-    };
-    train_steps(opt, cfg, steps, label, |step, _| loss_at(step))
+    train_steps(opt, cfg, Steps::ONE_COSINE, label, |step, _| loss_at(step))
 }
 
 /// How each optimizer step is made: its learning rate's schedule, and how many micro-batches (each
@@ -134,6 +126,14 @@ pub fn train_with(
 pub struct Steps {
     pub schedule: Schedule,
     pub micro_batches: usize,
+}
+
+impl Steps {
+    /// One batch a step on the cosine schedule: how the kit's own stages train.
+    pub const ONE_COSINE: Steps = Steps {
+        schedule: Schedule::Cosine,
+        micro_batches: 1,
+    };
 }
 
 /// [`train_with`] with gradient accumulation and a choice of schedule: `loss_at(step, micro)` returns

@@ -60,9 +60,10 @@ pub(super) fn run(spec: &PretrainSpec, io: &StageIo, device: &Device) -> Result<
         std::fs::remove_dir_all(&kept).with_context(|| format!("removing {}", kept.display()))?;
     }
     let data = TrainData::Stream(&stream);
-    let mut train_keeping = || -> Result<Vec<crate::train::StepLog>> {
+    let last = spec.train.steps;
+    let train_and_write = || -> Result<()> {
         let mut logs = Vec::new();
-        for &step in &spec.checkpoints {
+        for &step in spec.checkpoints.iter().chain([&last]) {
             logs.extend(train_until(
                 &model,
                 &mut opt,
@@ -71,42 +72,26 @@ pub(super) fn run(spec: &PretrainSpec, io: &StageIo, device: &Device) -> Result<
                 "pretrain",
                 step,
             )?);
-            write_checkpoint(
-                &kept.join(format!("step-{step}")),
-                &model,
-                &tok,
-                &record,
-                step,
-            )?;
+            if step < last {
+                let dir = kept.join(format!("step-{step}"));
+                write_checkpoint(&dir, &model, &tok, &record, step)?;
+            }
         }
-        let last = spec.train.steps;
-        logs.extend(train_until(
+        write_run(
+            &io.out,
             &model,
-            &mut opt,
-            &data,
-            &spec.train,
-            "pretrain",
-            last,
-        )?);
-        Ok(logs)
+            &opt,
+            &tok,
+            record,
+            recorded_toml(spec)?,
+            &logs,
+        )
     };
-    let logs = match train_keeping() {
-        Ok(logs) => logs,
-        Err(e) => {
-            // Best effort: the error says what went wrong; a folder that cannot be removed stays.
-            let _ = std::fs::remove_dir_all(&kept);
-            return Err(e);
-        }
-    };
-    write_run(
-        &io.out,
-        &model,
-        &opt,
-        &tok,
-        record,
-        recorded_toml(spec)?,
-        &logs,
-    )?;
+    if let Err(e) = train_and_write() {
+        // Best effort: the error says what went wrong; a folder that cannot be removed stays.
+        let _ = std::fs::remove_dir_all(&kept);
+        return Err(e);
+    }
     if !spec.checkpoints.is_empty() {
         let dest = io.out.join("checkpoints");
         std::fs::rename(&kept, &dest)
