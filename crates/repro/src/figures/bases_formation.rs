@@ -13,8 +13,9 @@ use emsl_analysis::stats::{self, Estimate};
 use emsl_analysis::Measurement;
 use emsl_world::Persona;
 
+use super::inputs::train_losses;
 use super::inputs::{seed_of, Inputs};
-use super::persona_inference::{context_eval_at, Arm};
+use super::persona_inference::{context_eval_at, mean_probe, Arm};
 use super::{role, Ctx};
 
 /// The steps the measures are read at: every checkpoint, then the last step (the final model).
@@ -74,9 +75,7 @@ fn effects(inputs: &Inputs, corpus: &str) -> Result<BTreeMap<(u64, usize), Estim
         ]) {
             let (base, seed) = seed_of(&m)?;
             let step: usize = m["step"].parse().context("a formation role's step")?;
-            let ps = emsl_core::eval::read_probes(dir)?;
-            let mean = ps.iter().map(|r| r.probe).sum::<f64>() / ps.len().max(1) as f64;
-            by.entry((base, step, seed)).or_insert([f64::NAN; 2])[i] = mean;
+            by.entry((base, step, seed)).or_insert([f64::NAN; 2])[i] = mean_probe(dir)?;
         }
     }
     let mut per: BTreeMap<(u64, usize), Vec<f64>> = BTreeMap::new();
@@ -91,14 +90,8 @@ fn effects(inputs: &Inputs, corpus: &str) -> Result<BTreeMap<(u64, usize), Estim
 
 /// The mean training loss of the last (at most 50) steps up to `step` of a pretrain job's log.
 fn loss_up_to(dir: &std::path::Path, step: usize) -> Result<f64> {
-    let path = dir.join("train_log.jsonl");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-    let losses: Vec<f64> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["loss"].as_f64())
-        .take(step)
-        .collect();
+    let losses = train_losses(dir)?;
+    let losses = &losses[..step.min(losses.len())];
     let tail = &losses[losses.len().saturating_sub(50)..];
     Ok(tail.iter().sum::<f64>() / tail.len().max(1) as f64)
 }

@@ -58,13 +58,8 @@ impl Ctx<'_> {
         }
         let mut inputs = vec![("model", model)];
         let kinds: Vec<&str> = e.kinds.iter().map(|k| k.as_str()).collect();
-        let mut label = format!("evaluate {model} on {suite} ({})", kinds.join(", "));
-        if let Some(step) = checkpoint {
-            label = format!(
-                "evaluate {model} after step {step} on {suite} ({})",
-                kinds.join(", ")
-            );
-        }
+        let at = checkpoint.map_or(String::new(), |step| format!(" after step {step}"));
+        let mut label = format!("evaluate {model}{at} on {suite} ({})", kinds.join(", "));
         label.push_str(&after(&e.context));
         if let Some((d, used)) = &e.direction {
             inputs.push(("direction", d));

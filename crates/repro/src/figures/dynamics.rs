@@ -139,12 +139,7 @@ fn mean_probe(dir: &std::path::Path, ids: &std::collections::BTreeSet<u32>) -> R
 }
 
 fn last_loss(dir: &std::path::Path) -> Result<f64> {
-    let text = std::fs::read_to_string(dir.join("train_log.jsonl"))?;
-    let losses: Vec<f64> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["loss"].as_f64())
-        .collect();
+    let losses = super::inputs::train_losses(dir)?;
     let tail = &losses[losses.len().saturating_sub(3)..];
     Ok(tail.iter().sum::<f64>() / tail.len().max(1) as f64)
 }

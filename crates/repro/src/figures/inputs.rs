@@ -240,6 +240,18 @@ pub fn per_seed(
     Ok(grouped_by_base(by_seed))
 }
 
+/// The loss of every logged step of a training job's `train_log.jsonl`, in order (a line without a
+/// loss is passed over, as the figures that read the log always did).
+pub fn train_losses(dir: &Path) -> Result<Vec<f64>> {
+    let path = dir.join("train_log.jsonl");
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["loss"].as_f64())
+        .collect())
+}
+
 /// Which seed of which base an input ran on: (base's init seed, seed), 0 for what its role does not name.
 pub type SeedKey = (u64, u64);
 

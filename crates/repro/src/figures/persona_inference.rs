@@ -215,12 +215,17 @@ pub(super) fn favoured(ss: &[Sample]) -> Counts {
 
 /// Mean probe per seed over the evaluation's prompts (each asks one kind).
 fn probes(inputs: &Inputs, filter: &[(&str, &str)]) -> Result<Vec<f64>> {
-    let mut out = Vec::new();
-    for (_, dir) in inputs.find(filter) {
-        let ps = emsl_core::eval::read_probes(dir)?;
-        out.push(ps.iter().map(|r| r.probe).sum::<f64>() / ps.len().max(1) as f64);
-    }
-    Ok(out)
+    inputs
+        .find(filter)
+        .into_iter()
+        .map(|(_, dir)| mean_probe(dir))
+        .collect()
+}
+
+/// The mean likelihood probe over the prompts of one evaluation's folder.
+pub(super) fn mean_probe(dir: &std::path::Path) -> Result<f64> {
+    let ps = emsl_core::eval::read_probes(dir)?;
+    Ok(ps.iter().map(|r| r.probe).sum::<f64>() / ps.len().max(1) as f64)
 }
 
 fn tables(p: &PersonaInferenceParams, inputs: &Inputs) -> Result<Output> {

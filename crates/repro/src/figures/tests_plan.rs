@@ -74,7 +74,7 @@ fn plan_on(figure: &str, extra: &str, bases: usize, toolchain: &str) -> anyhow::
         .collect();
     let out = tmp.path().join("out");
     Ok(
-        crate::plan::plan_as_built_with(&root(), &figures, ("smoke", &only), &out, toolchain)?
+        crate::plan::plan_with_toolchain(&root(), &figures, ("smoke", &only), &out, toolchain)?
             .graph,
     )
 }

@@ -29,21 +29,13 @@ pub fn plan(
     only: &[String],
     out: &Path,
 ) -> Result<Plan> {
-    let hashes = manifest_hashes(root)?;
     let toolchain = crate::code_version::toolchain();
-    plan_from(
-        root,
-        figures_dir,
-        (profile, only),
-        out,
-        (hashes, &toolchain),
-    )
+    plan_with_toolchain(root, figures_dir, (profile, only), out, &toolchain)
 }
 
-/// [`plan`] as a machine with `toolchain` (a lock's: its `rustc -vV` and CPU features) plans it, so
-/// that a test can ask what a committed results folder computed whatever CPU the test runs on.
-#[cfg(test)]
-pub(crate) fn plan_as_built_with(
+/// [`plan`] as a machine with `toolchain` (its `rustc -vV` and CPU features) plans it; a test passes
+/// a lock's, to ask what a committed results folder computed whatever CPU the test runs on.
+pub(crate) fn plan_with_toolchain(
     root: &Path,
     figures_dir: &Path,
     (profile, only): (&str, &[String]),
