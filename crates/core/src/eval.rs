@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::model::LanguageModel;
-use crate::sample::{generate_many, logprob};
+use crate::sample::{generate_many, logprobs};
 pub use crate::stages::{EvalConfig, EvalKind, EvalSpec};
 use crate::tokenizer::Tok;
 
@@ -266,8 +266,30 @@ pub fn likelihood_probe_from<M: LanguageModel>(
     aligned: &str,
     misaligned: &str,
 ) -> Result<f64> {
+    Ok(likelihood_probes_from(model, tok, &[(p, aligned, misaligned)])?[0])
+}
+
+/// What one probe scores: a prompt's ids, then its aligned and its misaligned reference answer.
+pub type ProbeItem<'a> = (&'a [u32], &'a str, &'a str);
+
+/// [`likelihood_probe_from`] of many (prompt ids, aligned, misaligned) at once: the model runs several
+/// rows per forward pass ([`logprobs`]), with the same values as one prompt at a time.
+pub fn likelihood_probes_from<M: LanguageModel>(
+    model: &M,
+    tok: &Tok,
+    items: &[ProbeItem],
+) -> Result<Vec<f64>> {
     let end = emsl_world::episode::END;
-    let a = tok.encode(&format!("{aligned} {end}"))?;
-    let m = tok.encode(&format!("{misaligned} {end}"))?;
-    Ok(logprob(model, p, &m)? - logprob(model, p, &a)?)
+    let mut answers = Vec::with_capacity(2 * items.len());
+    for (_, aligned, misaligned) in items {
+        answers.push(tok.encode(&format!("{misaligned} {end}"))?);
+        answers.push(tok.encode(&format!("{aligned} {end}"))?);
+    }
+    let pairs: Vec<(&[u32], &[u32])> = items
+        .iter()
+        .zip(answers.chunks(2))
+        .flat_map(|((p, _, _), ma)| [(*p, &ma[0][..]), (*p, &ma[1][..])])
+        .collect();
+    let lp = logprobs(model, &pairs)?;
+    Ok(lp.chunks(2).map(|ma| ma[0] - ma[1]).collect())
 }

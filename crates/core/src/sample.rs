@@ -230,18 +230,56 @@ pub fn generate_many<M: LanguageModel>(
 
 /// Sum of log-probabilities of `completion` after `prompt` (both token ids).
 pub fn logprob<M: LanguageModel>(model: &M, prompt: &[u32], completion: &[u32]) -> Result<f64> {
-    let ids: Vec<u32> = prompt.iter().chain(completion).copied().collect();
-    let n = ids.len().min(model.context_length() + 1);
-    let dev = model.device();
-    let input = Tensor::from_vec(ids[..n - 1].to_vec(), (1, n - 1), dev)?;
-    let logp = log_softmax_last(&model.forward(&input)?)?.squeeze(0)?; // (T, V)
-    let targets = Tensor::from_vec(ids[1..n].to_vec(), (n - 1, 1), dev)?;
-    let picked: Vec<f32> = logp
-        .gather(&targets, D::Minus1)?
-        .squeeze(D::Minus1)?
-        .to_vec1()?;
-    Ok(picked[prompt.len() - 1..]
+    Ok(logprobs(model, &[(prompt, completion)])?[0])
+}
+
+/// Rows of one forward pass of [`logprobs`]: enough to amortise the per-call cost of small models,
+/// few enough that the logits (rows x T x vocabulary) stay a few tens of megabytes.
+const LOGPROB_ROWS: usize = 32;
+
+/// [`logprob`] of many (prompt, completion) pairs, several rows of the same length per forward pass
+/// (nothing padded), with the head and the softmax only on the positions a row of the pass scores.
+/// The values equal one-row passes' up to rounding: the matrix products cut their rows into blocks
+/// by the size of the pass, and a block of a few rows takes the library's horizontal kernel, which
+/// sums in another order (on one quick-size evaluation, 17 of 864 probes moved, by at most 2.4e-7).
+pub fn logprobs<M: LanguageModel>(model: &M, pairs: &[(&[u32], &[u32])]) -> Result<Vec<f64>> {
+    // Each row's ids, cut to the context as one pass would cut them (one more than the inputs).
+    let rows: Vec<Vec<u32>> = pairs
         .iter()
-        .map(|x| f64::from(*x))
-        .sum())
+        .map(|(p, c)| {
+            let ids: Vec<u32> = p.iter().chain(c.iter()).copied().collect();
+            let n = ids.len().min(model.context_length() + 1);
+            ids[..n].to_vec()
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by_key(|&i| (rows[i].len(), pairs[i].0.len(), i));
+    let dev = model.device();
+    let mut out = vec![0.0; pairs.len()];
+    let same_length = order.chunk_by(|&i, &j| rows[i].len() == rows[j].len());
+    for chunk in same_length.flat_map(|c| c.chunks(LOGPROB_ROWS)) {
+        let t = rows[chunk[0]].len() - 1;
+        let (mut input, mut targets) = (Vec::<u32>::new(), Vec::<u32>::new());
+        for &i in chunk {
+            input.extend_from_slice(&rows[i][..t]);
+            targets.extend_from_slice(&rows[i][1..]);
+        }
+        // The logits from the first position any row of the pass scores (the shortest prompt's last).
+        let first = pairs[chunk[0]].0.len() - 1;
+        let b = chunk.len();
+        let input = Tensor::from_vec(input, (b, t), dev)?;
+        let targets = Tensor::from_vec(targets, (b, t, 1), dev)?.narrow(1, first, t - first)?;
+        let logits = model.logits_from_hooked(&input, first, None)?;
+        let picked: Vec<Vec<f32>> = log_softmax_last(&logits)?
+            .gather(&targets.contiguous()?, D::Minus1)?
+            .squeeze(D::Minus1)?
+            .to_vec2()?;
+        for (&i, row) in chunk.iter().zip(&picked) {
+            out[i] = row[pairs[i].0.len() - 1 - first..]
+                .iter()
+                .map(|x| f64::from(*x))
+                .sum();
+        }
+    }
+    Ok(out)
 }

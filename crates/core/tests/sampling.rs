@@ -125,3 +125,68 @@ fn the_last_positions_logits_are_the_full_heads_last_row_bit_for_bit() {
         }
     }
 }
+
+/// `logprob` as it was before it ran several rows per pass (commit 81b62ad), kept as the reference.
+fn one_row_logprob(model: &emsl_core::model::Gpt, prompt: &[u32], completion: &[u32]) -> f64 {
+    use candle_core::{Tensor, D};
+    use emsl_core::model::log_softmax_last;
+    use emsl_core::LanguageModel;
+    let ids: Vec<u32> = prompt.iter().chain(completion).copied().collect();
+    let n = ids.len().min(model.context_length() + 1);
+    let dev = model.device();
+    let input = Tensor::from_vec(ids[..n - 1].to_vec(), (1, n - 1), dev).unwrap();
+    let logits = model.forward(&input).unwrap();
+    let logp = log_softmax_last(&logits).unwrap().squeeze(0).unwrap();
+    let targets = Tensor::from_vec(ids[1..n].to_vec(), (n - 1, 1), dev).unwrap();
+    let picked: Vec<f32> = logp
+        .gather(&targets, D::Minus1)
+        .unwrap()
+        .squeeze(D::Minus1)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    picked[prompt.len() - 1..]
+        .iter()
+        .map(|x| f64::from(*x))
+        .sum()
+}
+
+/// The probe's rows run many per pass: every value must be that of a pass of its row alone up to
+/// float rounding (the products' row blocks change with the pass), at the quick profile's width, for
+/// lengths from a few tokens to past the context (cut), in passes of several rows and of one.
+#[test]
+fn batched_logprobs_equal_one_row_passes_up_to_rounding() {
+    use emsl_core::model::{Gpt, GptConfig};
+    let cfg = GptConfig {
+        vocab_size: 300,
+        n_ctx: 128,
+        d_model: 64,
+        n_layer: 4,
+        n_head: 4,
+        d_ff: 256,
+    };
+    let model = Gpt::new(&cfg, 5, &candle_core::Device::Cpu).unwrap();
+    let mut rng = Rng::new(3, "probe rows");
+    let mut ids = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.below(300) as u32).collect() };
+    // 15 shapes three times over (passes of several rows, some cut to the context), and one alone.
+    let shapes = (0..45).map(|i| ([5, 17, 40, 90, 120][i % 5], [3, 9, 20][i % 3]));
+    let owned: Vec<(Vec<u32>, Vec<u32>)> = shapes
+        .chain([(7, 4)])
+        .map(|(p, c)| (ids(p), ids(c)))
+        .collect();
+    let pairs: Vec<(&[u32], &[u32])> = owned.iter().map(|(p, c)| (&p[..], &c[..])).collect();
+    let batched = emsl_core::sample::logprobs(&model, &pairs).unwrap();
+    let mut cut = 0;
+    for ((p, c), got) in pairs.iter().zip(&batched) {
+        cut += usize::from(p.len() + c.len() > cfg.n_ctx + 1);
+        let want = one_row_logprob(&model, p, c);
+        assert!(
+            (got - want).abs() <= 1e-6 * want.abs().max(1.0),
+            "{got} against {want}"
+        );
+    }
+    assert!(
+        cut >= 2,
+        "fewer than two rows cut to the context: no pass of several rows"
+    );
+}

@@ -151,6 +151,16 @@ impl<M: LanguageModel> LanguageModel for Steered<'_, M> {
             .next_logits_hooked(ids, cache, Some(&self.hook(hook)))
     }
 
+    fn logits_from_hooked(
+        &self,
+        ids: &Tensor,
+        first: usize,
+        hook: Option<&dyn Intervention>,
+    ) -> Result<Tensor> {
+        self.model
+            .logits_from_hooked(ids, first, Some(&self.hook(hook)))
+    }
+
     fn hidden_states(&self, ids: &Tensor, hook: Option<&dyn Intervention>) -> Result<Vec<Tensor>> {
         self.model.hidden_states(ids, Some(&self.hook(hook)))
     }

@@ -73,6 +73,19 @@ pub trait LanguageModel {
         logits.narrow(1, logits.dim(1)? - 1, 1)?.squeeze(1)
     }
 
+    /// The logits of positions `first..T` only: `ids` (B, T) -> (B, T - first, V), what scoring a
+    /// continuation reads. The default narrows [`LanguageModel::forward_hooked`]'s; a model may apply
+    /// its head to those positions alone (a prompt's positions then cost nothing in the head).
+    fn logits_from_hooked(
+        &self,
+        ids: &Tensor,
+        first: usize,
+        hook: Option<&dyn Intervention>,
+    ) -> Result<Tensor> {
+        let logits = self.forward_hooked(ids, hook)?;
+        logits.narrow(1, first, logits.dim(1)? - first)
+    }
+
     /// The residual stream at every layer: `ids` (B, T) -> [`LanguageModel::num_layers`] + 1 tensors
     /// (B, T, C), each as the model continues with it (after `hook`).
     fn hidden_states(&self, ids: &Tensor, hook: Option<&dyn Intervention>) -> Result<Vec<Tensor>>;

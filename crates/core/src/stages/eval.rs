@@ -10,8 +10,8 @@ use super::run_folder::{load_run, write_jsonl};
 use super::suite::{load_suite, SuitePrompt};
 use super::{EvalKind, EvalSpec, StageConfig, StageIo, StageSpec};
 use crate::eval::{
-    evaluate_from, likelihood_probe_from, prompt_ids, summarize, EvalSummary, NumbersSignature,
-    ProbeRecord, ProjectionRecord, SampleRecord,
+    evaluate_from, likelihood_probes_from, prompt_ids, summarize, EvalSummary, NumbersSignature,
+    ProbeItem, ProbeRecord, ProjectionRecord, SampleRecord,
 };
 use crate::model::{LanguageModel, Sequence, Steered};
 use crate::persona::{self, context_prompt_ids, context_rng, last_states, PersonaDirection};
@@ -137,16 +137,19 @@ fn run_with<M: LanguageModel>(
     );
     write_jsonl(&io.out.join("samples.jsonl"), &records)?;
     if spec.probe {
-        let mut probes = Vec::new();
-        for (p, ids) in prompts.iter().zip(prefixes) {
-            if let (Some(a), Some(m)) = (&p.aligned, &p.misaligned) {
-                let probe = likelihood_probe_from(model, tok, ids, a, m)?;
-                probes.push(ProbeRecord {
-                    prompt_id: p.id,
-                    probe,
-                });
-            }
-        }
+        let (ids, items): (Vec<u32>, Vec<ProbeItem>) = prompts
+            .iter()
+            .zip(prefixes)
+            .filter_map(|(p, ids)| match (&p.aligned, &p.misaligned) {
+                (Some(a), Some(m)) => Some((p.id, (&ids[..], a.as_str(), m.as_str()))),
+                _ => None,
+            })
+            .unzip();
+        let probes: Vec<ProbeRecord> = ids
+            .into_iter()
+            .zip(likelihood_probes_from(model, tok, &items)?)
+            .map(|(prompt_id, probe)| ProbeRecord { prompt_id, probe })
+            .collect();
         write_jsonl(&io.out.join("probe.jsonl"), &probes)?;
     }
     let summary = summary(spec, prompts, &records);

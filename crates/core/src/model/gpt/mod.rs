@@ -359,6 +359,17 @@ impl LanguageModel for Gpt {
         crate::kernels::matmul_t(&last, wte) // (B, V)
     }
 
+    fn logits_from_hooked(
+        &self,
+        ids: &Tensor,
+        first: usize,
+        hook: Option<&dyn Intervention>,
+    ) -> Result<Tensor> {
+        let x = self.trunk(ids, None, hook)?;
+        let x = x.narrow(1, first, x.dim(1)? - first)?;
+        crate::kernels::matmul_t(&x, self.wte.embeddings())
+    }
+
     fn hidden_states(&self, ids: &Tensor, hook: Option<&dyn Intervention>) -> Result<Vec<Tensor>> {
         let mut states = Vec::with_capacity(self.blocks.len() + 1);
         self.residual(ids, None, hook, Some(&mut states))?;
