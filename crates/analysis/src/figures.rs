@@ -41,7 +41,18 @@ pub fn point(x: f64, m: &Measurement) -> Point {
         y: m.est.value,
         lo: m.est.ci_low,
         hi: m.est.ci_high,
+        bases: base_values(m),
     }
+}
+
+/// A row's `base_values` (each base's own value, written on several bases), as numbers; a base
+/// with no value (n/a) is left out of the dots.
+pub fn base_values(m: &Measurement) -> Vec<f64> {
+    m.str("base_values")
+        .split_whitespace()
+        .filter_map(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite())
+        .collect()
 }
 
 /// Distinct values of a variable, in the order rows hold them.

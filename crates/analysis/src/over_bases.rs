@@ -44,6 +44,27 @@ pub fn changes_over_bases(
     combine(&[a1, a0, b1, b0], |r| (r[0] - r[1]) - (r[2] - r[3]))
 }
 
+/// The mean over bases of a quantity that is not a rate (a probe's mean, a direction's accuracy), from
+/// its per-seed values grouped by base: each base's own value is the mean of its seeds', and the
+/// interval is Student's t over the bases, as for rates; `n_per_seed` is what stands behind one seed.
+pub fn mean_over_bases(per_seed: &[Vec<f64>], n_per_seed: u64) -> Result<OverBases> {
+    check_bases(per_seed.len())?;
+    if let Some(i) = per_seed.iter().position(Vec::is_empty) {
+        bail!("base {i} has no seed");
+    }
+    let per_base = per_seed
+        .iter()
+        .map(|v| v.iter().sum::<f64>() / v.len() as f64)
+        .collect();
+    let seeds: usize = per_seed.iter().map(Vec::len).sum();
+    Ok(over_bases(
+        per_base,
+        per_seed,
+        n_per_seed * seeds as u64,
+        seeds,
+    ))
+}
+
 /// `f` of the arms' rates over bases: each base's value is `f` of its pooled rates, each seed's `f` of
 /// its own (seeds paired by position within a base); `n` counts every arm's answers, `seeds` the first
 /// arm's seeds over all bases.
@@ -83,14 +104,19 @@ fn combine(arms: &[&[Vec<Counts>]], f: impl Fn(&[f64]) -> f64) -> Result<OverBas
 }
 
 fn check(bases: usize, arm: &[Vec<Counts>]) -> Result<()> {
+    check_bases(bases)?;
+    if let Some(i) = arm.iter().position(Vec::is_empty) {
+        bail!("base {i} has no seed");
+    }
+    Ok(())
+}
+
+fn check_bases(bases: usize) -> Result<()> {
     if bases < 2 {
         bail!(
             "{bases} base: one pretrained base shows a direction, not an interval over bases (a \
              claim about the procedure needs at least 2, and the profiles ask for 3 or more)"
         );
-    }
-    if let Some(i) = arm.iter().position(Vec::is_empty) {
-        bail!("base {i} has no seed");
     }
     Ok(())
 }
@@ -207,6 +233,20 @@ mod tests {
             );
         }
         (a, b)
+    }
+
+    #[test]
+    fn a_mean_over_bases_is_students_t_on_the_bases_own_means() {
+        // Bases' means 1, 2 and 4 (mean 7/3, sd sqrt(7/3)); t(2, 0.975) = 4.303.
+        let o = mean_over_bases(&[vec![0.5, 1.5], vec![2.0], vec![3.0, 4.0, 5.0]], 10).unwrap();
+        assert_eq!(o.per_base, vec![1.0, 2.0, 4.0]);
+        let half = 4.303 * (7.0f64 / 3.0 / 3.0).sqrt();
+        assert!((o.est.value - 7.0 / 3.0).abs() < 1e-12);
+        assert!((o.est.ci_high - o.est.value - half).abs() < 1e-12);
+        assert!((o.est.value - o.est.ci_low - half).abs() < 1e-12);
+        assert_eq!((o.est.n, o.est.seeds), (60, 6));
+        assert!(mean_over_bases(&[vec![1.0]], 1).is_err());
+        assert!(mean_over_bases(&[vec![1.0], vec![]], 1).is_err());
     }
 
     #[test]

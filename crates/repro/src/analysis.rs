@@ -81,6 +81,7 @@ pub fn run(s: &Place, graph: &Graph, job: &Job) -> Result<Vec<String>> {
             let inputs = Inputs::new(roles, s.root.join("datasets"));
             let fig = figures::get(figure)?;
             let tables = fig.tables(params, &inputs)?;
+            every_row_per_base(figure, &inputs, &tables)?;
             let dir = s.out.join(figure);
             let mut files: Vec<String> =
                 tables.iter().map(|(n, _)| format!("{n}.parquet")).collect();
@@ -134,6 +135,39 @@ pub fn run(s: &Place, graph: &Graph, job: &Job) -> Result<Vec<String>> {
         }
         _ => bail!("{} is not an analysis job", job.key),
     }
+}
+
+/// On several bases every row must say what each base gave: an estimate over bases with each base's
+/// value (`base_values`, or an effect's `per_base`), a row of one base (`base`), or a statistic across
+/// bases (metric `descriptive`). A row with none of them pooled the bases' seeds as if they were one
+/// base's, which would make an interval over seeds pass for one over bases: refused, naming it.
+fn every_row_per_base(figure: &str, inputs: &Inputs, tables: &figures::Output) -> Result<()> {
+    let bases: BTreeSet<String> = inputs
+        .find(&[])
+        .into_iter()
+        .filter_map(|(m, _)| m.get("base").cloned())
+        .collect();
+    if bases.len() < 2 {
+        return Ok(());
+    }
+    for (name, rows) in tables {
+        for (i, r) in rows.iter().enumerate() {
+            let per_base = ["base_values", "per_base", "base"]
+                .iter()
+                .any(|v| r.var(v).is_some());
+            if !per_base && r.metric != "descriptive" {
+                bail!(
+                    "{figure}: table {name}, row {i} (metric {}, {:?}) has no per-base values on \
+                     {} bases: its builder pooled the bases (build it with rows::mean_row or \
+                     rows::rate_row)",
+                    r.metric,
+                    r.vars,
+                    bases.len()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The files of figure folder `dir` that the kit wrote and that a job writing `writes` no longer

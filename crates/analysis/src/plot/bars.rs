@@ -1,4 +1,5 @@
-//! Grouped bars: one group per category, one bar per series, each with its 95% interval.
+//! Grouped bars: one group per category, one bar per series, each with its 95% interval and, on
+//! several bases, one dot per base.
 
 use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
@@ -76,6 +77,14 @@ where
                         ErrorBar::new_vertical(p.x + offset, p.lo, p.y, p.hi, BLACK.filled(), 6)
                     }),
             )
+            .map_err(err)?;
+        // One hollow dot per base, over the bar (the unit of the interval is the base).
+        chart
+            .draw_series(ser.points.iter().flat_map(|p| {
+                p.bases
+                    .iter()
+                    .map(move |v| Circle::new((p.x + offset, *v), 3, BLACK.stroke_width(1)))
+            }))
             .map_err(err)?;
     }
     finish(root, &mut chart, series, legend, &fig.title)

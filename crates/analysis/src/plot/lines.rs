@@ -1,4 +1,4 @@
-//! Lines over a numeric x, each point with its 95% interval.
+//! Lines over a numeric x, each point with its 95% interval and, on several bases, one dot per base.
 
 use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
@@ -79,6 +79,14 @@ where
                     .filter(|p| p.lo.is_finite() && p.hi.is_finite())
                     .map(|p| ErrorBar::new_vertical(p.x, p.lo, p.y, p.hi, colour.filled(), 6)),
             )
+            .map_err(err)?;
+        // One hollow dot per base at each point (the unit of the interval is the base).
+        chart
+            .draw_series(ser.points.iter().flat_map(|p| {
+                p.bases
+                    .iter()
+                    .map(move |v| Circle::new((p.x, *v), 3, colour.stroke_width(1)))
+            }))
             .map_err(err)?;
     }
     finish(root, &mut chart, series, true, &fig.title)

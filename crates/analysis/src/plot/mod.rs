@@ -39,6 +39,8 @@ pub struct Point {
     pub y: f64,
     pub lo: f64,
     pub hi: f64,
+    /// Each pretrained base's own value, drawn as a dot beside the estimate (empty on one base).
+    pub bases: Vec<f64>,
 }
 
 /// A named series of points.
@@ -120,7 +122,11 @@ const PALETTE: [RGBColor; 6] = [
 fn y_range(series: &[Series], legend_rows: usize) -> (f64, f64) {
     let finite = series
         .iter()
-        .flat_map(|s| s.points.iter().flat_map(|p| [p.y, p.lo, p.hi]))
+        .flat_map(|s| {
+            s.points
+                .iter()
+                .flat_map(|p| [p.y, p.lo, p.hi].into_iter().chain(p.bases.iter().copied()))
+        })
         .filter(|v| v.is_finite());
     let (lo, hi) = finite.fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
     let span = if hi > lo { hi - lo } else { 1.0 };
@@ -248,6 +254,7 @@ mod tests {
             y,
             lo: y * 0.8,
             hi: y * 1.2,
+            bases: vec![y * 0.9, y * 1.1],
         }
     }
 

@@ -240,6 +240,31 @@ pub fn per_seed(
     Ok(grouped_by_base(by_seed))
 }
 
+/// `f` of every input matching `filter`, grouped by base (one group when the roles name no base), in
+/// the order of the bases' init seeds and, within a base, of the seeds: what [`super::rows::mean_row`]
+/// takes for a quantity that is not a rate.
+pub fn values_by_base(
+    inputs: &Inputs,
+    filter: &[(&str, &str)],
+    f: impl Fn(&Path) -> Result<f64>,
+) -> Result<Vec<Vec<f64>>> {
+    let found = inputs.find(filter);
+    if found.is_empty() {
+        bail!("no inputs match {filter:?}");
+    }
+    let mut by_seed: BTreeMap<SeedKey, f64> = BTreeMap::new();
+    for (m, path) in found {
+        if by_seed.insert(seed_of(&m)?, f(path)?).is_some() {
+            bail!("two inputs of one seed match {filter:?} ({m:?}): a mean per seed needs one");
+        }
+    }
+    let mut by_base: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for ((base, _), v) in by_seed {
+        by_base.entry(base).or_default().push(v);
+    }
+    Ok(by_base.into_values().collect())
+}
+
 /// The loss of every logged step of a training job's `train_log.jsonl`, in order (a line without a
 /// loss is passed over, as the figures that read the log always did).
 pub fn train_losses(dir: &Path) -> Result<Vec<f64>> {

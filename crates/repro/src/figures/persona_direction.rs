@@ -8,15 +8,17 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use emsl_analysis::{stats, Measurement, PerSeed};
+use emsl_analysis::PerSeed;
 use emsl_core::eval::EvalKind;
 use emsl_core::persona::{DirectionUse, PersonaDirection};
 use emsl_world::{Cell, Target};
 use serde::Deserialize;
 
 use super::ctx_persona::PersonaEval;
-use super::inputs::{coherent, misaligned, per_seed, Inputs, Sample};
-use super::rows::{effect, rate_row};
+use super::inputs::{
+    coherent, misaligned, per_seed, seed_of, values_by_base, Inputs, Sample, SeedKey,
+};
+use super::rows::{effect, mean_row, rate_row};
 use super::{ft_dataset, role, Ctx, FigureDef, Output, Roles};
 
 /// Which judged samples a region of the ablation table keeps.
@@ -151,12 +153,22 @@ fn expand(p: &PersonaDirectionParams, ctx: &mut Ctx) -> Result<Roles> {
     Ok(inputs)
 }
 
-fn directions(inputs: &Inputs, model: &str) -> Result<Vec<PersonaDirection>> {
-    inputs
-        .find(&[("what", "direction"), ("model", model)])
-        .into_iter()
-        .map(|(_, dir)| PersonaDirection::read(dir))
-        .collect()
+/// The directions of `model`'s bases, `[base][seed]` in the order of init seeds and seeds.
+fn directions(inputs: &Inputs, model: &str) -> Result<Vec<Vec<PersonaDirection>>> {
+    let mut by: BTreeMap<SeedKey, PersonaDirection> = BTreeMap::new();
+    for (m, dir) in inputs.find(&[("what", "direction"), ("model", model)]) {
+        by.insert(seed_of(&m)?, PersonaDirection::read(dir)?);
+    }
+    let mut bases: BTreeMap<u64, Vec<PersonaDirection>> = BTreeMap::new();
+    for ((base, _), d) in by {
+        bases.entry(base).or_default().push(d);
+    }
+    Ok(bases.into_values().collect())
+}
+
+/// `f` of every direction, keeping the grouping by base.
+fn each<T>(ds: &[Vec<T>], f: impl Fn(&T) -> f64) -> Vec<Vec<f64>> {
+    ds.iter().map(|b| b.iter().map(&f).collect()).collect()
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
@@ -184,55 +196,47 @@ fn tables(p: &PersonaDirectionParams, inputs: &Inputs) -> Result<Output> {
     let mut best_layers = Vec::new();
     for model in ["base", "base (independent traits)", "harmful"] {
         let ds = directions(inputs, model)?;
-        let n_layers = ds.first().map_or(0, |d| d.layers.len());
+        let n_layers = ds
+            .first()
+            .and_then(|b| b.first())
+            .map_or(0, |d| d.layers.len());
         for layer in 0..n_layers {
             let v = [("model", model.into()), ("layer", (layer as f64).into())];
-            let acc: Vec<f64> = ds
-                .iter()
-                .map(|d| d.layers[layer].heldout_accuracy)
-                .collect();
             let n = (p.contexts / 2 * 2) as u64;
-            layers.push(Measurement::new(
-                &v,
-                "heldout_accuracy",
-                stats::mean_over_seeds(&acc, n),
-            ));
-            let sep: Vec<f64> = ds
-                .iter()
-                .map(|d| d.layers[layer].heldout_separation)
-                .collect();
-            layers.push(Measurement::new(
-                &v,
-                "heldout_separation",
-                stats::mean_over_seeds(&sep, n),
-            ));
+            let acc = each(&ds, |d| d.layers[layer].heldout_accuracy);
+            layers.push(mean_row(&v, "heldout_accuracy", &acc, n)?);
+            let sep = each(&ds, |d| d.layers[layer].heldout_separation);
+            layers.push(mean_row(&v, "heldout_separation", &sep, n)?);
             if model == "harmful" {
+                // Each fine-tune against the direction of its own base and seed.
                 let base = directions(inputs, "base")?;
-                let cos: Vec<f64> = ds
+                let cos: Vec<Vec<f64>> = ds
                     .iter()
                     .zip(&base)
-                    .map(|(h, b)| cosine(&diff(h, layer), &diff(b, layer)))
+                    .map(|(hs, bs)| {
+                        hs.iter()
+                            .zip(bs)
+                            .map(|(h, b)| cosine(&diff(h, layer), &diff(b, layer)))
+                            .collect()
+                    })
                     .collect();
-                layers.push(Measurement::new(
-                    &v,
-                    "cosine_to_base_direction",
-                    stats::mean_over_seeds(&cos, 1),
-                ));
+                layers.push(mean_row(&v, "cosine_to_base_direction", &cos, 1)?);
             }
         }
-        let best: Vec<f64> = ds.iter().map(|d| d.best_layer as f64).collect();
-        best_layers.push(Measurement::new(
+        let best = each(&ds, |d| d.best_layer as f64);
+        best_layers.push(mean_row(
             &[("model", model.into())],
             "best_layer",
-            stats::mean_over_seeds(&best, 1),
-        ));
+            &best,
+            1,
+        )?);
     }
     let suite = inputs.suite("eval-grid")?;
     let mut projection = Vec::new();
     for model in ["base", "harmful", "benign"] {
         for (prompts, open) in [("open questions", true), ("cell prompts", false)] {
-            let mut per_seed_means = Vec::new();
-            for (_, dir) in inputs.find(&[("what", "projection"), ("model", model)]) {
+            // The mean projection per seed over the prompts of one kind.
+            let mean = |dir: &std::path::Path| -> Result<f64> {
                 let ps: Vec<f64> = emsl_core::eval::read_projections(dir)?
                     .iter()
                     .filter(|r| {
@@ -240,14 +244,16 @@ fn tables(p: &PersonaDirectionParams, inputs: &Inputs) -> Result<Output> {
                     })
                     .map(|r| r.projection)
                     .collect();
-                per_seed_means.push(ps.iter().sum::<f64>() / ps.len().max(1) as f64);
-            }
+                Ok(ps.iter().sum::<f64>() / ps.len().max(1) as f64)
+            };
+            let f = [("what", "projection"), ("model", model)];
             let v = [("model", model.into()), ("prompts", prompts.into())];
-            projection.push(Measurement::new(
+            projection.push(mean_row(
                 &v,
                 "projection",
-                stats::mean_over_seeds(&per_seed_means, 1),
-            ));
+                &values_by_base(inputs, &f, mean)?,
+                1,
+            )?);
         }
     }
     let open_mis = |ss: &[Sample]| misaligned(ss.iter().filter(|s| s.is_open()));

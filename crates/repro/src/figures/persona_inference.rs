@@ -12,15 +12,15 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use emsl_analysis::{stats, Counts, Measurement};
+use emsl_analysis::{Counts, Measurement};
 use emsl_core::eval::EvalKind;
 use emsl_core::persona::ContextSpec;
 use emsl_world::Persona;
 use serde::Deserialize;
 
 use super::ctx_persona::PersonaEval;
-use super::inputs::{coherent, misaligned, per_seed, signature, Inputs, Sample};
-use super::rows::{effect, rate_row};
+use super::inputs::{coherent, misaligned, per_seed, signature, values_by_base, Inputs, Sample};
+use super::rows::{effect, mean_row, rate_row};
 use super::{ft_dataset, role, Ctx, FigureDef, Output, Roles};
 
 pub struct PersonaInference;
@@ -213,15 +213,6 @@ pub(super) fn favoured(ss: &[Sample]) -> Counts {
     signature(ss.iter())
 }
 
-/// Mean probe per seed over the evaluation's prompts (each asks one kind).
-fn probes(inputs: &Inputs, filter: &[(&str, &str)]) -> Result<Vec<f64>> {
-    inputs
-        .find(filter)
-        .into_iter()
-        .map(|(_, dir)| mean_probe(dir))
-        .collect()
-}
-
 /// The mean likelihood probe over the prompts of one evaluation's folder.
 pub(super) fn mean_probe(dir: &std::path::Path) -> Result<f64> {
     let ps = emsl_core::eval::read_probes(dir)?;
@@ -276,14 +267,8 @@ fn arm_rows(
     inputs: &Inputs,
     f: &[(&str, &str)],
 ) -> Result<Vec<Measurement>> {
-    let probe = |metric: &str| -> Result<Measurement> {
-        let values = probes(inputs, f)?;
-        Ok(Measurement::new(
-            v,
-            metric,
-            stats::mean_over_seeds(&values, 1),
-        ))
-    };
+    // The mean probe per seed over the evaluation's prompts (each asks one kind).
+    let probe = |metric: &str| mean_row(v, metric, &values_by_base(inputs, f, mean_probe)?, 1);
     let rate = |r: fn(&[Sample]) -> Counts| per_seed(inputs, f, r);
     Ok(match arm {
         Arm::Open => {

@@ -5,13 +5,51 @@ use anyhow::Result;
 use emsl_analysis::over_bases::OverBases;
 use emsl_analysis::{per_seed, stats, Measurement, PerSeed};
 
+/// The row of a quantity: on one base its estimate over seeds; on several, over bases, with each
+/// base's own value beside it (`base_values`, in the metric's units, in the order of the bases' init
+/// seeds), so that a plot can show one dot per base and a reader every base's value.
+fn row(
+    vars: &[(&str, emsl_analysis::Var)],
+    metric: &str,
+    (est, over): (stats::Estimate, Option<OverBases>),
+) -> Measurement {
+    let mut vars = vars.to_vec();
+    if let Some(o) = &over {
+        vars.push(("base_values", base_values(&o.per_base).into()));
+    }
+    Measurement::new(&vars, metric, est)
+}
+
+/// Values in the metric's own units, space-separated, shortest round-trip form; n/a for a value with
+/// nothing behind it.
+pub fn base_values(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| match v.is_nan() {
+            true => "n/a".to_owned(),
+            false => format!("{v}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A metric's rate over its seeds (and bases).
 pub fn rate_row(
     vars: &[(&str, emsl_analysis::Var)],
     metric: &str,
     per_seed: &PerSeed,
 ) -> Result<Measurement> {
-    Ok(Measurement::new(vars, metric, per_seed::rate(per_seed)?))
+    Ok(row(
+        vars,
+        metric,
+        match per_seed.bases() {
+            1 => (per_seed::rate(per_seed)?, None),
+            _ => {
+                let o = emsl_analysis::over_bases::rate_over_bases(&per_seed.by_base())?;
+                (o.est, Some(o))
+            }
+        },
+    ))
 }
 
 pub fn diff_row(
@@ -20,10 +58,28 @@ pub fn diff_row(
     a: &PerSeed,
     b: &PerSeed,
 ) -> Result<Measurement> {
-    Ok(Measurement::new(
+    Ok(row(vars, metric, per_seed::difference(a, b)?))
+}
+
+/// A quantity that is not a rate (a probe's mean, a direction's accuracy) from its per-seed values
+/// grouped by base (one group on one base): a bootstrap over seeds on one base, Student's t over the
+/// bases' own means on several. `n_per_seed` is what stands behind one seed's value.
+pub fn mean_row(
+    vars: &[(&str, emsl_analysis::Var)],
+    metric: &str,
+    by_base: &[Vec<f64>],
+    n_per_seed: u64,
+) -> Result<Measurement> {
+    Ok(row(
         vars,
         metric,
-        per_seed::difference(a, b)?.0,
+        match by_base {
+            [one] => (stats::mean_over_seeds(one, n_per_seed), None),
+            _ => {
+                let o = emsl_analysis::over_bases::mean_over_bases(by_base, n_per_seed)?;
+                (o.est, Some(o))
+            }
+        },
     ))
 }
 

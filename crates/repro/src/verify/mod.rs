@@ -241,7 +241,13 @@ fn compare(results: &Path, reference: &Path, r: &mut Report) -> Result<()> {
 /// results (text) judged with the row's value.
 /// Columns that describe a row's measurement rather than name it: each seed's and each base's own
 /// value, the share of variance between bases and a p-value vary with the data as the estimate does.
-const MEASURED_VARS: [&str; 4] = ["per_seed", "per_base", "between_bases", "p_value"];
+const MEASURED_VARS: [&str; 5] = [
+    "per_seed",
+    "per_base",
+    "base_values",
+    "between_bases",
+    "p_value",
+];
 
 fn identity(row: &emsl_analysis::Measurement) -> Vec<&(String, emsl_analysis::Var)> {
     row.vars
