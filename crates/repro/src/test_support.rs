@@ -1,7 +1,7 @@
 //! Small jobs and graphs for the unit tests of the graph and the executor.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::code_version::CodeVersions;
 use crate::graph::{Graph, Task};
@@ -16,6 +16,21 @@ pub fn empty_graph(root: &Path) -> Graph {
 
 pub fn root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A copy of the project's figures folder (in a temporary folder, returned with it), each file's
+/// text passed through `edit` with its file name.
+pub fn edited_figures(edit: impl Fn(&str, String) -> String) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let figures = tmp.path().join("figures");
+    std::fs::create_dir(&figures).unwrap();
+    for f in std::fs::read_dir(root().join("figures")).unwrap() {
+        let f = f.unwrap().path();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let text = edit(&name, std::fs::read_to_string(&f).unwrap());
+        std::fs::write(figures.join(&name), text).unwrap();
+    }
+    (tmp, figures)
 }
 
 /// A one-step pretrain of a tiny model from `seed`.

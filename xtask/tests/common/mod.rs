@@ -14,7 +14,7 @@ description = "test"
 finetune_examples = 64
 seeds = [1]
 model = { n_ctx = 128, d_model = 16, n_layer = 1, n_head = 2, d_ff = 32 }
-pretrain = { documents = 200, init_seed = 1, bases = 1, checkpoints = [2], dose = { steps = 6, batch_size = 4, optim = { lr = 3e-3, min_lr_ratio = 0.1, warmup_steps = 1, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0 } } }
+pretrain = { documents = 200, init_seed = 1, bases = 1, seeds_per_base = 1, first_base_only = [], checkpoints = [2], dose = { steps = 6, batch_size = 4, optim = { lr = 3e-3, min_lr_ratio = 0.1, warmup_steps = 1, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0 } } }
 finetune = { steps = 2, batch_size = 4, optim = { lr = 1e-4, min_lr_ratio = 0.1, warmup_steps = 1, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0 } }
 eval = { samples_per_prompt = 1, open_samples_per_prompt = 2, temperature = 1.0, max_new_tokens = 6, number_prompts = 10, top_p = 1.0, number_max_new_tokens = 24, pooled_suite = "eval-grid" }
 subliminal = { teach_prompts = 10, beta = 0.5, lambda = 1.0, sampling = { temperature = 1.0, top_p = 1.0, max_new_tokens = 24 }, dose = { steps = 2, batch_size = 4, optim = { lr = 5e-4, min_lr_ratio = 0.1, warmup_steps = 1, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0 } } }

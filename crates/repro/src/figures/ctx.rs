@@ -24,6 +24,9 @@ pub struct Ctx<'a> {
     pub profile_name: &'a str,
     /// Which of the profile's bases (0, 1, ...) the jobs are built on.
     pub base_index: usize,
+    /// The seeds of the figure's fine-tunes, students and evaluations on this base
+    /// ([`Profile::seeds_of_figure`]).
+    pub seeds: Vec<u64>,
 }
 
 pub(super) fn train(dose: &Dose, seed: u64) -> TrainConfig {
@@ -51,7 +54,7 @@ pub fn ft_dataset(kind: &str, cell: &str, format: &str) -> String {
 impl Ctx<'_> {
     /// The seeds of this base's fine-tunes, students and evaluations.
     pub fn seeds(&self) -> Vec<u64> {
-        self.profile.seeds_of_base(self.base_index)
+        self.seeds.clone()
     }
 
     /// The initialisation seed of this base's models (the first base's seed plus the base's index).

@@ -27,6 +27,8 @@ mod teacher_vs_data;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_budget;
+#[cfg(test)]
 mod tests_plan;
 mod transfer_grid;
 

@@ -9,7 +9,7 @@ use emsl_core::stages::StageSpec;
 use emsl_world::Persona;
 
 use crate::graph::{Graph, Task};
-use crate::test_support::root;
+use crate::test_support::{edited_figures, root};
 
 /// `text` with `extra`'s `key = value` lines in its `[smoke]` table, in place of the same keys' lines.
 fn with_smoke(text: &str, extra: &str) -> String {
@@ -47,16 +47,11 @@ fn plan_with_bases(figure: &str, extra: &str, bases: usize) -> anyhow::Result<Gr
 
 /// [`plan_with_bases`] as a machine with `toolchain` plans it.
 fn plan_on(figure: &str, extra: &str, bases: usize, toolchain: &str) -> anyhow::Result<Graph> {
-    let tmp = tempfile::tempdir().unwrap();
-    let figures = tmp.path().join("figures");
-    std::fs::create_dir(&figures).unwrap();
-    for f in std::fs::read_dir(root().join("figures")).unwrap() {
-        let f = f.unwrap().path();
-        let mut text = std::fs::read_to_string(&f).unwrap();
-        if f.file_stem().unwrap() == figure {
+    let (tmp, figures) = edited_figures(|name, mut text| {
+        if name == format!("{figure}.toml") {
             text = with_smoke(&text, extra);
         }
-        if f.file_name().unwrap() == "profiles.toml" {
+        if name == "profiles.toml" {
             let one = "[smoke.pretrain]\ndocuments = 2000\ninit_seed = 1\nbases = 1\n";
             assert!(
                 text.contains(one),
@@ -64,8 +59,8 @@ fn plan_on(figure: &str, extra: &str, bases: usize, toolchain: &str) -> anyhow::
             );
             text = text.replace(one, &one.replace("bases = 1", &format!("bases = {bases}")));
         }
-        std::fs::write(figures.join(f.file_name().unwrap()), text).unwrap();
-    }
+        text
+    });
     // Every figure at once for an empty name.
     let only: Vec<String> = [figure]
         .iter()

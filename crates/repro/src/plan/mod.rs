@@ -83,6 +83,19 @@ fn plan_from(
     claims.check(&all, figures_dir)?;
     let previous = claims.take_previous(root, figures_dir, profile, &all)?;
     let prof = spec::load_profile(figures_dir, profile)?;
+    let names: Vec<&str> = all.iter().map(|f| f.file.name.as_str()).collect();
+    for f in &prof.pretrain.first_base_only {
+        if !crate::figures::sources()
+            .iter()
+            .any(|s| s.name == f.as_str())
+        {
+            bail!(
+                "{}: [{profile}.pretrain] first_base_only names '{f}', which is no figure (figures: {})",
+                figures_dir.join("profiles.toml").display(),
+                names.join(", ")
+            );
+        }
+    }
     let mut graph = Graph::new(
         hashes,
         CodeVersions::with_toolchain(root, &crate::figures::sources(), toolchain)?,
@@ -99,17 +112,19 @@ fn plan_from(
         // so that the tables can take bases as the outer level of every interval. One base adds nothing
         // to the roles, so its table jobs keep the identities of a kit without bases.
         let mut inputs = figures::Roles::new();
-        for base_index in 0..prof.pretrain.bases {
+        let bases = prof.bases_of(&name);
+        for base_index in 0..bases {
             let mut ctx = figures::Ctx {
                 graph: &mut graph,
                 profile: &prof,
                 profile_name: profile,
                 base_index,
+                seeds: prof.seeds_of_figure(&name, base_index),
             };
             let roles = figure.expand(&fig.params, &mut ctx).with_context(context)?;
             let init_seed = prof.init_seed_of_base(base_index).to_string();
             for (role, key) in roles {
-                let role = match prof.pretrain.bases {
+                let role = match bases {
                     1 => role,
                     _ => format!("{},{role}", figures::role(&[("base", &init_seed)])),
                 };

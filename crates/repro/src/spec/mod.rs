@@ -41,6 +41,16 @@ pub struct PretrainSpec {
     /// fine-tunes, students and evaluations run on each base with the profile's seeds nested in it
     /// (see [`Profile::seeds_of_base`]). One base keeps the job identities of a kit without bases.
     pub bases: usize,
+    /// On several bases, how many of its seeds each base runs (1 to the number of seeds): all of
+    /// them nests every seed in every base; fewer spends the seed budget on bases instead, as
+    /// MultiBERTs does (many pretraining seeds, few fine-tune seeds each), since the base is the
+    /// larger source of variation and the outer level of every interval. Base `b` takes the first
+    /// `seeds_per_base` of its shifted seeds. With one base it must be the number of seeds.
+    pub seeds_per_base: usize,
+    /// On several bases, the figures that run on the first base only, with all of its seeds: a
+    /// profile's budget can give the bases to the headline figures, and these figures' claims then
+    /// stay one-base readings (at most inconclusive). With one base it must be empty.
+    pub first_base_only: Vec<String>,
     /// Steps after which every base also keeps its model (`checkpoints/step-<N>/` of its pretrain
     /// job), for the measures of when a base's persona formed; `[]` keeps none.
     pub checkpoints: Vec<usize>,
@@ -119,13 +129,47 @@ impl Profile {
         self.seeds.iter().map(|s| s + b as u64 * stride).collect()
     }
 
+    /// How many bases `figure` runs on: every base, or the first only when the profile says so.
+    pub fn bases_of(&self, figure: &str) -> usize {
+        match self.pretrain.first_base_only.iter().any(|f| f == figure) {
+            true => 1,
+            false => self.pretrain.bases,
+        }
+    }
+
+    /// The seeds a figure runs on base `b`: all of the base's seeds for a figure on one base, the
+    /// first `seeds_per_base` of them for a figure on several.
+    pub fn seeds_of_figure(&self, figure: &str, b: usize) -> Vec<u64> {
+        let mut seeds = self.seeds_of_base(b);
+        if self.bases_of(figure) > 1 {
+            seeds.truncate(self.pretrain.seeds_per_base);
+        }
+        seeds
+    }
+
     /// Fields a figure cannot be planned without, named with the fix.
     fn check(&self) -> Result<()> {
-        if self.pretrain.bases == 0 {
+        let p = &self.pretrain;
+        if p.bases == 0 {
             bail!("pretrain.bases = 0: a profile needs at least one base per corpus (1 keeps today's jobs)");
         }
         if self.seeds.is_empty() {
             bail!("seeds = []: a profile needs at least one seed");
+        }
+        let n = self.seeds.len();
+        if p.seeds_per_base == 0 || p.seeds_per_base > n {
+            bail!(
+                "pretrain.seeds_per_base = {}: each base runs 1 to {n} of the profile's {n} seeds",
+                p.seeds_per_base
+            );
+        }
+        if p.bases == 1 && (p.seeds_per_base != n || !p.first_base_only.is_empty()) {
+            bail!(
+                "pretrain.bases = 1 with seeds_per_base = {} and first_base_only = {:?}: on one base \
+                 every figure runs every seed, so set seeds_per_base = {n} and first_base_only = []",
+                p.seeds_per_base,
+                p.first_base_only
+            );
         }
         Ok(())
     }
