@@ -164,7 +164,7 @@ fn shown(m: &Measurement) -> String {
 }
 
 /// CLAIMS.md from the effects of `figures` (each with the claim ids its file lists) under `out`;
-/// with `previous` (a column name and an earlier world's frozen results folder), each claim's and
+/// with `previous` (a column name and an earlier run's frozen results folder), each claim's and
 /// each effect's verdict there beside this world's, matched by figure and effect.
 pub fn render(
     out: &Path,
@@ -196,8 +196,8 @@ pub fn render(
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         writeln!(
             s,
-            "The column *{label}* gives the verdict of the same claim and effect in `{folder}/`, an \
-             earlier world's frozen results (`cargo xtask verify --results {folder} --frozen`), \
+            "The column *{label}* gives the verdict of the same claim and effect in `{folder}/`, the \
+             frozen results of an earlier run (`cargo xtask verify --results {folder} --frozen`), \
              matched by figure and effect; `-` where it has no such effect.\n"
         )?;
         head.push_str(&format!(" {label} |"));

@@ -36,7 +36,7 @@ pub enum Task {
         tables: BTreeMap<String, String>,
         #[serde(skip_serializing_if = "BTreeMap::is_empty")]
         committed: BTreeMap<String, String>,
-        /// An earlier world's frozen tables whose verdicts the table sets beside these.
+        /// An earlier run's frozen tables whose verdicts the table sets beside these.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         previous: Option<crate::spec::PreviousTables>,
     },

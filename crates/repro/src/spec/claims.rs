@@ -24,7 +24,7 @@ pub struct Anchor {
     pub work: String,
 }
 
-/// An earlier world's frozen results at one profile (`[[previous]]`), whose verdicts that profile's
+/// An earlier run's frozen results at one profile (`[[previous]]`), whose verdicts that profile's
 /// CLAIMS.md sets beside this world's, effect by effect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
