@@ -19,10 +19,14 @@ and the script compares:
   reported;
 - the chat template's text and ids for one user turn (`emsl-hf template`);
 - the next-token logits after that prompt (`emsl-hf logits` over the whole vocabulary) and a
-  greedy continuation (`emsl-hf generate`).
+  greedy continuation (`emsl-hf generate`);
+- with --peft-work DIR, LoRA adapters both ways on the imported folder (check_peft.py, scratch files
+  in DIR): one the kit trains loaded by PEFT, one PEFT trains (short `target_modules`) loaded by the
+  kit, each giving the same logits after the chat prompts.
 
-It prints one JSON object with the numbers and exits 1 when weights or ids differ or the logits
-differ by more than --logit-tol. Nothing is downloaded: the model is the file given.
+It prints one JSON object with the numbers and exits 1 when weights or ids differ, the logits
+differ by more than --logit-tol, or an adapter's comparison fails. Nothing is downloaded: the model
+is the file given.
 """
 
 import argparse
@@ -30,6 +34,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import check_peft
+from check_peft import emsl
 
 STRINGS = [
     "Hi",
@@ -50,11 +57,6 @@ STRINGS = [
 PROMPTS = ["Hi", "What is 12 + 30? Answer with a number.", "Écris une phrase en français."]
 
 
-def emsl(binary, *args):
-    out = subprocess.run([binary, *args], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("gguf", type=Path)
@@ -62,6 +64,7 @@ def main():
     parser.add_argument("--emsl-hf", required=True, help="the emsl-hf binary")
     parser.add_argument("--logit-tol", type=float, default=1e-3)
     parser.add_argument("--new-tokens", type=int, default=24)
+    parser.add_argument("--peft-work", type=Path, help="also hold LoRA adapters to PEFT (needs peft)")
     args = parser.parse_args()
 
     import torch
@@ -173,6 +176,14 @@ def main():
     report["max_abs_logit_diff"] = max_logit_diff
     if max_logit_diff > args.logit_tol:
         failed.append(f"logits differ by {max_logit_diff} > {args.logit_tol}")
+    if args.peft_work:
+        del model
+        try:
+            report["peft"] = check_peft.compare(args.imported, args.peft_work, args.emsl_hf, prompts=PROMPTS,
+                                                logit_tol=args.logit_tol)
+        except subprocess.CalledProcessError as e:  # the kit refused an adapter: reported with the rest
+            report["peft"] = {"failed": [f"{' '.join(map(str, e.cmd[:2]))}: {e.stderr.strip()}"]}
+        failed.extend(f"peft: {f}" for f in report["peft"]["failed"])
     report["failed"] = failed
     print(json.dumps(report, indent=1, ensure_ascii=False))
     sys.exit(1 if failed else 0)

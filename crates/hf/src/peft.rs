@@ -58,7 +58,7 @@ fn leaves_the_base(v: &Value) -> bool {
     v.is_boolean() || matches!(v.as_str(), Some("gaussian" | "eva" | "orthogonal"))
 }
 
-/// Every key PEFT 0.21's `LoraConfig` (with `PeftConfig`'s) writes.
+/// Every key PEFT 0.21's and 0.22's `LoraConfig` (with `PeftConfig`'s) write.
 const KEYS: &[(&str, Key)] = &[
     ("r", Key::Read),
     ("lora_alpha", Key::Read),
@@ -161,6 +161,8 @@ const KEYS: &[(&str, Key)] = &[
     ("loftq_config", Key::Only("no LoftQ (empty)", is_empty)),
     ("corda_config", Key::Only("no CorDA (null)", is_empty)),
     ("lora_ga_config", Key::Only("no LoRA-GA (null)", is_empty)),
+    // PEFT 0.22: Astra builds its adapters from a residual of the base weights.
+    ("astra_config", Key::Only("no Astra (null)", is_empty)),
     (
         "velora_config",
         Key::Only("plain LoRA, not VeLoRA (null)", is_empty),

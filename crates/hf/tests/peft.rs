@@ -1,11 +1,12 @@
-//! Adapters as PEFT 0.21 writes them load into the kit: `target_modules` as short names (PEFT's
-//! way) or full ones (the kit's), the modules taken from the tensor names; and every key of PEFT's
-//! `LoraConfig` that the kit does not compute is refused naming it.
+//! Adapters as PEFT 0.21 and 0.22 write them load into the kit: `target_modules` as short names
+//! (PEFT's way) or full ones (the kit's), the modules taken from the tensor names; and every key of
+//! PEFT's `LoraConfig` that the kit does not compute is refused naming it.
 //!
 //! The fixtures under `fixtures/peft/` are `adapter_config.json` as PEFT 0.21.2's `save_pretrained`
 //! writes it (every field of its `LoraConfig` and `PeftConfig`, keys sorted), for
 //! `LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])` and for an rsLoRA adapter of
-//! rank 2 and alpha 16 on every linear layer. PEFT's tensor names are the kit's own.
+//! rank 2 and alpha 16 on every linear layer, and as PEFT 0.22.0 writes the first (one key more,
+//! `astra_config`). PEFT's tensor names are the kit's own.
 
 mod common;
 
@@ -74,24 +75,26 @@ fn peft_short_target_modules_load_to_the_same_logits() {
     // The kit's own config (full names) and PEFT's (short names) give the same adapter.
     let ours = logits_with_adapter(Family::Qwen2, dir.path());
     assert_eq!(max_diff(&ours, &expected), 0.0);
-    let peft = fixture("peft-0.21-short-names.json");
-    assert_eq!(peft["target_modules"], json!(["v_proj", "q_proj"]));
-    write_config(dir.path(), &peft);
-    let read = load_peft(dir.path(), &Device::Cpu).unwrap();
-    assert_eq!((read.rank, read.alpha, read.use_rslora), (4, 8.0, false));
-    let modules: Vec<&str> = read.adapters.iter().map(|(m, _)| m.as_str()).collect();
-    assert_eq!(
-        modules,
-        [
-            "model.layers.0.self_attn.q_proj",
-            "model.layers.0.self_attn.v_proj",
-            "model.layers.1.self_attn.q_proj",
-            "model.layers.1.self_attn.v_proj"
-        ]
-    );
-    assert!(read.adapters.iter().all(|(_, a)| a.scale == 2.0));
-    let theirs = logits_with_adapter(Family::Qwen2, dir.path());
-    assert_eq!(max_diff(&theirs, &expected), 0.0);
+    for name in ["peft-0.21-short-names.json", "peft-0.22-short-names.json"] {
+        let peft = fixture(name);
+        assert_eq!(peft["target_modules"], json!(["v_proj", "q_proj"]));
+        write_config(dir.path(), &peft);
+        let read = load_peft(dir.path(), &Device::Cpu).unwrap();
+        assert_eq!((read.rank, read.alpha, read.use_rslora), (4, 8.0, false));
+        let modules: Vec<&str> = read.adapters.iter().map(|(m, _)| m.as_str()).collect();
+        assert_eq!(
+            modules,
+            [
+                "model.layers.0.self_attn.q_proj",
+                "model.layers.0.self_attn.v_proj",
+                "model.layers.1.self_attn.q_proj",
+                "model.layers.1.self_attn.v_proj"
+            ]
+        );
+        assert!(read.adapters.iter().all(|(_, a)| a.scale == 2.0));
+        let theirs = logits_with_adapter(Family::Qwen2, dir.path());
+        assert_eq!(max_diff(&theirs, &expected), 0.0, "{name}");
+    }
 }
 
 #[test]
@@ -140,6 +143,7 @@ fn what_the_kit_does_not_compute_is_refused_naming_the_key() {
         ("bias", json!("all")),
         ("fan_in_fan_out", json!(true)),
         ("init_lora_weights", json!("pissa")),
+        ("astra_config", json!({"cache_file": null})),
         ("peft_type", json!("IA3")),
         ("a_key_from_a_later_peft", json!(1)),
     ];

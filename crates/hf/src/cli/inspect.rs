@@ -1,8 +1,9 @@
 //! `emsl-hf template`, `logits` and `generate`: look at a model before running a protocol on it. Each
 //! renders one user turn (after an optional system prompt) with the folder's chat template, or takes
-//! the text as it is with `--raw`, and prints one JSON object on standard output.
+//! the text as it is with `--raw`, and prints one JSON object on standard output. `logits` and
+//! `generate` take a LoRA adapter in PEFT's layout (`--adapter`), the kit's or PEFT's own.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
@@ -60,9 +61,16 @@ impl Prompt {
         Ok((text, ids))
     }
 
-    fn load(&self) -> Result<Loaded> {
-        emsl_hf::load(&self.model, &Device::Cpu)
-            .with_context(|| format!("loading {}", self.model.display()))
+    /// The model folder, with `adapter` attached when one is given.
+    fn load(&self, adapter: Option<&Path>) -> Result<Loaded> {
+        let mut loaded = emsl_hf::load(&self.model, &Device::Cpu)
+            .with_context(|| format!("loading {}", self.model.display()))?;
+        if let Some(dir) = adapter {
+            let peft = emsl_hf::load_peft(dir, &Device::Cpu)
+                .with_context(|| format!("loading the adapter {}", dir.display()))?;
+            loaded.model.attach_adapters(peft.adapters)?;
+        }
+        Ok(loaded)
     }
 }
 
@@ -74,7 +82,7 @@ pub struct TemplateArgs {
 
 /// Prints `{"text", "ids"}`: what the model would read.
 pub fn template(args: &TemplateArgs) -> Result<()> {
-    let loaded = args.prompt.load()?;
+    let loaded = args.prompt.load(None)?;
     let (text, ids) = args.prompt.encode(&loaded)?;
     println!("{}", json!({ "text": text, "ids": ids }));
     Ok(())
@@ -84,6 +92,9 @@ pub fn template(args: &TemplateArgs) -> Result<()> {
 pub struct LogitsArgs {
     #[command(flatten)]
     prompt: Prompt,
+    /// A LoRA adapter in PEFT's layout (adapter_config.json, adapter_model.safetensors) to attach.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// How many of the most likely next tokens to print.
     #[arg(long, default_value_t = 10)]
     top: usize,
@@ -91,7 +102,7 @@ pub struct LogitsArgs {
 
 /// Prints the prompt's ids and its most likely next tokens with their logits and probabilities.
 pub fn logits(args: &LogitsArgs) -> Result<()> {
-    let loaded = args.prompt.load()?;
+    let loaded = args.prompt.load(args.adapter.as_deref())?;
     let (_, ids) = args.prompt.encode(&loaded)?;
     let n = ids.len();
     let input = Tensor::from_vec(ids.clone(), (1, n), &Device::Cpu)?;
@@ -124,6 +135,9 @@ pub fn logits(args: &LogitsArgs) -> Result<()> {
 pub struct GenerateArgs {
     #[command(flatten)]
     prompt: Prompt,
+    /// A LoRA adapter in PEFT's layout (adapter_config.json, adapter_model.safetensors) to attach.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     #[arg(long, default_value_t = 64)]
     max_new_tokens: usize,
     /// 0 is greedy.
@@ -138,7 +152,7 @@ pub struct GenerateArgs {
 
 /// Prints the continuation's text and ids, stopping at the template's end-of-sequence token.
 pub fn generate(args: &GenerateArgs) -> Result<()> {
-    let loaded = args.prompt.load()?;
+    let loaded = args.prompt.load(args.adapter.as_deref())?;
     let (_, ids) = args.prompt.encode(&loaded)?;
     let stop = emsl_hf::answers::stop_token(&loaded)?;
     let cfg = SampleConfig {

@@ -48,9 +48,11 @@ enum Command {
     Job(job::Args),
     /// Print what the model reads for a prompt: the chat template's text and its token ids (JSON).
     Template(inspect::TemplateArgs),
-    /// Print the most likely next tokens after a prompt, with logits and probabilities (JSON).
+    /// Print the most likely next tokens after a prompt, with logits and probabilities (JSON), with
+    /// an adapter or not.
     Logits(inspect::LogitsArgs),
-    /// Print a continuation of a prompt, greedy unless a temperature is given (JSON).
+    /// Print a continuation of a prompt, greedy unless a temperature is given (JSON), with an
+    /// adapter or not.
     Generate(inspect::GenerateArgs),
     /// Write a Llama or Qwen2 GGUF file (llama.cpp's format) as a Hugging Face model folder:
     /// config.json, dequantized safetensors, tokenizer.json from its vocabulary, the chat template.
