@@ -1,8 +1,9 @@
-//! README's claims table: a generated block, the summary table of `results/CLAIMS.md` (one row per
-//! claim with its verdict, and an earlier world's beside it), between two marker lines. CLAIMS.md is
-//! itself generated from the figures' `effects.parquet` by the claims job and checksummed in the lock,
-//! so the README shows what the committed results say and `cargo xtask readme --check` (and the test
-//! `readme_claims`) fails when it does not.
+//! README's claims table: a generated block between two marker lines. It holds the summary table of
+//! `results/CLAIMS.md` (one row per claim with its verdict, and an earlier world's beside it) and, once
+//! the `bases` run is committed, that of `results-bases/CLAIMS.md` (the claims about the procedure).
+//! CLAIMS.md is itself generated from the figures' `effects.parquet` by the claims job and
+//! checksummed in the lock, so the README shows what the committed results say and `cargo xtask
+//! readme --check` (and the test `readme_claims`) fails when it does not.
 
 use std::path::Path;
 
@@ -14,9 +15,9 @@ pub const BEGIN: &str =
 /// The line after the block.
 pub const END: &str = "<!-- end of the claims table -->";
 
-/// The block's lines between the markers: the profile CLAIMS.md was made at, and its summary table
-/// (from its header row to the first line that is not a table row).
-pub fn claims_block(claims_md: &str) -> Result<String> {
+/// The profile a CLAIMS.md was made at and its summary table (from its header row to the first line
+/// that is not a table row).
+fn summary(claims_md: &str) -> Result<(String, String)> {
     let lines: Vec<&str> = claims_md.lines().collect();
     let profile = lines
         .first()
@@ -33,10 +34,28 @@ pub fn claims_block(claims_md: &str) -> Result<String> {
         .take_while(|l| l.starts_with('|'))
         .copied()
         .collect();
+    Ok((profile.to_owned(), table.join("\n")))
+}
+
+/// The block's lines between the markers: the profile `results/CLAIMS.md` was made at and its
+/// summary table.
+pub fn claims_block(claims_md: &str) -> Result<String> {
+    let (profile, table) = summary(claims_md)?;
     Ok(format!(
         "Verdicts of the `{profile}` profile's reference run, by the rule written above the table in \
-         [`results/CLAIMS.md`](results/CLAIMS.md), which lists every effect beside the anchor's number:\n\n{}",
-        table.join("\n")
+         [`results/CLAIMS.md`](results/CLAIMS.md), which lists every effect beside the anchor's number:\n\n{table}"
+    ))
+}
+
+/// What the block adds once the `bases` profile's run is committed: its summary table, the claims
+/// about the procedure (bases as the outer level of every interval), with the one-base reading its
+/// CLAIMS.md sets beside each.
+pub fn procedure_block(claims_md: &str) -> Result<String> {
+    let (profile, table) = summary(claims_md)?;
+    Ok(format!(
+        "Claims about the procedure: the `{profile}` profile's run, each effect over many pretrained \
+         bases per corpus, by the same rule ([`results-bases/CLAIMS.md`](results-bases/CLAIMS.md)), \
+         with the one-base reading it replaces beside each verdict:\n\n{table}"
     ))
 }
 
@@ -58,7 +77,12 @@ pub fn update(root: &Path, check: bool) -> Result<bool> {
     let read =
         |p: &str| std::fs::read_to_string(root.join(p)).with_context(|| format!("reading {p}"));
     let readme = read("README.md")?;
-    let new = with_block(&readme, &claims_block(&read("results/CLAIMS.md")?)?)?;
+    let mut block = claims_block(&read("results/CLAIMS.md")?)?;
+    if root.join("results-bases/CLAIMS.md").exists() {
+        let procedure = procedure_block(&read("results-bases/CLAIMS.md")?)?;
+        block = format!("{block}\n\n{procedure}");
+    }
+    let new = with_block(&readme, &block)?;
     let changed = new != readme;
     if changed && !check {
         emsl_io::write_atomic(&root.join("README.md"), new.as_bytes())?;
@@ -88,5 +112,26 @@ mod tests {
         assert_eq!(new, format!("# Kit\n\n{BEGIN}\n{block}\n{END}\n\nafter\n"));
         assert_eq!(with_block(&new, &block).unwrap(), new);
         assert!(with_block("# Kit\n", &block).is_err());
+    }
+
+    #[test]
+    fn the_procedures_block_is_the_bases_runs_summary_table() {
+        let bases = CLAIMS
+            .replace("profile `quick`", "profile `bases`")
+            .replace(
+                "| effects |\n|---|---|---|---|",
+                "| effects | one base |\n|---|---|---|---|---|",
+            )
+            .replace(
+                "| reproduced | 3 |",
+                "| inconclusive | 3 | inconclusive (one base) |",
+            );
+        let block = procedure_block(&bases).unwrap();
+        assert!(block.contains("`bases` profile's run"), "{block}");
+        assert!(block.contains("results-bases/CLAIMS.md"), "{block}");
+        assert!(
+            block.ends_with("| C1 | same task | inconclusive | 3 | inconclusive (one base) |"),
+            "{block}"
+        );
     }
 }
