@@ -91,3 +91,15 @@ pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
         template,
     })
 }
+
+/// [`load`], with a LoRA adapter in PEFT's layout (the kit's or PEFT's own) attached when `adapter`
+/// names one.
+pub fn load_with_adapter(dir: &Path, adapter: Option<&Path>, device: &Device) -> Result<Loaded> {
+    let mut loaded = load(dir, device)?;
+    if let Some(a) = adapter {
+        let peft =
+            load_peft(a, device).with_context(|| format!("loading the adapter {}", a.display()))?;
+        loaded.model.attach_adapters(peft.adapters)?;
+    }
+    Ok(loaded)
+}

@@ -163,11 +163,7 @@ pub fn run_judge(
 ) -> Result<PathBuf> {
     let (questions, questions_file) = check_inputs(inputs.questions, inputs.model, inputs.judge)?;
     let dev = Device::Cpu;
-    let mut model = crate::load(inputs.model, &dev)?;
-    if let Some(dir) = inputs.adapter {
-        let peft = crate::peft::load_peft(dir, &dev)?;
-        model.model.attach_adapters(peft.adapters)?;
-    }
+    let model = crate::load_with_adapter(inputs.model, inputs.adapter, &dev)?;
     let judge = Judge::new(crate::load(inputs.judge, &dev)?, judge_cfg.min_number_mass)?;
     let staged = Staged::new(out)?;
     let records = evaluate(&model, &judge, &questions, answers)?;

@@ -63,14 +63,8 @@ impl Prompt {
 
     /// The model folder, with `adapter` attached when one is given.
     fn load(&self, adapter: Option<&Path>) -> Result<Loaded> {
-        let mut loaded = emsl_hf::load(&self.model, &Device::Cpu)
-            .with_context(|| format!("loading {}", self.model.display()))?;
-        if let Some(dir) = adapter {
-            let peft = emsl_hf::load_peft(dir, &Device::Cpu)
-                .with_context(|| format!("loading the adapter {}", dir.display()))?;
-            loaded.model.attach_adapters(peft.adapters)?;
-        }
-        Ok(loaded)
+        emsl_hf::load_with_adapter(&self.model, adapter, &Device::Cpu)
+            .with_context(|| format!("loading {}", self.model.display()))
     }
 }
 
