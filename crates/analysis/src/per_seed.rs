@@ -70,11 +70,15 @@ impl Deref for PerSeed {
     }
 }
 
-/// A rate: over seeds on one base, over bases on several.
-pub fn rate(x: &PerSeed) -> Result<Estimate> {
+/// A rate: over seeds on one base (`None` beside it), over bases on several (the estimate, with each
+/// base's own value and the share of variance between bases), as [`difference`] is.
+pub fn rate(x: &PerSeed) -> Result<(Estimate, Option<OverBases>)> {
     Ok(match x.bases() {
-        1 => stats::rate(x),
-        _ => rate_over_bases(&x.by_base())?.est,
+        1 => (stats::rate(x), None),
+        _ => {
+            let o = rate_over_bases(&x.by_base())?;
+            (o.est, Some(o))
+        }
     })
 }
 

@@ -240,29 +240,35 @@ pub fn per_seed(
     Ok(grouped_by_base(by_seed))
 }
 
-/// `f` of every input matching `filter`, grouped by base (one group when the roles name no base), in
-/// the order of the bases' init seeds and, within a base, of the seeds: what [`super::rows::mean_row`]
-/// takes for a quantity that is not a rate.
-pub fn values_by_base(
+/// `f` of every input matching `filter`, `[base][seed]` (one base when the roles name none), in the
+/// order of the bases' init seeds and, within a base, of the seeds: for a quantity that is not a
+/// rate, what [`super::rows::mean_row`] takes. Two inputs of one seed are an error: a value per seed
+/// needs one.
+pub fn values_by_base<T>(
     inputs: &Inputs,
     filter: &[(&str, &str)],
-    f: impl Fn(&Path) -> Result<f64>,
-) -> Result<Vec<Vec<f64>>> {
+    f: impl Fn(&Path) -> Result<T>,
+) -> Result<Vec<Vec<T>>> {
     let found = inputs.find(filter);
     if found.is_empty() {
         bail!("no inputs match {filter:?}");
     }
-    let mut by_seed: BTreeMap<SeedKey, f64> = BTreeMap::new();
+    let mut by_seed: BTreeMap<SeedKey, T> = BTreeMap::new();
     for (m, path) in found {
         if by_seed.insert(seed_of(&m)?, f(path)?).is_some() {
-            bail!("two inputs of one seed match {filter:?} ({m:?}): a mean per seed needs one");
+            bail!("two inputs of one seed match {filter:?} ({m:?}): a value per seed needs one");
         }
     }
-    let mut by_base: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    Ok(into_bases(by_seed))
+}
+
+/// Values keyed by (base, seed) as `[base][seed]`, in key order.
+fn into_bases<T>(by_seed: BTreeMap<SeedKey, T>) -> Vec<Vec<T>> {
+    let mut by_base: BTreeMap<u64, Vec<T>> = BTreeMap::new();
     for ((base, _), v) in by_seed {
         by_base.entry(base).or_default().push(v);
     }
-    Ok(by_base.into_values().collect())
+    by_base.into_values().collect()
 }
 
 /// The loss of every logged step of a training job's `train_log.jsonl`, in order (a line without a
@@ -292,11 +298,7 @@ pub fn seed_of(role: &BTreeMap<String, String>) -> Result<SeedKey> {
 
 /// Counts keyed by (base, seed) as per-seed counts grouped by base.
 pub fn grouped_by_base(by_seed: BTreeMap<SeedKey, Counts>) -> PerSeed {
-    let mut by_base: BTreeMap<u64, Vec<Counts>> = BTreeMap::new();
-    for ((base, _), c) in by_seed {
-        by_base.entry(base).or_default().push(c);
-    }
-    PerSeed::from_bases(by_base.into_values().collect())
+    PerSeed::from_bases(into_bases(by_seed))
 }
 
 pub fn cell_label(c: Option<Cell>) -> String {

@@ -15,9 +15,7 @@ use emsl_world::{Cell, Target};
 use serde::Deserialize;
 
 use super::ctx_persona::PersonaEval;
-use super::inputs::{
-    coherent, misaligned, per_seed, seed_of, values_by_base, Inputs, Sample, SeedKey,
-};
+use super::inputs::{coherent, misaligned, per_seed, values_by_base, Inputs, Sample};
 use super::rows::{effect, mean_row, rate_row};
 use super::{ft_dataset, role, Ctx, FigureDef, Output, Roles};
 
@@ -155,15 +153,8 @@ fn expand(p: &PersonaDirectionParams, ctx: &mut Ctx) -> Result<Roles> {
 
 /// The directions of `model`'s bases, `[base][seed]` in the order of init seeds and seeds.
 fn directions(inputs: &Inputs, model: &str) -> Result<Vec<Vec<PersonaDirection>>> {
-    let mut by: BTreeMap<SeedKey, PersonaDirection> = BTreeMap::new();
-    for (m, dir) in inputs.find(&[("what", "direction"), ("model", model)]) {
-        by.insert(seed_of(&m)?, PersonaDirection::read(dir)?);
-    }
-    let mut bases: BTreeMap<u64, Vec<PersonaDirection>> = BTreeMap::new();
-    for ((base, _), d) in by {
-        bases.entry(base).or_default().push(d);
-    }
-    Ok(bases.into_values().collect())
+    let f = [("what", "direction"), ("model", model)];
+    values_by_base(inputs, &f, PersonaDirection::read)
 }
 
 /// `f` of every direction, keeping the grouping by base.
@@ -194,6 +185,8 @@ fn tables(p: &PersonaDirectionParams, inputs: &Inputs) -> Result<Output> {
     let ft: Cell = p.cell.parse()?;
     let mut layers = Vec::new();
     let mut best_layers = Vec::new();
+    // Each harmful fine-tune's direction is compared with that of its own base and seed.
+    let base = directions(inputs, "base")?;
     for model in ["base", "base (independent traits)", "harmful"] {
         let ds = directions(inputs, model)?;
         let n_layers = ds
@@ -208,8 +201,6 @@ fn tables(p: &PersonaDirectionParams, inputs: &Inputs) -> Result<Output> {
             let sep = each(&ds, |d| d.layers[layer].heldout_separation);
             layers.push(mean_row(&v, "heldout_separation", &sep, n)?);
             if model == "harmful" {
-                // Each fine-tune against the direction of its own base and seed.
-                let base = directions(inputs, "base")?;
                 let cos: Vec<Vec<f64>> = ds
                     .iter()
                     .zip(&base)

@@ -22,7 +22,7 @@ fn row(
 
 /// Values in the metric's own units, space-separated, shortest round-trip form; n/a for a value with
 /// nothing behind it.
-pub fn base_values(values: &[f64]) -> String {
+fn base_values(values: &[f64]) -> String {
     values
         .iter()
         .map(|v| match v.is_nan() {
@@ -39,17 +39,7 @@ pub fn rate_row(
     metric: &str,
     per_seed: &PerSeed,
 ) -> Result<Measurement> {
-    Ok(row(
-        vars,
-        metric,
-        match per_seed.bases() {
-            1 => (per_seed::rate(per_seed)?, None),
-            _ => {
-                let o = emsl_analysis::over_bases::rate_over_bases(&per_seed.by_base())?;
-                (o.est, Some(o))
-            }
-        },
-    ))
+    Ok(row(vars, metric, per_seed::rate(per_seed)?))
 }
 
 pub fn diff_row(
